@@ -1,0 +1,43 @@
+"""eventstream: a threaded, synchronous Server-Sent Events client on top of requests.
+
+The public names are listed in ``__all__``; every module whose name starts with an
+underscore is private.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ._exceptions import (
+    ConnectError,
+    ContentTypeError,
+    EventStreamError,
+    HTTPStatusError,
+    ProtocolError,
+    ReadError,
+    ResponseError,
+    RetriesExhausted,
+    StreamError,
+)
+from ._models import Event
+from ._parser import DEFAULT_MAX_EVENT_SIZE, Parser
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MAX_EVENT_SIZE",
+    "ConnectError",
+    "ContentTypeError",
+    "Event",
+    "EventStreamError",
+    "HTTPStatusError",
+    "Parser",
+    "ProtocolError",
+    "ReadError",
+    "ResponseError",
+    "RetriesExhausted",
+    "StreamError",
+    "__version__",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,0 +1,256 @@
+"""Sans-I/O parser for the ``text/event-stream`` format.
+
+Implements "Parsing an event stream" and "Interpreting an event stream" of the WHATWG
+HTML Living Standard, section 9.2 (Server-sent events).  No sockets, threads or
+clocks: bytes go in, events come out.
+
+How it stays exact and fast:
+
+* Line ends are normalised to LF on the raw bytes (CR, LF and CRLF are all line ends;
+  a CR that ends one read and an LF that starts the next are one line end).  CR and LF
+  never occur inside a multi-byte UTF-8 sequence, so this is safe before decoding.
+* Only *complete* blocks (lines up to and including the blank line that dispatches
+  them) are decoded and interpreted.  A complete region ends on a line end, so it can
+  be decoded on its own with U+FFFD replacement, exactly as decoding the whole stream
+  would.  The unfinished tail is kept as raw bytes in a ``bytearray`` (amortised
+  linear appends) and only the new bytes of each read are scanned, so an event that
+  arrives in many small reads is copied and scanned a bounded number of times.
+* Interpreting block by block makes a block's ``id:`` take effect exactly at its
+  dispatch, as the spec's last event ID buffer/string pair does, and lets an
+  unfinished block at end of body be dropped whole.
+"""
+
+from __future__ import annotations
+
+from ._exceptions import ProtocolError
+from ._models import Event
+
+__all__ = ["DEFAULT_MAX_EVENT_SIZE", "Parser"]
+
+#: Default cap, in bytes, on one line or one event (16 MiB).
+DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
+
+_BOM = b"\xef\xbb\xbf"
+_new_event = tuple.__new__  # Event is a NamedTuple: build it without the Python-level __new__
+
+
+class Parser:
+    """Incremental decoder of one event stream: feed it body bytes, get events.
+
+    Not thread-safe: one parser belongs to one reader (in eventstream, the worker
+    thread of a stream).  It never raises on malformed input; bytes that are not
+    UTF-8 become U+FFFD.  The only error is :class:`ProtocolError` when a line or an
+    event grows past ``max_event_size`` bytes (``None`` disables the cap).
+
+    ``last_event_id`` seeds the last event ID, as when resuming a stream.
+    """
+
+    __slots__ = ("_at_start", "_discarding", "_last_id", "_max", "_pending", "_retry", "_skip_lf")
+
+    def __init__(
+        self,
+        *,
+        max_event_size: int | None = DEFAULT_MAX_EVENT_SIZE,
+        last_event_id: str = "",
+    ) -> None:
+        if max_event_size is not None and (
+            isinstance(max_event_size, bool) or not isinstance(max_event_size, int)
+        ):
+            raise TypeError(f"max_event_size must be an int or None, not {max_event_size!r}")
+        if max_event_size is not None and max_event_size < 1:
+            raise ValueError(f"max_event_size must be positive, not {max_event_size}")
+        if not isinstance(last_event_id, str):
+            raise TypeError(f"last_event_id must be a str, not {last_event_id!r}")
+        if any(c in last_event_id for c in "\0\r\n"):
+            raise ValueError("last_event_id must not contain NUL, CR or LF")
+        self._max = max_event_size
+        self._last_id = last_event_id
+        self._retry: int | None = None
+        self._pending = bytearray()
+        self._at_start = True  # a leading BOM may still come
+        self._skip_lf = False  # the previous read ended with CR
+        self._discarding = False  # skipping the rest of an oversized event
+
+    @property
+    def last_event_id(self) -> str:
+        """The spec's last event ID string: set at dispatch of a block with an ``id:``
+        field (also one without data), kept across events and :meth:`reset`; ``""``
+        when none was set."""
+        return self._last_id
+
+    @property
+    def retry(self) -> int | None:
+        """The reconnection time in milliseconds from the last valid ``retry:`` field,
+        or ``None`` if none was seen.  Kept across :meth:`reset`."""
+        return self._retry
+
+    def reset(self) -> None:
+        """Prepare for the body of a new connection.
+
+        Discards the unfinished line and event (the spec drops them at end of body)
+        and re-arms BOM stripping; keeps the last event ID and the reconnection time.
+        A ``retry:`` line that was complete but in an unfinished event still counts,
+        since the spec applies that field when its line is parsed, not at dispatch.
+        """
+        pending = self._pending
+        end = pending.rfind(b"\n")
+        if end >= 0 and b"retry" in pending:
+            self._apply_retry_lines(pending[:end].decode("utf-8", "replace"))
+        self._pending = bytearray()
+        self._at_start = True
+        self._skip_lf = False
+        self._discarding = False
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Consume the next bytes of the body; return the events they complete, in order.
+
+        Raises :class:`ProtocolError` when a line or an event exceeds the size cap; its
+        ``events`` attribute then holds the events completed before the oversized one.
+        """
+        if self._at_start:
+            data = self._strip_bom(data)
+        if not data:
+            return []
+        if self._skip_lf:
+            self._skip_lf = False
+            if data[0] == 10:
+                data = data[1:]
+                if not data:
+                    return []
+        if b"\r" in data:
+            # A CR at the very end is a complete line end; remember it so that an LF
+            # starting the next read is not taken for a second (blank) line.
+            self._skip_lf = data[-1] == 13
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+        if self._discarding:
+            data = self._discard(data)
+            if not data:
+                return []
+
+        pending = self._pending
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            if not (pending and pending[-1] == 10 and data[0] == 10):
+                pending += data
+                if self._max is not None and len(pending) > self._max:
+                    self._overflow([])
+                return []
+            end = -1  # the blank line straddles the previous read and this one
+        end += 2
+
+        if pending:
+            pending += data[:end]
+            region: bytes | bytearray = pending
+        else:
+            region = data[:end]
+        self._pending = bytearray(data[end:])
+        if self._max is None:
+            return self._interpret(region.decode("utf-8", "replace"))
+        if len(region) > self._max:
+            events, skipped = self._interpret_checked(region)
+        else:
+            events, skipped = self._interpret(region.decode("utf-8", "replace")), False
+        if skipped or len(self._pending) > self._max:
+            self._overflow(events)
+        return events
+
+    def _strip_bom(self, data: bytes) -> bytes:
+        # Exactly one leading U+FEFF is dropped per body, also when its three bytes
+        # arrive in separate reads; until three bytes are seen nothing is decided.
+        head = bytes(self._pending) + data
+        if len(head) < 3 and _BOM.startswith(head):
+            self._pending = bytearray(head)
+            return b""
+        self._at_start = False
+        self._pending = bytearray()
+        return head[3:] if head.startswith(_BOM) else head
+
+    def _interpret(self, text: str) -> list[Event]:
+        """Interpret complete blocks: ``text`` ends with a blank line (``"\\n\\n"``)."""
+        events: list[Event] = []
+        append = events.append
+        last_id = self._last_id
+        retry = self._retry
+        for block in text.split("\n\n"):
+            if not block:
+                continue  # consecutive blank lines: dispatch of an empty data buffer
+            data: str | None = None
+            etype = "message"
+            for line in block.split("\n"):
+                # Fast path for the most common line; the general rule follows.
+                if line.startswith("data: "):
+                    data = line[6:] if data is None else f"{data}\n{line[6:]}"
+                    continue
+                name, _, value = line.partition(":")
+                if value.startswith(" "):
+                    value = value[1:]  # exactly one leading space is dropped
+                if name == "data":
+                    data = value if data is None else f"{data}\n{value}"
+                elif name == "event":
+                    etype = value or "message"
+                elif name == "id":
+                    if "\0" not in value:
+                        last_id = value
+                elif name == "retry":
+                    if value.isdigit() and value.isascii():
+                        retry = int(value)
+                # Anything else: a comment (empty name), a leading blank line of the
+                # block, or an unknown field; all are ignored.
+            # Dispatch: the last event ID string takes the buffer's value even when
+            # there is no data; an empty data buffer (no data line) dispatches nothing.
+            if data is not None:
+                append(_new_event(Event, (etype, data, last_id, retry)))
+        self._last_id = last_id
+        self._retry = retry
+        return events
+
+    def _interpret_checked(self, region: bytes | bytearray) -> tuple[list[Event], bool]:
+        """Interpret a region larger than the cap block by block, skipping any block
+        over the cap; say whether one was skipped."""
+        assert self._max is not None
+        events: list[Event] = []
+        skipped = False
+        start = 0
+        while start < len(region):
+            end = region.find(b"\n\n", start) + 2
+            if end - start > self._max:
+                skipped = True
+            else:
+                events += self._interpret(region[start:end].decode("utf-8", "replace"))
+            start = end
+        return events, skipped
+
+    def _discard(self, data: bytes) -> bytes:
+        # After an overflow, drop bytes up to the blank line that ends the oversized
+        # event; the stream can then go on with the next event.  ``_pending`` keeps
+        # only the last byte dropped, to see a blank line split across reads.
+        buf = bytes(self._pending) + data
+        end = buf.find(b"\n\n")
+        if end < 0:
+            self._pending = bytearray(buf[-1:])
+            return b""
+        self._discarding = False
+        self._pending = bytearray()
+        return buf[end + 2 :]
+
+    def _apply_retry_lines(self, text: str) -> None:
+        for line in text.split("\n"):
+            name, _, value = line.partition(":")
+            if name == "retry":
+                if value.startswith(" "):
+                    value = value[1:]
+                if value.isdigit() and value.isascii():
+                    self._retry = int(value)
+
+    def _overflow(self, events: list[Event]) -> None:
+        # The oversized line or event is unfinished: drop what is held of it and
+        # discard the rest of it as it arrives (see _discard).
+        if self._pending:
+            self._discarding = True
+            self._pending = self._pending[-1:]
+        raise ProtocolError(
+            f"an event stream line or event exceeds max_event_size ({self._max} bytes)"
+            "; it was skipped",
+            events=events,
+        )

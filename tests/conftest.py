@@ -1,0 +1,57 @@
+"""Fixtures every test gets: no proxy from the environment, and no leaks.
+
+The autouse ``no_leaks`` fixture fails a test that leaves a thread or a file
+descriptor behind.  It waits (bounded, on the thread objects, never by sleeping) for
+threads the test started to finish, since a stopped worker may still be unwinding.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+_LEAK_GRACE = 5.0  # seconds a test's threads get to finish after it returns
+
+
+def _open_fds() -> set[int]:
+    try:
+        return {int(name) for name in os.listdir("/proc/self/fd")}
+    except FileNotFoundError:  # not Linux: fd accounting is skipped
+        return set()
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """Fail the test if it leaks a thread or a file descriptor."""
+    threads_before = set(threading.enumerate())
+    fds_before = _open_fds()
+    yield
+    deadline = time.monotonic() + _LEAK_GRACE
+    leaked = [t for t in threading.enumerate() if t not in threads_before]
+    for thread in leaked:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    alive = [t.name for t in leaked if t.is_alive()]
+    assert not alive, f"threads left running: {alive}"
+    gc.collect()  # objects in reference cycles may hold sockets until collected
+    fds_after = _open_fds()
+    new = sorted(fds_after - fds_before)
+    details = []
+    for fd in new:
+        try:
+            details.append(f"{fd} -> {os.readlink(f'/proc/self/fd/{fd}')}")
+        except OSError:
+            continue  # closed meanwhile (e.g. by the collector): not a leak
+    assert not details, f"file descriptors left open: {details}"
