@@ -15,9 +15,9 @@ How it stays exact and fast:
   would.  The unfinished tail is kept as raw bytes in a ``bytearray`` (amortised
   linear appends) and only the new bytes of each read are scanned, so an event that
   arrives in many small reads is copied and scanned a bounded number of times.
-* Interpreting block by block makes a block's ``id:`` take effect exactly at its
-  dispatch, as the spec's last event ID buffer/string pair does, and lets an
-  unfinished block at end of body be dropped whole.
+* Interpreting only complete regions means a block's ``id:`` reaches the last event
+  ID string exactly at its dispatch, as the spec's buffer/string pair does, and an
+  unfinished block at end of body is dropped whole.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
 
 _BOM = b"\xef\xbb\xbf"
 _new_event = tuple.__new__  # Event is a NamedTuple: build it without the Python-level __new__
+_FIELDS = frozenset(("data", "id", "event", "retry"))
 
 
 class Parser:
@@ -167,40 +168,57 @@ class Parser:
         return head[3:] if head.startswith(_BOM) else head
 
     def _interpret(self, text: str) -> list[Event]:
-        """Interpret complete blocks: ``text`` ends with a blank line (``"\\n\\n"``)."""
+        """Interpret complete lines: ``text`` ends with a blank line (``"\n\n"``).
+
+        This loop is the hot path: one pass over the lines, with the common fields
+        recognised by a single ``partition`` and no per-block work.
+        """
         events: list[Event] = []
         append = events.append
-        last_id = self._last_id
+        last_id = self._last_id  # the spec's last event ID buffer
         retry = self._retry
-        for block in text.split("\n\n"):
-            if not block:
-                continue  # consecutive blank lines: dispatch of an empty data buffer
-            data: str | None = None
-            etype = "message"
-            for line in block.split("\n"):
-                # Fast path for the most common line; the general rule follows.
-                if line.startswith("data: "):
-                    data = line[6:] if data is None else f"{data}\n{line[6:]}"
-                    continue
+        data: str | None = None  # first data line; None means an empty data buffer
+        more: list[str] | None = None  # all data lines once there are two or more
+        etype = "message"
+        for line in text.split("\n"):
+            if not line:
+                # Blank line: dispatch.  The last event ID string takes the buffer's
+                # value even without data (so it is saved after the loop); an empty
+                # data buffer dispatches nothing but the event type is reset.
+                if data is not None:
+                    if more is not None:
+                        data = "\n".join(more)  # joined with LF, no trailing LF
+                        more = None
+                    append(_new_event(Event, (etype, data, last_id, retry)))
+                    data = None
+                etype = "message"
+                continue
+            # "name: value" with exactly one space is the common form.  When the text
+            # before the first ": " is one of the four field names, it has no colon,
+            # so that ": " holds the line's first colon and this split is the spec's.
+            # A line with no ": " at all gives name == line and value == "", which is
+            # also the spec's reading of a line without a colon.
+            name, _, value = line.partition(": ")
+            if name not in _FIELDS:
+                # "name:value", a comment (empty name) or an unknown field.  The first
+                # colon is not followed by a space here, so there is none to strip.
                 name, _, value = line.partition(":")
-                if value.startswith(" "):
-                    value = value[1:]  # exactly one leading space is dropped
-                if name == "data":
-                    data = value if data is None else f"{data}\n{value}"
-                elif name == "event":
-                    etype = value or "message"
-                elif name == "id":
-                    if "\0" not in value:
-                        last_id = value
-                elif name == "retry":
-                    if value.isdigit() and value.isascii():
-                        retry = int(value)
-                # Anything else: a comment (empty name), a leading blank line of the
-                # block, or an unknown field; all are ignored.
-            # Dispatch: the last event ID string takes the buffer's value even when
-            # there is no data; an empty data buffer (no data line) dispatches nothing.
-            if data is not None:
-                append(_new_event(Event, (etype, data, last_id, retry)))
+            if name == "data":
+                if data is None:
+                    data = value
+                elif more is None:
+                    more = [data, value]
+                else:
+                    more.append(value)  # a list keeps many-line events linear
+            elif name == "id":
+                if "\0" not in value:  # an id containing U+0000 is ignored
+                    last_id = value
+            elif name == "event":
+                etype = value or "message"
+            elif name == "retry":
+                if value.isdigit() and value.isascii():  # ASCII digits only
+                    retry = int(value)
+            # Anything else (comments, unknown fields) is ignored.
         self._last_id = last_id
         self._retry = retry
         return events
