@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+from ._backoff import Backoff
+from ._client import EventStream
 from ._exceptions import (
     ConnectError,
     ContentTypeError,
@@ -19,22 +21,26 @@ from ._exceptions import (
     RetriesExhausted,
     StreamError,
 )
-from ._models import Event
+from ._models import Event, Headers, ResponseInfo
 from ._parser import DEFAULT_MAX_EVENT_SIZE, Parser
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MAX_EVENT_SIZE",
+    "Backoff",
     "ConnectError",
     "ContentTypeError",
     "Event",
+    "EventStream",
     "EventStreamError",
     "HTTPStatusError",
+    "Headers",
     "Parser",
     "ProtocolError",
     "ReadError",
     "ResponseError",
+    "ResponseInfo",
     "RetriesExhausted",
     "StreamError",
     "__version__",

@@ -1,6 +1,6 @@
 """The exception hierarchy: one root, and subclasses that tell the caller what to do next.
 
-Leaf module: standard library only.  Errors are raised by the layer that detects them
+Leaf module: standard library and ``_models`` only.  Errors are raised by the layer that detects them
 and translated once, at the transport boundary, from ``requests``/``urllib3``/``socket``
 errors into these classes (``raise ... from exc``), so callers never need to import
 those libraries to handle failures.
@@ -9,10 +9,8 @@ those libraries to handle failures.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ._models import Event
+from ._models import Event, Headers
 
 __all__ = [
     "ConnectError",
@@ -78,7 +76,7 @@ class ReadError(StreamError):
 class ResponseError(StreamError):
     """The server answered, but not with an event stream to read.
 
-    ``status_code`` and ``headers`` are those of the response.
+    ``status_code`` and ``headers`` (case-insensitive names) are those of the response.
     """
 
     def __init__(
@@ -91,7 +89,7 @@ class ResponseError(StreamError):
     ) -> None:
         super().__init__(message, url=url)
         self.status_code = status_code
-        self.headers: dict[str, str] = dict(headers or {})
+        self.headers = Headers(headers)
 
 
 class HTTPStatusError(ResponseError):

@@ -9,9 +9,10 @@ stream of small events that is most of the parsing budget.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
-__all__ = ["Event"]
+__all__ = ["Event", "Headers", "ResponseInfo"]
 
 
 class Event(NamedTuple):
@@ -56,3 +57,58 @@ def _shorten(text: str, limit: int = 200) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... ({len(text)} chars)"
+
+
+class ResponseInfo:
+    """What the server answered when a stream opened: status, headers and final URL.
+
+    Immutable.  ``headers`` is a read-only mapping with case-insensitive keys.
+    Passed to ``on_open`` (on the worker thread) and kept on one-shot streams.
+    """
+
+    __slots__ = ("headers", "status_code", "url")
+
+    status_code: int
+    headers: Headers
+    url: str
+
+    def __init__(self, status_code: int, headers: Mapping[str, str], url: str) -> None:
+        object.__setattr__(self, "status_code", status_code)
+        object.__setattr__(self, "headers", Headers(headers))
+        object.__setattr__(self, "url", url)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ResponseInfo is immutable; cannot set {name!r}")
+
+    def __repr__(self) -> str:
+        return f"ResponseInfo(status_code={self.status_code}, url={self.url!r})"
+
+
+class Headers(Mapping[str, str]):
+    """A read-only mapping of HTTP header names to values, case-insensitive on names.
+
+    Iteration gives the names as the server spelt them.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, str] | None = None) -> None:
+        self._items: dict[str, tuple[str, str]] = {
+            name.lower(): (name, value) for name, value in (items or {}).items()
+        }
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()][1]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        # Names only: values may hold credentials or session cookies.
+        return f"Headers({sorted(self)})"

@@ -215,9 +215,8 @@ class Parser:
                     last_id = value
             elif name == "event":
                 etype = value or "message"
-            elif name == "retry":
-                if value.isdigit() and value.isascii():  # ASCII digits only
-                    retry = int(value)
+            elif name == "retry" and value.isdigit() and value.isascii():
+                retry = int(value)  # only a value of ASCII digits counts
             # Anything else (comments, unknown fields) is ignored.
         self._last_id = last_id
         self._retry = retry

@@ -1,0 +1,411 @@
+"""Parser throughput: eventstream against sseclient-py, launchdarkly-eventsource, httpx-sse.
+
+Every contestant runs in this process, is fed the same corpus as bytes reads (the way
+a socket delivers them) and must consume every event inside the timed region.  Before
+timing, one untimed pass per contestant checks its events against the expected list:
+a contestant that gets a corpus wrong is reported as WRONG, never silently accepted.
+
+Timing: the median of ``--repeat`` interleaved repetitions; within each repetition
+every contestant runs once, the starting contestant rotating, with ``gc.collect()``
+before each run.  The reads are built before timing, so only parsing is measured.
+
+Usage: python benchmarks/bench_parser.py [--quick] [--repeat N] [--corpus a,b,...] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import gc
+import importlib.metadata
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from pathlib import Path
+from typing import Any, Callable
+
+from _corpora import CORPUS_TITLES, Corpus, ExpectedEvent, build_corpus
+
+import eventstream
+
+ParseFn = Callable[[list[bytes]], Iterable[Any]]
+KeysFn = Callable[[list[Any]], list[ExpectedEvent]]
+
+SUBJECT = "eventstream"
+SSECLIENT = "sseclient-py"
+CORPUS_KEYS = tuple(CORPUS_TITLES)
+_REPO = Path(__file__).resolve().parent.parent
+
+
+# -- Contestants: each is driven at its parsing layer, with its own event type --------
+
+
+def _eventstream() -> tuple[ParseFn, KeysFn]:
+    def parse(chunks: list[bytes]) -> Iterable[Any]:
+        # chain() walks each feed()'s list in C: no generator layer of ours.
+        return chain.from_iterable(map(eventstream.Parser().feed, chunks))
+
+    def keys(events: list[Any]) -> list[ExpectedEvent]:
+        return [(e.event, e.data, e.id) for e in events]
+
+    return parse, keys
+
+
+def _sseclient_py() -> tuple[ParseFn, KeysFn]:
+    from sseclient import SSEClient
+
+    def parse(chunks: list[bytes]) -> Iterable[Any]:
+        # SSEClient iterates its "event source" (a response, usually) for bytes chunks.
+        return SSEClient(iter(chunks)).events()
+
+    def keys(events: list[Any]) -> list[ExpectedEvent]:
+        # sseclient-py reports only the block's own id (None without one); carry it
+        # forward, as the spec's last event ID does, to compare with the others.
+        result = []
+        last_id = ""
+        for e in events:
+            last_id = last_id if e.id is None else e.id
+            result.append((e.event, e.data, last_id))
+        return result
+
+    return parse, keys
+
+
+def _launchdarkly() -> tuple[ParseFn, KeysFn]:
+    from ld_eventsource.actions import Event
+    from ld_eventsource.reader import _BufferedLineReader, _SSEReader
+
+    def parse(chunks: list[bytes]) -> Iterable[Any]:
+        reader = _SSEReader(_BufferedLineReader.lines_from(chunks))
+        return (item for item in reader.events_and_comments() if isinstance(item, Event))
+
+    def keys(events: list[Any]) -> list[ExpectedEvent]:
+        return [(e.event, e.data, e.last_event_id or "") for e in events]
+
+    return parse, keys
+
+
+def _httpx_sse() -> tuple[ParseFn, KeysFn]:
+    from httpx_sse._decoders import SSEDecoder, SSELineDecoder
+
+    def parse(chunks: list[bytes]) -> Iterator[Any]:
+        # As httpx's iter_text() and httpx-sse's iter_sse() do, with their generator
+        # layers flattened into one: UTF-8 with errors="replace", lines, then fields.
+        text_decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        line_decoder = SSELineDecoder()
+        decoder = SSEDecoder()
+        for chunk in chunks:
+            text = text_decoder.decode(chunk)
+            if text:
+                for line in line_decoder.decode(text):
+                    event = decoder.decode(line.rstrip("\n"))
+                    if event is not None:
+                        yield event
+        tail = text_decoder.decode(b"", True)
+        for line in (line_decoder.decode(tail) if tail else []) + line_decoder.flush():
+            event = decoder.decode(line.rstrip("\n"))
+            if event is not None:
+                yield event
+
+    def keys(events: list[Any]) -> list[ExpectedEvent]:
+        return [(e.event, e.data, e.id) for e in events]
+
+    return parse, keys
+
+
+_LINEUP: dict[str, Callable[[], tuple[ParseFn, KeysFn]]] = {
+    SUBJECT: _eventstream,
+    SSECLIENT: _sseclient_py,
+    "launchdarkly-eventsource": _launchdarkly,
+    "httpx-sse": _httpx_sse,
+}
+
+
+@dataclass(frozen=True)
+class Contestant:
+    name: str  # also its distribution name
+    parse: ParseFn
+    keys: KeysFn
+
+
+def load_contestants() -> tuple[list[Contestant], list[str]]:
+    """The contestants that import, and the names of the peers that are not installed."""
+    loaded, missing = [], []
+    for name, factory in _LINEUP.items():
+        try:
+            parse, keys = factory()
+        except ImportError:
+            if name == SUBJECT:
+                raise
+            missing.append(name)
+            continue
+        loaded.append(Contestant(name, parse, keys))
+    return loaded, missing
+
+
+# -- Checking and timing ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    seconds: float | None  # median of the timed runs; None if it could not run
+    problem: str | None  # why it is WRONG; None when its events were right
+
+
+def _short(value: object, limit: int = 70) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def _difference(got: list[ExpectedEvent], expected: list[ExpectedEvent]) -> str | None:
+    facts = []
+    if len(got) != len(expected):
+        facts.append(f"{len(got):,} events, expected {len(expected):,}")
+    pairs = enumerate(zip(got, expected))
+    first = next((index for index, (mine, theirs) in pairs if mine != theirs), None)
+    if first is not None:
+        facts.append(f"event #{first} is {_short(got[first])}, expected {_short(expected[first])}")
+    return "; ".join(facts) or None
+
+
+def verify(contestant: Contestant, corpus: Corpus) -> tuple[int | None, str | None]:
+    """Run once untimed: the number of events produced and what is wrong, if anything."""
+    try:
+        events = list(contestant.parse(corpus.chunks))
+        got = contestant.keys(events)
+    except Exception as exc:  # whatever a contestant raises on a corpus makes it WRONG
+        return None, f"raised {type(exc).__name__}: {_short(str(exc))}"
+    return len(events), _difference(got, corpus.expected)
+
+
+def time_once(parse: ParseFn, chunks: list[bytes]) -> tuple[float, int]:
+    """Seconds to parse ``chunks`` and consume every event, and the number of events."""
+    gc.collect()
+    count = 0
+    start = time.perf_counter()
+    for _event in parse(chunks):
+        count += 1
+    return time.perf_counter() - start, count
+
+
+def measure(contestants: Sequence[Contestant], corpus: Corpus, repeat: int) -> list[Result]:
+    """Check each contestant, then time those that ran, interleaved; a median each."""
+    checks = {c.name: verify(c, corpus) for c in contestants}
+    problems = {name: problem for name, (_, problem) in checks.items()}
+    runnable = [c for c in contestants if checks[c.name][0] is not None]
+    times: dict[str, list[float]] = {c.name: [] for c in runnable}
+    for rep in range(repeat if runnable else 0):
+        turn = rep % len(runnable)  # rotate who goes first: no contestant always leads
+        for contestant in runnable[turn:] + runnable[:turn]:
+            seconds, count = time_once(contestant.parse, corpus.chunks)
+            times[contestant.name].append(seconds)
+            if count != checks[contestant.name][0]:
+                problems[contestant.name] = f"a timed run gave {count:,} events"
+    return [
+        Result(
+            c.name, statistics.median(times[c.name]) if c.name in times else None, problems[c.name]
+        )
+        for c in contestants
+    ]
+
+
+# -- Targets -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """How much faster than the peers eventstream must be on a corpus (speed ratios)."""
+
+    over_fastest: float
+    over_sseclient: float | None = None
+    strictly: bool = False  # "faster than": the ratio must exceed over_fastest
+
+    def describe(self) -> str:
+        fastest = f"{'>' if self.strictly else '>='} {self.over_fastest:.2f}x fastest peer"
+        if self.over_sseclient is None:
+            return fastest
+        return f"{fastest}, >= {self.over_sseclient:.2f}x {SSECLIENT}"
+
+    def met(self, over_fastest: float, over_sseclient: float | None) -> bool:
+        if self.strictly:
+            fast_enough = over_fastest > self.over_fastest
+        else:
+            fast_enough = over_fastest >= self.over_fastest
+        if self.over_sseclient is None or over_sseclient is None:
+            return fast_enough
+        return fast_enough and over_sseclient >= self.over_sseclient
+
+
+_TARGETS = {key: Target(1.3, 2.5) for key in "abcdef"}
+_TARGETS["g"] = Target(1.0, strictly=True)
+
+
+def assess(key: str, results: list[Result]) -> tuple[str, bool]:
+    """A summary line for one corpus, and whether its target is met.
+
+    Every peer that ran counts, a WRONG one too: leaving it out could only flatter
+    eventstream.
+    """
+    target = _TARGETS[key]
+    by_name = {r.name: r for r in results}
+    subject = by_name[SUBJECT].seconds
+    prefix = f"({key}) target {target.describe()}:"
+    if by_name[SUBJECT].problem or not subject:
+        return f"{prefix} MISSED, eventstream is WRONG", False
+    ratios = {
+        r.name: r.seconds / subject for r in results if r.name != SUBJECT and r.seconds is not None
+    }
+    if not ratios:
+        return f"{prefix} not assessed, no peer ran", True
+    fastest = min(ratios, key=ratios.__getitem__)
+    wrong = " (WRONG)" if by_name[fastest].problem else ""
+    facts = [f"eventstream is {ratios[fastest]:.2f}x {fastest}{wrong}, the fastest peer"]
+    if SSECLIENT in ratios:
+        facts.append(f"{ratios[SSECLIENT]:.2f}x {SSECLIENT}")
+    elif target.over_sseclient is not None:
+        facts.append(f"{SSECLIENT} did not run: not assessed against it")
+    met = target.met(ratios[fastest], ratios.get(SSECLIENT))
+    return f"{prefix} {'met' if met else 'MISSED'}; {'; '.join(facts)}", met
+
+
+# -- Report ------------------------------------------------------------------------------
+
+
+def _git_state() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(_REPO), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--", "eventstream")
+    except (OSError, subprocess.CalledProcessError):
+        return "not in a git checkout"
+    return f"git {head}{' + uncommitted changes in eventstream/' if dirty else ''}"
+
+
+def environment(contestants: Sequence[Contestant], missing: Sequence[str]) -> list[str]:
+    """Where this runs, and what: the interpreter, the machine, each contestant's version."""
+    versions = {c.name: importlib.metadata.version(c.name) for c in contestants}
+    versions[SUBJECT] += f" from {Path(eventstream.__file__).parent}, {_git_state()}"
+    versions.update(dict.fromkeys(missing, "not installed, left out"))
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    build = f"{platform.python_build()[0]}, {platform.python_compiler()}"
+    return [
+        f"python:   {python} ({build})",
+        f"platform: {platform.platform()}, {platform.machine()}",
+        *(f"{name + ':':<26}{version}" for name, version in versions.items()),
+    ]
+
+
+def command_line(args: argparse.Namespace) -> str:
+    argv = [sys.executable, str(Path(__file__).resolve())]
+    argv += ["--quick"] if args.quick else []
+    argv += ["--repeat", str(args.repeat), "--corpus", ",".join(args.corpus)]
+    argv += ["--check"] if args.check else []
+    return shlex.join(argv)
+
+
+def _rate(per_second: float) -> str:
+    # Three significant digits at least: corpus (f) is a single event.
+    return f"{per_second:,.0f}" if per_second >= 100 else f"{per_second:.3g}"
+
+
+def table(corpus: Corpus, results: list[Result]) -> list[str]:
+    """The lines of one corpus's table, then why each WRONG contestant is wrong."""
+    count, size = len(corpus.expected), corpus.size
+    subject = next(r.seconds for r in results if r.name == SUBJECT)
+    lines = [
+        f"({corpus.key}) {corpus.title}: {count:,} events, {size / 1e6:,.1f} MB,"
+        f" {len(corpus.chunks):,} reads of {corpus.read_size // 1024} KiB",
+        f"  {'contestant':<26}{'events/s':>12}{'MB/s':>10}  {'eventstream is':<16}check",
+    ]
+    for r in results:
+        check = "WRONG" if r.problem else "ok"
+        if r.seconds is None:
+            lines.append(f"  {r.name:<26}{'-':>12}{'-':>10}  {'-':<16}{check}")
+            continue
+        ratio = f"{r.seconds / subject:.2f}x" if subject and r.name != SUBJECT else "-"
+        lines.append(
+            f"  {r.name:<26}{_rate(count / r.seconds):>12}{size / r.seconds / 1e6:>10,.1f}"
+            f"  {ratio:<16}{check}"
+        )
+    lines.extend(f"  WRONG {r.name}: {r.problem}" for r in results if r.problem)
+    return lines
+
+
+# -- Command line ------------------------------------------------------------------------
+
+
+def _corpus_keys(text: str) -> list[str]:
+    keys = [key.strip() for key in text.split(",") if key.strip()]
+    unknown = sorted(set(keys) - set(CORPUS_KEYS))
+    if unknown or not keys:
+        raise argparse.ArgumentTypeError(f"choose from {','.join(CORPUS_KEYS)}, not {text!r}")
+    return [key for key in CORPUS_KEYS if key in keys]
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    corpora = "\n".join(f"  {key}  {title}" for key, title in CORPUS_TITLES.items())
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=f"corpora:\n{corpora}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="corpora ~10x smaller (smoke run)")
+    parser.add_argument("--repeat", type=_positive, default=5, help="timed runs each (default 5)")
+    parser.add_argument(
+        "--corpus",
+        type=_corpus_keys,
+        default=list(CORPUS_KEYS),
+        help=f"comma-separated corpora to run (default {','.join(CORPUS_KEYS)})",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if a target is missed or eventstream is WRONG"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    contestants, missing = load_contestants()
+    print("eventstream parser benchmark")
+    print(f"command:  {command_line(args)}")
+    print("\n".join(environment(contestants, missing)))
+    print(f"method:   median of {args.repeat} interleaved runs each; MB = 10^6 bytes of the corpus")
+    print("check:    each event's (type, data, last event ID) against the expected list")
+    summary: list[str] = []
+    missed: list[str] = []
+    wrong: list[str] = []
+    for key in args.corpus:
+        corpus = build_corpus(key, quick=args.quick)
+        results = measure(contestants, corpus, args.repeat)
+        print("\n" + "\n".join(table(corpus, results)), flush=True)
+        line, met = assess(key, results)
+        summary.append(line)
+        missed += [] if met else [key]
+        wrong += [key for r in results if r.name == SUBJECT and r.problem]
+    print("\nsummary")
+    print("\n".join(summary))
+    print(f"eventstream WRONG on: {', '.join(wrong) or 'none'}")
+    print(f"targets missed on: {', '.join(missed) or 'none'}")
+    return 1 if args.check and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Hand-off of events from a worker thread to the consumer's thread.
+
+A bounded channel of events with lossless back-pressure: a worker hands over what one
+read produced as one batch (crossing threads costs microseconds, so never one event
+at a time) and blocks while the channel is full, so a slow consumer slows the socket
+instead of losing events.  The consumer takes everything available at once.
+
+Nothing here touches a session or a socket; the caller's thread only wakes waiters.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from ._models import Event
+from ._stop import StopSignal
+
+__all__ = ["Channel"]
+
+
+class Channel:
+    """A bounded event queue with an end marker and an optional error.
+
+    ``put`` runs on a worker thread, ``take`` on the consumer's thread, ``wake`` and
+    ``cancel`` on any thread.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._events: deque[Event] = deque()
+        self._capacity = capacity
+        self._ended = False
+        self._cancelled = False
+        self._error: BaseException | None = None
+
+    def put(self, batch: list[Event], stop: StopSignal) -> bool:
+        """Append a batch once there is room; False (nothing added) if ``stop`` is set
+        first or the consumer cancelled.  ``stop`` is checked under the lock, and
+        whoever sets it calls :meth:`wake` after, so a waiting put never misses it."""
+        with self._cond:
+            while True:
+                if stop.is_set() or self._cancelled:
+                    return False
+                if len(self._events) < self._capacity:
+                    break
+                self._cond.wait()
+            self._events.extend(batch)
+            self._cond.notify_all()
+            return True
+
+    def end(self, error: BaseException | None = None) -> None:
+        """The producer is done; ``error`` (if any) is raised to the consumer after the
+        events already queued."""
+        with self._cond:
+            self._ended = True
+            if error is not None and self._error is None:
+                self._error = error
+            self._cond.notify_all()
+
+    def reopen(self) -> None:
+        """Accept a new producer after an end (a stream started again)."""
+        with self._cond:
+            self._ended = False
+            self._cancelled = False
+            self._error = None
+
+    def cancel(self) -> None:
+        """Drop queued events and end consumption now (the stream was stopped)."""
+        with self._cond:
+            self._cancelled = True
+            self._events.clear()
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        """Wake every waiter so it re-checks its stop signal."""
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the consumer side was cancelled by a stop."""
+        return self._cancelled
+
+    def take(self, timeout: float | None = None) -> list[Event] | None:
+        """Block until events are available; return all of them.
+
+        Returns ``None`` at the end of the stream (or an empty list when ``timeout``
+        passed first).  Raises the producer's error once the queued events are taken.
+        """
+        with self._cond:
+            while not self._events:
+                if self._cancelled:
+                    return None
+                if self._ended:
+                    error, self._error = self._error, None
+                    if error is not None:
+                        raise error
+                    return None
+                if not self._cond.wait(timeout):
+                    return []
+            batch = list(self._events)
+            self._events.clear()
+            self._cond.notify_all()
+            return batch

@@ -1,0 +1,514 @@
+"""The HTTP side of a stream; the only module that imports ``requests`` and ``urllib3``.
+
+Rule: everything here runs on the worker thread that owns the session, the response
+and the socket.  The only object shared with another thread is the
+:class:`StopSignal`, whose ``set()`` wakes this module's ``poll()``.
+
+``open_stream`` sends the request and checks the status and Content-Type;
+:meth:`Body.chunks` then yields body bytes the moment they arrive.  On the fast path
+(ARCHITECTURE.md, "The read loop") it takes the socket from under ``http.client``
+once the headers are in, drains what ``http.client`` buffered, and reads the socket
+directly, non-blocking, with ``poll()`` on the socket and a wake-up socket, undoing
+the framing and the content coding itself (``_body``).  When the socket cannot be
+reached safely (a mocked or custom adapter, a TLS-in-TLS proxy), the fallback reads
+through urllib3, checking the stop signal between reads, so a stop then waits at
+most the read timeout.
+
+Errors from ``requests``, ``urllib3``, ``http.client``, ``socket`` and ``ssl`` are
+translated here, once, into :class:`StreamError` subclasses, chained with ``from``.
+Messages carry the URL (without user info) but never a header value.
+"""
+
+from __future__ import annotations
+
+import codecs
+import dataclasses
+import http.client
+import io
+import logging
+import math
+import re
+import select
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, Union
+
+import requests
+import urllib3
+
+from ._body import BodyDecoder, BodyError, ContentDecoder, Framing, supported_coding
+from ._exceptions import ConnectError, ContentTypeError, HTTPStatusError, ReadError
+from ._stop import StopSignal, WakePair
+
+__all__ = ["Body", "RequestSpec", "make_session", "open_stream"]
+
+_log = logging.getLogger(__name__)
+
+EVENT_STREAM = "text/event-stream"
+#: What we offer: exactly the codings ``_body`` undoes (requests may offer br, zstd).
+ACCEPT_ENCODING = "gzip, deflate"
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 60.0
+#: How much of an error response's body is read into ``HTTPStatusError.body``.
+ERROR_BODY_LIMIT = 512
+#: Bound on reading an error body when the read timeout is ``None``.
+ERROR_BODY_TIMEOUT = 5.0
+_READ_SIZE = 64 * 1024
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
+
+Auth = Union[tuple[str, str], Callable[[requests.PreparedRequest], requests.PreparedRequest], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestSpec:
+    """The stream's request, resolved: what ``open_stream`` sends on each connection.
+
+    ``headers`` are the caller's, already merged (``Last-Event-ID`` included); the
+    transport adds ``Accept: text/event-stream`` and ``Cache-Control: no-store``
+    unless given, and always sends ``Accept-Encoding: gzip, deflate``.
+    ``connect_timeout`` bounds DNS, connect and the TLS handshake; ``read_timeout``
+    bounds the wait for the response headers and then each silence in the body (the
+    idle timeout).  ``None`` waits forever.
+    """
+
+    url: str
+    method: str = "GET"
+    params: Any = None
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    data: Any = None
+    json: Any = None
+    auth: Auth = None
+    connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT
+    read_timeout: float | None = DEFAULT_READ_TIMEOUT
+
+    def __post_init__(self) -> None:
+        for name in ("connect_timeout", "read_timeout"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be a positive number of seconds or None")
+
+
+def make_session(factory: Callable[[], requests.Session] | None = None) -> requests.Session:
+    """Create the stream's session on the calling (worker) thread."""
+    session = requests.Session() if factory is None else factory()
+    if not isinstance(session, requests.Session):
+        raise TypeError(f"session_factory must return a requests.Session, not {session!r}")
+    return session
+
+
+def open_stream(session: requests.Session, spec: RequestSpec, stop: StopSignal) -> Body:
+    """Send ``spec`` on ``session`` and return the body to read.
+
+    Follows redirects (requests drops ``Authorization`` when the host changes, and
+    sends only the cookies of the new host).  Returns a :class:`Body` for a 2xx
+    ``text/event-stream`` response, and for 204, whose body is empty at once (the
+    caller decides that it means "the server is done").  Raises:
+
+    * :class:`ConnectError`: DNS, refused, TLS handshake or certificate, connect
+      timeout.
+    * :class:`ReadError`: no response headers within the read timeout, or the
+      connection closed before them.
+    * :class:`HTTPStatusError`: any other non-2xx status (``body`` holds the first
+      bytes of the response body, read within the read timeout).
+    * :class:`ContentTypeError`: a 2xx that is not ``text/event-stream`` (parameters
+      such as ``charset`` allowed), or a Content-Encoding other than gzip or deflate:
+      reading it again would not help.
+    * ``ValueError``: a malformed URL or header, a ``json`` that cannot be encoded.
+    """
+    try:
+        response = session.request(
+            spec.method,
+            spec.url,
+            params=spec.params,
+            data=spec.data,
+            json=spec.json,
+            headers=request_headers(spec.headers),
+            auth=spec.auth,
+            timeout=(spec.connect_timeout, spec.read_timeout),
+            allow_redirects=True,
+            stream=True,
+            # With trust_env, requests lets REQUESTS_CA_BUNDLE replace the verify
+            # setting unless the request gives one: a CA file the user put on the
+            # session would be silently ignored.  So pass the session's own.
+            verify=session.verify,
+        )
+    except requests.RequestException as exc:
+        raise _send_error(exc, spec.url) from exc
+    except OSError as exc:  # a custom adapter that lets socket errors through
+        safe = _redact(spec.url)
+        raise ConnectError(f"cannot connect to {safe}: {_describe(exc)}", url=safe) from exc
+    try:
+        return _accept(response, spec, stop)
+    except BaseException:
+        response.close()
+        raise
+
+
+def request_headers(user: Mapping[str, str]) -> dict[str, str]:
+    """The request headers: our defaults, the caller's over them, our Accept-Encoding."""
+    merged: requests.structures.CaseInsensitiveDict[str] = requests.structures.CaseInsensitiveDict(
+        {"Accept": EVENT_STREAM, "Cache-Control": "no-store"}
+    )
+    merged.update(user)
+    merged["Accept-Encoding"] = ACCEPT_ENCODING  # _body decodes: offer only what it undoes
+    return dict(merged.items())
+
+
+class Body:
+    """The body of an accepted response, read on the worker thread that opened it.
+
+    ``status_code``, ``headers`` and ``url`` (the final URL, after redirects) describe
+    the response.  Iterate :meth:`chunks` once, then :meth:`close` (or use ``with``).
+    Not thread-safe: only the stop signal may be touched from another thread.
+    """
+
+    def __init__(
+        self,
+        response: requests.Response,
+        stop: StopSignal,
+        read_timeout: float | None,
+        *,
+        empty: bool = False,
+    ) -> None:
+        self.status_code: int = response.status_code
+        self.headers: Mapping[str, str] = response.headers
+        self.url: str = response.url
+        self._response = response
+        self._stop = stop
+        self._read_timeout = read_timeout
+        self._closed = False
+        self._wake: WakePair | None = None
+        # An unsupported coding only reaches here on an error body: read it as is.
+        coding = supported_coding(self.headers.get("Content-Encoding", "")) or "identity"
+        content = ContentDecoder(coding)
+        located = None if empty else _locate_socket(response.raw)
+        self._source: _SocketSource | _FallbackSource
+        if located is None:
+            if not empty:
+                _log.debug("reading %s through urllib3 (fallback path)", _redact(self.url))
+            self._source = _FallbackSource(response.raw)
+            length = 0 if empty else None
+            framing = Framing.LENGTH if empty else Framing.CLOSE  # urllib3 undoes framing
+            self._decoder = BodyDecoder(framing, content, length)
+            return
+        fp, sock = located
+        self._wake = WakePair(stop)
+        self._source = _SocketSource(fp.fp, sock, self._wake, stop)
+        if fp.chunked:
+            self._decoder = BodyDecoder(Framing.CHUNKED, content)
+        elif fp.length is not None:
+            self._decoder = BodyDecoder(Framing.LENGTH, content, fp.length)
+        else:
+            self._decoder = BodyDecoder(Framing.CLOSE, content)
+
+    def chunks(self) -> Iterator[bytes]:
+        """Yield decoded body bytes as soon as they arrive (never an empty chunk).
+
+        Returns normally at the end of the body, and also as soon as the stop signal
+        is set: the caller tells the two apart with ``stop.is_set()``.  Raises
+        :class:`ReadError` when the connection drops mid-body (a chunked body without
+        its last chunk, fewer bytes than Content-Length), when no byte arrives for
+        ``read_timeout`` seconds, or on broken chunked framing or compressed data.
+        """
+        if self._closed:
+            raise RuntimeError("the body is closed")
+        return self._chunks(None)
+
+    def close(self) -> None:
+        """Close the response (its connection is not reused) and the wake-up socket."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._response.close()
+        except OSError as exc:
+            _log.debug("closing the response of %s failed: %r", _redact(self.url), exc)
+        finally:
+            if self._wake is not None:
+                self._wake.close()
+
+    def __enter__(self) -> Body:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _chunks(self, deadline: float | None) -> Iterator[bytes]:
+        # ``deadline`` (monotonic) also bounds the whole read: used for error bodies.
+        url = _redact(self.url)
+        while not self._decoder.done:
+            timeout = self._read_timeout
+            if deadline is not None:
+                left = max(0.0, deadline - time.monotonic())
+                timeout = left if timeout is None else min(timeout, left)
+            data = self._read(timeout, url)
+            if data is None:
+                return  # stopped
+            try:
+                out = self._decoder.feed(data) if data else self._decoder.end_of_input()
+            except BodyError as exc:
+                raise ReadError(f"bad response body from {url}: {exc}", url=url) from exc
+            if out:
+                yield out
+
+    def _read(self, timeout: float | None, url: str) -> bytes | None:
+        if self._closed:
+            raise RuntimeError("the body is closed")
+        if self._stop.is_set():
+            return None
+        try:
+            return self._source.read(timeout)
+        except (TimeoutError, socket.timeout, urllib3.exceptions.ReadTimeoutError) as exc:
+            if self._stop.is_set():  # the fallback's blocked read ended after a stop
+                return None
+            raise ReadError(f"no data from {url} within the read timeout", url=url) from exc
+        except (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
+            if self._stop.is_set():
+                return None
+            raise ReadError(f"connection to {url} lost: {_describe(exc)}", url=url) from exc
+
+
+class _SocketSource:
+    """The fast path: the connection's socket, read directly and non-blocking."""
+
+    def __init__(
+        self, buffered: io.BufferedReader, sock: socket.socket, wake: WakePair, stop: StopSignal
+    ) -> None:
+        sock.setblocking(False)
+        self._buffered: io.BufferedReader | None = buffered
+        self._sock = sock
+        self._stop = stop
+        self._poller = select.poll()  # never select(): it fails for fds >= 1024
+        self._poller.register(sock, select.POLLIN)
+        self._poller.register(wake.fileno(), select.POLLIN)
+
+    def read(self, timeout: float | None) -> bytes | None:
+        """Bytes that arrived, ``b""`` at end of input, ``None`` once stopped.
+
+        Raises ``TimeoutError`` when nothing arrives for ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stop.is_set():
+            # Invariant: poll only after a read found nothing.  Bytes buffered by
+            # http.client or held decrypted by OpenSSL never make the socket readable.
+            try:
+                return self._read_now()
+            except (BlockingIOError, ssl.SSLWantReadError):
+                wanted = select.POLLIN
+            except ssl.SSLWantWriteError:  # TLS must send (e.g. a key update) first
+                wanted = select.POLLOUT
+            self._poller.modify(self._sock, wanted)
+            if deadline is None:
+                self._poller.poll()
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:  # checked after a read attempt: a late byte still counts
+                raise TimeoutError(f"no data for {timeout} s")
+            self._poller.poll(math.ceil(left * 1000))
+        return None
+
+    def _read_now(self) -> bytes:
+        if self._buffered is not None:
+            try:
+                data = self._buffered.read1(_READ_SIZE)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                data = b""
+            if data:
+                return data
+            # On a non-blocking socket read1() returns b"" both at EOF and when no
+            # byte is there; the socket itself tells them apart.  Its buffer is
+            # empty now, so from here on the socket is read directly.
+            self._buffered = None
+        return self._sock.recv(_READ_SIZE)
+
+
+class _FallbackSource:
+    """Reads through urllib3 (or the adapter's raw object), which undoes the framing."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._read1 = _fallback_reader(raw)
+
+    def read(self, timeout: float | None) -> bytes:
+        # The timeout is the socket's own (the read timeout, set by urllib3).
+        data = self._read1(_READ_SIZE)
+        if data:
+            return bytes(data)
+        fp = getattr(self._raw, "_fp", None)
+        if isinstance(fp, http.client.HTTPResponse) and fp.length:
+            # urllib3 1.26: http.client's read1() ends a short Content-Length body
+            # quietly; urllib3 2 raises before this.
+            raise http.client.IncompleteRead(b"", fp.length)
+        return b""
+
+
+def _fallback_reader(raw: Any) -> Callable[[int], bytes | None]:
+    if isinstance(raw, urllib3.response.HTTPResponse):
+        if hasattr(raw, "read1"):  # urllib3 >= 2: returns what has arrived
+            return lambda amt: raw.read1(amt, decode_content=False)
+        fp_read1 = getattr(getattr(raw, "_fp", None), "read1", None)  # urllib3 1.26
+        if callable(fp_read1):
+            return fp_read1  # type: ignore[no-any-return]
+        return lambda amt: raw.read(amt, decode_content=False)
+    read1 = getattr(raw, "read1", None)
+    return read1 if callable(read1) else raw.read  # type: ignore[no-any-return]
+
+
+def _locate_socket(raw: object) -> tuple[http.client.HTTPResponse, socket.socket] | None:
+    """The http.client response and socket under ``raw``, if safe to read directly.
+
+    urllib3 1.26 and 2.x: ``raw._fp`` is the ``http.client.HTTPResponse``, ``.fp`` its
+    ``BufferedReader`` over a ``socket.SocketIO`` whose ``_sock`` is the connection's
+    socket (an ``ssl.SSLSocket`` on TLS).  Private attributes, so every step is
+    checked, and the socket must be the connection's own.  ``None`` means "use the
+    fallback".
+    """
+    fp = getattr(raw, "_fp", None)
+    if not isinstance(fp, http.client.HTTPResponse) or fp.isclosed():
+        return None
+    if (fp.chunked and fp.chunk_left is not None) or getattr(raw, "_fp_bytes_read", None) != 0:
+        return None  # someone has started reading the body
+    buffered = getattr(fp, "fp", None)
+    if not isinstance(buffered, io.BufferedReader) or not isinstance(buffered.raw, socket.SocketIO):
+        return None
+    sock: object = getattr(buffered.raw, "_sock", None)
+    if not isinstance(sock, socket.socket) or sock.fileno() < 0:
+        return None
+    located = fp, sock
+    # The connection's own socket; http.client hands it over to the response (the
+    # connection forgets it: ``sock`` is None) when the body ends at connection close.
+    connection_sock = getattr(getattr(raw, "_connection", None), "sock", None)
+    if connection_sock is not None and connection_sock is not sock:
+        return None
+    return located
+
+
+def _accept(response: requests.Response, spec: RequestSpec, stop: StopSignal) -> Body:
+    status = response.status_code
+    if status == 204:
+        return Body(response, stop, spec.read_timeout, empty=True)
+    url = _redact(response.url)
+    headers = response.headers
+    if not 200 <= status < 300:
+        body = _error_body(response, stop, spec.read_timeout)
+        reason = f" {response.reason}" if response.reason else ""
+        raise HTTPStatusError(
+            f"HTTP {status}{reason} from {url}",
+            url=url,
+            status_code=status,
+            headers=headers,
+            body=body,
+        )
+    content_type = headers.get("Content-Type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != EVENT_STREAM:
+        raise ContentTypeError(
+            f"expected Content-Type {EVENT_STREAM} from {url}, got {media_type[:60] or 'none'!r}",
+            url=url,
+            status_code=status,
+            headers=headers,
+        )
+    encoding = headers.get("Content-Encoding", "")
+    if supported_coding(encoding) is None:
+        raise ContentTypeError(
+            f"unsupported Content-Encoding {encoding[:60]!r} from {url} (we offer gzip, deflate)",
+            url=url,
+            status_code=status,
+            headers=headers,
+        )
+    return Body(response, stop, spec.read_timeout)
+
+
+def _error_body(response: requests.Response, stop: StopSignal, read_timeout: float | None) -> str:
+    """The first ``ERROR_BODY_LIMIT`` bytes of an error body, read within the timeout."""
+    budget = ERROR_BODY_TIMEOUT if read_timeout is None else read_timeout
+    got = bytearray()
+    with Body(response, stop, read_timeout) as body:
+        try:
+            for chunk in body._chunks(time.monotonic() + budget):
+                got += chunk
+                if len(got) >= ERROR_BODY_LIMIT:
+                    break
+        except ReadError as exc:  # what arrived is still worth showing
+            _log.debug("reading the error body of %s: %s", _redact(body.url), exc)
+    return bytes(got[:ERROR_BODY_LIMIT]).decode(_charset(response), "replace")
+
+
+def _charset(response: requests.Response) -> str:
+    for param in response.headers.get("Content-Type", "").split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            try:
+                return codecs.lookup(value.strip().strip('"')).name
+            except LookupError:
+                break
+    return "utf-8"
+
+
+def _send_error(exc: requests.RequestException, url: str) -> Exception:
+    safe = _redact(url)
+    exceptions = requests.exceptions
+    if isinstance(exc, exceptions.ReadTimeout):
+        return ReadError(f"no response headers from {safe} within the read timeout", url=safe)
+    if isinstance(exc, exceptions.InvalidHeader):
+        return ValueError("a request header name or value is not allowed")  # never echo it
+    if isinstance(exc, exceptions.InvalidJSONError):
+        return ValueError(f"the json body cannot be encoded: {_describe(exc)}")
+    if isinstance(
+        exc,
+        (exceptions.InvalidURL, exceptions.MissingSchema, exceptions.InvalidSchema),
+    ):
+        return ValueError(f"invalid URL {safe!r}: {exc}")
+    if isinstance(exc, exceptions.TooManyRedirects):
+        last = exc.response
+        if last is not None:
+            last.close()
+        return HTTPStatusError(
+            f"too many redirects from {safe}",
+            url=safe,
+            status_code=0 if last is None else last.status_code,
+            headers=None if last is None else last.headers,
+        )
+    if isinstance(exc, exceptions.ConnectionError) and any(
+        isinstance(arg, urllib3.exceptions.ProtocolError) for arg in exc.args
+    ):
+        # urllib3 raises ProtocolError (not MaxRetryError) when an open connection
+        # fails before the response: it connected, so this is a read failure.
+        return ReadError(f"{safe} closed the connection: {_describe(exc)}", url=safe)
+    return ConnectError(f"cannot connect to {safe}: {_describe(exc)}", url=safe)
+
+
+def _describe(exc: BaseException) -> str:
+    """The innermost wrapped error as ``"Type: message"``: what actually went wrong."""
+    seen = {id(exc)}
+    while True:
+        inner = _wrapped(exc)
+        if inner is None or id(inner) in seen:
+            break
+        seen.add(id(inner))
+        exc = inner
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _wrapped(exc: BaseException) -> BaseException | None:
+    reason = getattr(exc, "reason", None)  # urllib3's MaxRetryError, ProxyError
+    if isinstance(reason, BaseException):
+        return reason
+    if exc.__cause__ is not None:
+        return exc.__cause__
+    # requests and urllib3 wrap errors as arguments, not always as causes.
+    return next((arg for arg in exc.args if isinstance(arg, BaseException)), None)
+
+
+def _redact(url: str) -> str:
+    """``url`` without its user info (credentials stay out of messages and logs)."""
+    return _USERINFO.sub(r"\1", url, count=1)

@@ -1,0 +1,259 @@
+"""The body of a stream's worker thread: connect, read, parse, deliver, back off.
+
+The ownership rule lives here: the worker creates its own session, opens, reads and
+closes every response, and closes the session in ``finally``.  Nothing it owns is
+reachable from another thread; the only things shared are the stop signal (which
+other threads set) and the sink (which hands events and errors to the owner).
+
+Reconnection follows the WHATWG rules for EventSource (reconnect after the
+reconnection time, resume with ``Last-Event-ID``, drop a partial event) plus what
+production clients do: exponential backoff with jitter, ``Retry-After``, limits.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, Union
+
+from ._backoff import Backoff, retry_after
+from ._exceptions import (
+    ConnectError,
+    HTTPStatusError,
+    ProtocolError,
+    ReadError,
+    RetriesExhausted,
+    StreamError,
+)
+from ._models import Event, ResponseInfo
+from ._parser import Parser
+from ._stop import StopSignal
+from ._transport import RequestSpec, make_session, open_stream
+
+__all__ = ["Options", "Sink", "Worker"]
+
+_log = logging.getLogger(__name__)
+
+HeadersOption = Union[Mapping[str, str], Callable[[], Mapping[str, str]], None]
+# Statuses worth retrying: the server is overloaded, restarting or rate limiting.
+_RETRY_STATUSES = frozenset((408, 429)) | frozenset(range(500, 600))
+_AUTH_STATUSES = frozenset((401, 403))
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything a worker needs to run a stream, fixed when the stream is made."""
+
+    url: str
+    method: str
+    params: Any
+    headers: HeadersOption
+    data: Any
+    json: Any
+    auth: Any
+    connect_timeout: float
+    read_timeout: float
+    backoff: Backoff
+    max_event_size: int | None
+    session_factory: Callable[[], Any] | None
+    reconnect: bool = True  # False: one-shot, retried only before the first byte
+    retries: int = 0  # one-shot: attempts allowed after the first one
+
+
+class Sink(Protocol):
+    """Where a worker hands what it produces; implemented by the stream's owner.
+
+    Every method is called on the worker thread.
+    """
+
+    def opened(self, info: ResponseInfo) -> None: ...
+
+    def deliver(self, events: list[Event], last_event_id: str, stop: StopSignal) -> bool:
+        """Hand over one read's events (maybe none) and the last event ID after them;
+        False when the stream is stopping and nothing more should be read."""
+
+    def error(self, exc: BaseException) -> None: ...
+
+    def end(self, exc: BaseException | None) -> None: ...
+
+
+class _Stopped(Exception):
+    """Internal: the sink refused a batch because the stream is stopping."""
+
+
+class Worker:
+    """Runs one stream on the current thread until it ends or ``stop`` is set."""
+
+    _parser: Parser  # made in run(), on the worker thread
+
+    def __init__(
+        self,
+        options: Options,
+        stop: StopSignal,
+        sink: Sink,
+        *,
+        resume: Callable[[], str] = str,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._options = options
+        self._stop = stop
+        self._sink = sink
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._resume = resume  # gives the last event ID to resume from, on this thread
+        self._healthy = False  # the current attempt delivered an event or lasted
+        self._got_bytes = False  # the current attempt received body bytes
+
+    def run(self) -> None:
+        """The thread body: never raises; the outcome goes to ``sink.end``."""
+        outcome: BaseException | None = None
+        try:
+            self._parser = Parser(
+                max_event_size=self._options.max_event_size, last_event_id=self._resume()
+            )
+            session = make_session(self._options.session_factory)
+            try:
+                self._loop(session)
+            finally:
+                session.close()
+        except _Stopped:
+            pass
+        except BaseException as exc:  # handed to the owner, never lost
+            outcome = exc
+            if isinstance(exc, Exception):
+                self._report(exc)
+        finally:
+            self._sink.end(outcome)
+
+    def _loop(self, session: Any) -> None:
+        options = self._options
+        failures = 0
+        last_healthy = self._clock()
+        auth_retried = False
+        while not self._stop.is_set():
+            self._healthy = self._got_bytes = False
+            wait_at_least = 0.0
+            immediate = quiet = False
+            try:
+                if self._attempt(session):
+                    return
+                # A clean end of a long-lived stream: reconnect, but it is no error.
+                error: StreamError = ReadError("the server ended the stream", url=options.url)
+                quiet = True
+            except HTTPStatusError as exc:
+                if exc.status_code in _AUTH_STATUSES and callable(options.headers):
+                    if auth_retried:
+                        raise
+                    auth_retried = immediate = True  # once, at once, with fresh headers
+                elif exc.status_code not in _RETRY_STATUSES:
+                    raise
+                error = exc
+                wait_at_least = retry_after(exc.headers.get("Retry-After"), time.time()) or 0.0
+            except (ConnectError, ReadError) as exc:
+                error = exc
+            if self._stop.is_set():
+                return
+            if not self._may_retry(error):
+                raise error
+            if not quiet:
+                self._report(error)
+            now = self._clock()
+            if self._healthy:
+                failures, last_healthy, auth_retried = 0, now, False
+            failures += 1
+            if self._exhausted(failures, now - last_healthy):
+                raise RetriesExhausted(
+                    f"gave up after {failures} consecutive failed attempts", url=options.url
+                ) from error
+            delay = 0.0 if immediate else self._delay(failures, wait_at_least)
+            _log.debug("reconnecting to %s in %.3f s", options.url, delay)
+            if self._stop.wait(delay):
+                return
+
+    def _exhausted(self, failures: int, elapsed: float) -> bool:
+        if not self._options.reconnect and failures > self._options.retries:
+            return True
+        return self._options.backoff.exhausted(failures, elapsed)
+
+    def _may_retry(self, error: StreamError) -> bool:
+        if self._options.reconnect:
+            return True
+        # One-shot: never replay a request once any body byte arrived (a POST may
+        # have had its effect), and never after a read failure of any kind.
+        return not self._got_bytes and not isinstance(error, ReadError)
+
+    def _delay(self, failures: int, wait_at_least: float) -> float:
+        retry_ms = self._parser.retry
+        server = None if retry_ms is None else retry_ms / 1000.0
+        return max(
+            wait_at_least, self._options.backoff.delay(failures, self._rng, server_retry=server)
+        )
+
+    def _attempt(self, session: Any) -> bool:
+        """One connection: open and read to the end.  True when the stream is over:
+        the answer was 204, or a one-shot body ended."""
+        options = self._options
+        parser = self._parser
+        spec = RequestSpec(
+            method=options.method,
+            url=options.url,
+            params=options.params,
+            headers=self._request_headers(),
+            data=options.data,
+            json=options.json,
+            auth=options.auth,
+            connect_timeout=options.connect_timeout,
+            read_timeout=options.read_timeout,
+        )
+        with open_stream(session, spec, self._stop) as body:
+            if body.status_code == 204:
+                return True
+            opened_at = self._clock()
+            self._sink.opened(ResponseInfo(body.status_code, body.headers, body.url))
+            parser.reset()
+            try:
+                for chunk in body.chunks():
+                    self._got_bytes = True
+                    self._handle(chunk)
+            finally:
+                if self._clock() - opened_at >= options.backoff.reset_after:
+                    self._healthy = True
+        return not options.reconnect
+
+    def _handle(self, chunk: bytes) -> None:
+        try:
+            events = self._parser.feed(chunk)
+        except ProtocolError as exc:  # the oversized event was skipped; go on
+            events = exc.events
+            self._report(exc)
+        if events:
+            self._healthy = True
+        if not self._sink.deliver(events, self._parser.last_event_id, self._stop):
+            raise _Stopped
+
+    def _request_headers(self) -> dict[str, str]:
+        source = self._options.headers
+        if callable(source):
+            try:
+                fresh = source()  # on this thread, before every connect: rotated tokens
+            except Exception as exc:
+                raise StreamError(
+                    f"the headers callable raised {type(exc).__name__}", url=self._options.url
+                ) from exc
+            if not isinstance(fresh, Mapping):
+                raise TypeError(f"the headers callable must return a mapping, not {type(fresh)}")
+            source = fresh
+        headers = dict(source or {})
+        if self._parser.last_event_id:
+            headers["Last-Event-ID"] = self._parser.last_event_id
+        return headers
+
+    def _report(self, exc: BaseException) -> None:
+        try:
+            self._sink.error(exc)
+        except Exception:  # an on_error that raises must not kill the stream
+            _log.exception("on_error callback raised")

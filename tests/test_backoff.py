@@ -1,0 +1,113 @@
+"""Backoff: the pure delay formula, its limits and Retry-After parsing."""
+
+from __future__ import annotations
+
+import random
+from email.utils import formatdate
+
+import pytest
+
+from eventstream import Backoff
+from eventstream._backoff import retry_after
+
+
+class FixedRandom(random.Random):
+    def __init__(self, value: float) -> None:
+        super().__init__(0)
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+def test_delay_grows_exponentially_up_to_the_maximum() -> None:
+    policy = Backoff(initial=1.0, maximum=10.0, multiplier=2.0, jitter=0.0)
+    delays = [policy.delay(n, FixedRandom(0.0)) for n in range(1, 7)]
+    assert delays == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+
+
+def test_jitter_adds_up_to_the_fraction_and_never_shortens() -> None:
+    policy = Backoff(initial=2.0, jitter=0.5)
+    assert policy.delay(1, FixedRandom(0.0)) == 2.0
+    assert policy.delay(1, FixedRandom(0.999)) == pytest.approx(2.999)
+    rng = random.Random(7)
+    samples = [policy.delay(1, rng) for _ in range(1000)]
+    assert min(samples) >= 2.0
+    assert max(samples) <= 3.0
+    assert len(set(samples)) > 900  # spread out: clients do not reconnect in step
+
+
+def test_server_retry_replaces_the_initial_delay_and_may_exceed_the_maximum() -> None:
+    policy = Backoff(initial=1.0, maximum=5.0, jitter=0.0)
+    assert policy.delay(1, FixedRandom(0.0), server_retry=0.25) == 0.25
+    assert policy.delay(2, FixedRandom(0.0), server_retry=0.25) == 0.5
+    assert policy.delay(1, FixedRandom(0.0), server_retry=60.0) == 60.0
+    assert policy.delay(5, FixedRandom(0.0), server_retry=60.0) == 60.0
+
+
+def test_server_retry_of_zero_means_reconnect_at_once() -> None:
+    assert Backoff(jitter=0.5).delay(3, FixedRandom(0.5), server_retry=0.0) == 0.0
+
+
+def test_huge_attempt_numbers_do_not_overflow() -> None:
+    assert Backoff(maximum=30.0, jitter=0.0).delay(10**6, FixedRandom(0.0)) == 30.0
+
+
+def test_same_random_state_gives_the_same_delay() -> None:
+    policy = Backoff()
+    assert policy.delay(3, random.Random(42)) == policy.delay(3, random.Random(42))
+
+
+def test_exhausted_by_attempts_or_elapsed_time() -> None:
+    assert not Backoff().exhausted(10**9, 10**9)
+    assert Backoff(max_attempts=3).exhausted(3, 0.0)
+    assert not Backoff(max_attempts=3).exhausted(2, 0.0)
+    assert Backoff(max_elapsed=5.0).exhausted(1, 5.0)
+    assert not Backoff(max_elapsed=5.0).exhausted(1, 4.9)
+
+
+def test_backoff_is_frozen() -> None:
+    policy = Backoff()
+    with pytest.raises(AttributeError):
+        policy.initial = 3.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"initial": -1}, ValueError),
+        ({"initial": float("nan")}, ValueError),
+        ({"maximum": float("inf")}, ValueError),
+        ({"initial": "1"}, TypeError),
+        ({"jitter": True}, TypeError),
+        ({"multiplier": 0.5}, ValueError),
+        ({"initial": 5.0, "maximum": 1.0}, ValueError),
+        ({"max_attempts": 0}, ValueError),
+        ({"max_attempts": 1.5}, TypeError),
+        ({"max_elapsed": -1.0}, ValueError),
+    ],
+)
+def test_invalid_policies_are_rejected(kwargs: dict[str, object], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        Backoff(**kwargs)  # type: ignore[arg-type]
+
+
+def test_delay_rejects_attempt_zero() -> None:
+    with pytest.raises(ValueError, match="from 1"):
+        Backoff().delay(0, random.Random())
+
+
+def test_retry_after_seconds() -> None:
+    assert retry_after("120", now=0.0) == 120.0
+    assert retry_after(" 3 ", now=0.0) == 3.0
+
+
+def test_retry_after_http_date() -> None:
+    now = 1_800_000_000.0
+    assert retry_after(formatdate(now + 30, usegmt=True), now=now) == pytest.approx(30.0)
+    assert retry_after(formatdate(now - 30, usegmt=True), now=now) == 0.0
+
+
+@pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5", "\u0661"])
+def test_retry_after_unparsable_is_none(value: str | None) -> None:
+    assert retry_after(value, now=0.0) is None

@@ -1,0 +1,257 @@
+"""The sans-I/O body decoders: chunked framing, Content-Length, gzip and deflate.
+
+Each case runs whole and byte by byte, since the transport feeds whatever one read
+returned.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Iterable
+
+import pytest
+
+from eventstream._body import (
+    MAX_CHUNK_LINE,
+    BodyDecoder,
+    BodyError,
+    ContentDecoder,
+    Framing,
+    supported_coding,
+)
+
+PAYLOAD = b"".join(b"id: %d\ndata: event number %d\n\n" % (i, i) for i in range(200))
+
+
+def feed(decoder: BodyDecoder, reads: Iterable[bytes]) -> bytes:
+    return b"".join(decoder.feed(read) for read in reads)
+
+
+def whole_and_bytewise(data: bytes) -> list[list[bytes]]:
+    return [[data], [data[i : i + 1] for i in range(len(data))]]
+
+
+def chunked(*chunks: bytes, tail: bytes = b"0\r\n\r\n") -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + tail
+
+
+def identity() -> ContentDecoder:
+    return ContentDecoder("identity")
+
+
+def deflate_raw(data: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+# -- chunked framing ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        chunked(b"data: a\n\n", b"data: b\n\n"),
+        b"9;name=value;x\r\ndata: a\n\n\r\n9 ; ext\r\ndata: b\n\n\r\n0\r\n\r\n",  # extensions
+        chunked(b"data: a\n\n", b"data: b\n\n", tail=b"0\r\nX-Trailer: 1\r\nY: 2\r\n\r\n"),
+        b"9\ndata: a\n\n\n9\ndata: b\n\n\n0\n\n",  # bare LF, accepted leniently
+        b"00009\r\ndata: a\n\n\r\n9\r\ndata: b\n\n\r\n0\r\n\r\n",  # leading zeros
+    ],
+    ids=["plain", "extensions", "trailers", "bare-lf", "leading-zeros"],
+)
+def test_chunked_body_is_decoded_whole_and_byte_by_byte(wire: bytes) -> None:
+    for reads in whole_and_bytewise(wire):
+        decoder = BodyDecoder(Framing.CHUNKED, identity())
+        assert feed(decoder, reads) == b"data: a\n\ndata: b\n\n"
+        assert decoder.done
+
+
+def test_chunk_payload_comes_out_before_the_chunk_is_complete() -> None:
+    decoder = BodyDecoder(Framing.CHUNKED, identity())
+    assert decoder.feed(b"12\r\ndata: first") == b"data: first"
+    assert decoder.feed(b" half\n\n\r\n") == b" half\n\n"
+    assert not decoder.done
+
+
+def test_chunked_ignores_bytes_after_the_last_chunk() -> None:
+    decoder = BodyDecoder(Framing.CHUNKED, identity())
+    assert decoder.feed(chunked(b"abc") + b"HTTP/1.1 200 OK\r\n") == b"abc"
+    assert decoder.done
+    assert decoder.feed(b"more") == b""
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"zz\r\n",
+        b"0x3\r\nabc\r\n",
+        b"1_0\r\n",
+        b"+3\r\nabc\r\n",
+        b"-1\r\n",
+        b"\r\n",
+        b"3\r\nabcdef\r\n",  # data longer than the size
+        b"1" * 17 + b"\r\n",  # more than 64 bits of size
+    ],
+)
+def test_bad_chunk_framing_is_an_error(wire: bytes) -> None:
+    for reads in whole_and_bytewise(wire):
+        decoder = BodyDecoder(Framing.CHUNKED, identity())
+        with pytest.raises(BodyError):
+            feed(decoder, reads)
+
+
+def test_endless_chunk_size_line_is_an_error() -> None:
+    decoder = BodyDecoder(Framing.CHUNKED, identity())
+    decoder.feed(b"3;" + b"x" * (MAX_CHUNK_LINE - 2))  # at the limit: still waiting
+    with pytest.raises(BodyError, match="too long"):
+        decoder.feed(b"x")
+
+
+def test_long_chunk_size_line_arriving_whole_is_an_error() -> None:
+    decoder = BodyDecoder(Framing.CHUNKED, identity())
+    with pytest.raises(BodyError, match="too long"):
+        decoder.feed(b"3;" + b"x" * MAX_CHUNK_LINE + b"\r\nabc\r\n")
+
+
+def test_endless_trailer_is_an_error() -> None:
+    decoder = BodyDecoder(Framing.CHUNKED, identity())
+    decoder.feed(b"0\r\n")
+    with pytest.raises(BodyError, match="trailer"):
+        for _ in range(100):
+            decoder.feed(b"X-Pad: " + b"x" * 1000 + b"\r\n")
+
+
+@pytest.mark.parametrize("cut", [1, 3, 5, 8, 10, len(chunked(b"abc")) - 1])
+def test_chunked_body_cut_short_is_an_error(cut: int) -> None:
+    decoder = BodyDecoder(Framing.CHUNKED, identity())
+    decoder.feed(chunked(b"abc")[:cut])
+    with pytest.raises(BodyError, match="chunked"):
+        decoder.end_of_input()
+
+
+# -- Content-Length and close-delimited ------------------------------------------------
+
+
+def test_length_body_ends_at_its_length() -> None:
+    for reads in whole_and_bytewise(b"0123456789extra"):
+        decoder = BodyDecoder(Framing.LENGTH, identity(), 10)
+        assert feed(decoder, reads) == b"0123456789"
+        assert decoder.done
+
+
+def test_length_body_cut_short_is_an_error() -> None:
+    decoder = BodyDecoder(Framing.LENGTH, identity(), 10)
+    assert decoder.feed(b"01234") == b"01234"
+    with pytest.raises(BodyError, match="5 bytes before"):
+        decoder.end_of_input()
+
+
+def test_zero_length_body_is_done_at_once() -> None:
+    decoder = BodyDecoder(Framing.LENGTH, ContentDecoder("gzip"), 0)
+    assert decoder.done
+    assert decoder.end_of_input() == b""
+
+
+def test_close_delimited_body_ends_cleanly_at_end_of_input() -> None:
+    decoder = BodyDecoder(Framing.CLOSE, identity())
+    assert decoder.feed(b"abc") == b"abc"
+    assert decoder.end_of_input() == b""
+    assert decoder.done
+
+
+def test_length_is_given_exactly_for_length_framing() -> None:
+    with pytest.raises(ValueError, match="length"):
+        BodyDecoder(Framing.LENGTH, identity())
+    with pytest.raises(ValueError, match="length"):
+        BodyDecoder(Framing.CLOSE, identity(), 3)
+
+
+# -- content codings -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("coding", "encoded"),
+    [
+        ("gzip", gzip.compress(PAYLOAD)),
+        ("gzip", gzip.compress(PAYLOAD[:100]) + gzip.compress(PAYLOAD[100:])),  # 2 members
+        ("deflate", zlib.compress(PAYLOAD)),  # RFC 9110: zlib-wrapped
+        ("deflate", deflate_raw(PAYLOAD)),  # what some servers send instead
+    ],
+    ids=["gzip", "gzip-two-members", "deflate-zlib", "deflate-raw"],
+)
+@pytest.mark.parametrize("framing", [Framing.CHUNKED, Framing.LENGTH, Framing.CLOSE])
+def test_compressed_body_is_decoded_whole_and_byte_by_byte(
+    coding: str, encoded: bytes, framing: Framing
+) -> None:
+    wire = chunked(encoded[:50], encoded[50:]) if framing is Framing.CHUNKED else encoded
+    length = len(encoded) if framing is Framing.LENGTH else None
+    for reads in whole_and_bytewise(wire):
+        decoder = BodyDecoder(framing, ContentDecoder(coding), length)
+        out = feed(decoder, reads)
+        if framing is Framing.CLOSE:
+            out += decoder.end_of_input()
+        assert out == PAYLOAD
+        assert decoder.done
+
+
+def test_sync_flushed_gzip_comes_out_before_the_stream_ends() -> None:
+    compressor = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
+    decoder = ContentDecoder("gzip")
+    first = compressor.compress(b"data: a\n\n") + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert decoder.feed(first) == b"data: a\n\n"
+
+
+@pytest.mark.parametrize(
+    ("coding", "encoded"),
+    [
+        ("gzip", gzip.compress(PAYLOAD)[:-4]),  # no trailer
+        ("gzip", gzip.compress(PAYLOAD)[:5]),
+        ("deflate", zlib.compress(PAYLOAD)[:-2]),
+        ("deflate", b"x"),  # not even a whole zlib header
+    ],
+)
+def test_truncated_compressed_body_is_an_error(coding: str, encoded: bytes) -> None:
+    decoder = BodyDecoder(Framing.CLOSE, ContentDecoder(coding))
+    decoder.feed(encoded)
+    with pytest.raises(BodyError, match="end marker"):
+        decoder.end_of_input()
+
+
+@pytest.mark.parametrize(
+    ("coding", "encoded"),
+    [
+        ("gzip", b"this is not gzip at all"),
+        ("gzip", gzip.compress(b"ok") + b"garbage after the member"),
+        ("deflate", zlib.compress(b"ok") + b"trailing"),
+        ("deflate", deflate_raw(b"ok") + b"trailing"),
+    ],
+)
+def test_invalid_compressed_data_is_an_error(coding: str, encoded: bytes) -> None:
+    decoder = BodyDecoder(Framing.CLOSE, ContentDecoder(coding))
+    with pytest.raises(BodyError):
+        decoder.feed(encoded)
+        decoder.end_of_input()
+
+
+def test_unknown_coding_is_refused() -> None:
+    with pytest.raises(ValueError, match="br"):
+        ContentDecoder("br")
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("", "identity"),
+        ("identity", "identity"),
+        ("GZIP", "gzip"),
+        ("x-gzip", "gzip"),
+        (" deflate ", "deflate"),
+        ("gzip, identity", "gzip"),
+        ("br", None),
+        ("zstd", None),
+        ("gzip, gzip", None),
+        ("deflate, gzip", None),
+    ],
+)
+def test_supported_coding(header: str, expected: str | None) -> None:
+    assert supported_coding(header) == expected
