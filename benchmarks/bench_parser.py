@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import codecs
 import gc
+import hashlib
 import importlib.metadata
+import os
 import platform
 import shlex
 import statistics
@@ -157,6 +159,7 @@ class Result:
     name: str
     seconds: float | None  # median of the timed runs; None if it could not run
     problem: str | None  # why it is WRONG; None when its events were right
+    spread: float = 0.0  # (slowest - fastest run) / median: how noisy the figure is
 
 
 def _short(value: object, limit: int = 70) -> str:
@@ -208,12 +211,14 @@ def measure(contestants: Sequence[Contestant], corpus: Corpus, repeat: int) -> l
             times[contestant.name].append(seconds)
             if count != checks[contestant.name][0]:
                 problems[contestant.name] = f"a timed run gave {count:,} events"
-    return [
-        Result(
-            c.name, statistics.median(times[c.name]) if c.name in times else None, problems[c.name]
-        )
-        for c in contestants
-    ]
+    return [_result(c.name, times.get(c.name, []), problems[c.name]) for c in contestants]
+
+
+def _result(name: str, times: list[float], problem: str | None) -> Result:
+    if not times:
+        return Result(name, None, problem)
+    median = statistics.median(times)
+    return Result(name, median, problem, (max(times) - min(times)) / median)
 
 
 # -- Targets -----------------------------------------------------------------------------
@@ -289,19 +294,37 @@ def _git_state() -> str:
         dirty = git("status", "--porcelain", "--", "eventstream")
     except (OSError, subprocess.CalledProcessError):
         return "not in a git checkout"
-    return f"git {head}{' + uncommitted changes in eventstream/' if dirty else ''}"
+    return f"git {head}{' + uncommitted changes' if dirty else ''}"
+
+
+def _source_digest() -> str:
+    # Names the exact parser measured while eventstream/ has uncommitted changes.
+    digest = hashlib.sha256()
+    for path in sorted(Path(eventstream.__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def load() -> str:
+    """The 1-minute load average against the CPU count: others' work skews timings."""
+    try:
+        return f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+    except OSError:
+        return "unknown"
 
 
 def environment(contestants: Sequence[Contestant], missing: Sequence[str]) -> list[str]:
     """Where this runs, and what: the interpreter, the machine, each contestant's version."""
     versions = {c.name: importlib.metadata.version(c.name) for c in contestants}
-    versions[SUBJECT] += f" from {Path(eventstream.__file__).parent}, {_git_state()}"
+    source = f"{Path(eventstream.__file__).parent}, {_git_state()}, sha256 {_source_digest()}"
+    versions[SUBJECT] += f" from {source}"
     versions.update(dict.fromkeys(missing, "not installed, left out"))
     python = f"{platform.python_implementation()} {platform.python_version()}"
     build = f"{platform.python_build()[0]}, {platform.python_compiler()}"
     return [
         f"python:   {python} ({build})",
         f"platform: {platform.platform()}, {platform.machine()}",
+        f"load:     {load()} at the start",
         *(f"{name + ':':<26}{version}" for name, version in versions.items()),
     ]
 
@@ -326,17 +349,18 @@ def table(corpus: Corpus, results: list[Result]) -> list[str]:
     lines = [
         f"({corpus.key}) {corpus.title}: {count:,} events, {size / 1e6:,.1f} MB,"
         f" {len(corpus.chunks):,} reads of {corpus.read_size // 1024} KiB",
-        f"  {'contestant':<26}{'events/s':>12}{'MB/s':>10}  {'eventstream is':<16}check",
+        f"  {'contestant':<26}{'events/s':>12}{'MB/s':>10}{'spread':>8}"
+        f"  {'eventstream is':<16}check",
     ]
     for r in results:
         check = "WRONG" if r.problem else "ok"
         if r.seconds is None:
-            lines.append(f"  {r.name:<26}{'-':>12}{'-':>10}  {'-':<16}{check}")
+            lines.append(f"  {r.name:<26}{'-':>12}{'-':>10}{'-':>8}  {'-':<16}{check}")
             continue
         ratio = f"{r.seconds / subject:.2f}x" if subject and r.name != SUBJECT else "-"
         lines.append(
             f"  {r.name:<26}{_rate(count / r.seconds):>12}{size / r.seconds / 1e6:>10,.1f}"
-            f"  {ratio:<16}{check}"
+            f"{r.spread:>8.0%}  {ratio:<16}{check}"
         )
     lines.extend(f"  WRONG {r.name}: {r.problem}" for r in results if r.problem)
     return lines
@@ -404,6 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n".join(summary))
     print(f"eventstream WRONG on: {', '.join(wrong) or 'none'}")
     print(f"targets missed on: {', '.join(missed) or 'none'}")
+    print(f"load:     {load()} at the end")
     return 1 if args.check and missed else 0
 
 

@@ -1,0 +1,288 @@
+"""EventStream life cycle: start, stop, restart, garbage collection, exit and fork."""
+
+from __future__ import annotations
+
+import gc
+import os
+import queue
+import random
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from eventstream import Backoff, Event, EventStream
+from eventstream.testing import Script, SSEServer
+
+FAST = Backoff(initial=0.01, maximum=0.05, jitter=0.0)
+WAIT = 5.0
+
+
+@pytest.fixture
+def server() -> Iterator[SSEServer]:
+    with SSEServer() as srv:
+        srv.default = Script().event("hello", id="1").hold()
+        yield srv
+
+
+def worker_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("eventstream-worker-")]
+
+
+def test_start_is_a_no_op_while_running(server: SSEServer) -> None:
+    stream = EventStream(server.url, on_event=lambda e: None)
+    stream.start()
+    before = worker_threads()
+    stream.start()
+    assert worker_threads() == before
+    assert stream.running
+    assert stream.stop(WAIT)
+    assert not stream.running
+    assert len(server.requests) <= 1
+
+
+def test_stop_without_start_is_harmless() -> None:
+    stream = EventStream("http://127.0.0.1:9/")
+    assert stream.stop() is True
+    assert stream.stop(1.0) is True
+    assert stream.join(0.1) is True
+    assert not stream.running
+
+
+def test_stop_right_after_start(server: SSEServer) -> None:
+    for _ in range(50):
+        stream = EventStream(server.url, on_event=lambda e: None)
+        stream.start()
+        assert stream.stop(WAIT)
+
+
+def test_stop_on_a_silent_stream_is_prompt(server: SSEServer) -> None:
+    server.default = Script().hold()
+    opened = threading.Event()
+    stream = EventStream(server.url, on_event=lambda e: None, on_open=lambda i: opened.set())
+    stream.start()
+    assert opened.wait(WAIT)
+    started = time.monotonic()
+    assert stream.stop(WAIT)
+    assert time.monotonic() - started < 0.5  # generous for CI; benchmarks measure ms
+
+
+def test_stop_from_another_thread_ends_a_blocked_for_loop(server: SSEServer) -> None:
+    server.default = Script().event("only one").hold()
+    stream = EventStream(server.url)
+    got: list[Event] = []
+    first = threading.Event()
+    done = threading.Event()
+
+    def consume() -> None:
+        for event in stream:
+            got.append(event)
+            first.set()
+        done.set()
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    assert first.wait(WAIT)
+    assert stream.stop(WAIT)
+    assert done.wait(WAIT)
+    consumer.join(WAIT)
+    assert [e.data for e in got] == ["only one"]
+
+
+def test_stop_inside_on_event_does_not_deadlock(server: SSEServer) -> None:
+    server.default = Script().event("a").event("b").event("c").hold()
+    seen: list[str] = []
+    results: queue.Queue[bool] = queue.Queue()
+    holder: list[EventStream] = []
+
+    def on_event(event: Event) -> None:
+        seen.append(event.data)
+        results.put(holder[0].stop(1.0))
+
+    stream = EventStream(server.url, on_event=on_event)
+    holder.append(stream)
+    stream.start()
+    assert results.get(timeout=WAIT) is False  # it cannot wait for its own thread
+    assert stream.join(WAIT)
+    assert seen == ["a"]  # no callback after stop()
+
+
+def test_no_callback_runs_after_stop_returns_true(server: SSEServer) -> None:
+    server.default = Script().event("x").pause(0.001).event("x").pause(0.001).event("x").hold()
+    for _ in range(20):
+        calls: list[float] = []
+        stream = EventStream(server.url, on_event=lambda e: calls.append(time.monotonic()))
+        stream.start()
+        threading.Event().wait(random.uniform(0, 0.01))
+        assert stream.stop(WAIT)
+        stopped = time.monotonic()
+        count = len(calls)
+        assert all(t <= stopped for t in calls)
+        assert len(calls) == count
+
+
+def test_restart_switches_connection_and_resumes(server: SSEServer) -> None:
+    server.enqueue(Script().event("a", id="1").event("b", id="2").hold())
+    server.enqueue(Script().event("c", id="3").hold())
+    with EventStream(server.url) as stream:
+        events = iter(stream)
+        assert [next(events).data, next(events).data] == ["a", "b"]
+        stream.restart()
+        assert next(events).data == "c"
+    assert server.wait_for_requests(2)[1].headers["Last-Event-ID"] == "2"
+
+
+def test_restart_from_any_thread_never_duplicates_or_loses(server: SSEServer) -> None:
+    # Every connection resumes after the Last-Event-ID it was sent.
+    def resume(request):  # type: ignore[no-untyped-def]
+        start = int(request.headers.get("Last-Event-ID", "0"))
+        script = Script()
+        for i in range(start + 1, start + 200):
+            script = script.event(str(i), id=str(i))
+        return script.hold()
+
+    server.default = resume
+    got: list[int] = []
+    with EventStream(server.url, queue_size=8) as stream:
+        for event in stream:
+            got.append(int(event.data))
+            if len(got) % 40 == 0:
+                threading.Thread(target=stream.restart).start()
+            if len(got) == 600:
+                break
+    assert got == list(range(1, 601))
+    assert len(server.requests) > 1
+
+
+def test_restart_with_callbacks_never_duplicates_or_loses(server: SSEServer) -> None:
+    def resume(request):  # type: ignore[no-untyped-def]
+        start = int(request.headers.get("Last-Event-ID", "0"))
+        script = Script()
+        for i in range(start + 1, start + 100):
+            script = script.event(str(i), id=str(i))
+        return script.hold()
+
+    server.default = resume
+    got: list[int] = []
+    enough = threading.Event()
+    holder: list[EventStream] = []
+
+    def on_event(event: Event) -> None:
+        got.append(int(event.data))
+        if len(got) % 30 == 0:
+            holder[0].restart()
+        if len(got) >= 300:
+            enough.set()
+
+    stream = EventStream(server.url, on_event=on_event)
+    holder.append(stream)
+    with stream:
+        assert enough.wait(WAIT)
+        assert stream.stop(WAIT)
+    assert got[:300] == list(range(1, 301))
+
+
+def test_dropping_the_last_reference_stops_the_worker(server: SSEServer) -> None:
+    opened = threading.Event()
+    stream = EventStream(server.url, on_event=lambda e: None, on_open=lambda i: opened.set())
+    stream.start()
+    assert opened.wait(WAIT)
+    (thread,) = worker_threads()
+    ref = weakref.ref(stream)
+    del stream
+    gc.collect()
+    assert ref() is None
+    thread.join(WAIT)
+    assert not thread.is_alive()
+
+
+def test_an_abandoned_iterator_stops_the_worker(server: SSEServer) -> None:
+    def consume_one() -> None:
+        for _ in EventStream(server.url):
+            break
+
+    consume_one()
+    gc.collect()
+    for thread in worker_threads():
+        thread.join(WAIT)
+    assert worker_threads() == []
+
+
+def test_rapid_start_stop_cycles_leak_nothing(server: SSEServer) -> None:
+    rng = random.Random(1)
+    pause = threading.Event()  # never set: wait() is a bounded random gap
+    stream = EventStream(server.url, on_event=lambda e: None, backoff=FAST)
+    for _ in range(1000):
+        stream.start()
+        pause.wait(rng.uniform(0, 0.02) if rng.random() < 0.5 else 0)
+        assert stream.stop(WAIT)
+    assert worker_threads() == []
+
+
+def _run_script(code: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_a_script_that_never_stops_still_exits_promptly() -> None:
+    started = time.monotonic()
+    result = _run_script(
+        """
+        import time
+        from eventstream import EventStream
+        from eventstream.testing import Script, SSEServer
+        server = SSEServer()
+        server.start()
+        server.default = Script().event("hi").hold()
+        stream = EventStream(server.url, on_event=lambda e: None)
+        stream.start()
+        started = time.monotonic()
+        import atexit
+        atexit.register(lambda: print("exit took", time.monotonic() - started))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "exit took" in result.stdout
+    assert time.monotonic() - started < 10.0  # a worker that kept it alive would hang
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_after_fork_the_child_sees_the_stream_stopped_and_can_start_its_own() -> None:
+    result = _run_script(
+        """
+        import os, threading
+        from eventstream import EventStream
+        from eventstream.testing import Script, SSEServer
+        with SSEServer() as server:
+            server.default = Script().event("hi").hold()
+            got = threading.Event()
+            stream = EventStream(server.url, on_event=lambda e: got.set())
+            stream.start()
+            assert got.wait(5)
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    assert not stream.running
+                    got.clear()
+                    stream.start()
+                    ok = got.wait(5) and stream.stop(5)
+                finally:
+                    os._exit(0 if ok else 3)
+            _, status = os.waitpid(pid, 0)
+            assert stream.running
+            stream.stop(5)
+            print("child", os.waitstatus_to_exitcode(status))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "child 0" in result.stdout
