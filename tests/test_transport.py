@@ -1,0 +1,663 @@
+"""The transport against a real server on 127.0.0.1: delivery, stop, timeouts, errors.
+
+Each test runs the stream on one thread, as the worker does: either the test's own
+thread, or a :class:`StreamThread` when the test must act while the stream is read.
+The fast path (the socket read directly) and the fallback (through urllib3) are both
+covered; ``located`` proves which one a test took.
+"""
+
+from __future__ import annotations
+
+import gzip
+import queue
+import socket
+import ssl
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import responses
+import trustme
+
+from eventstream import ConnectError, ContentTypeError, HTTPStatusError, ReadError
+from eventstream import _transport
+from eventstream._stop import StopSignal
+from eventstream._transport import Body, RequestSpec, make_session, open_stream
+from eventstream.testing import Framing, Script, SSEServer
+
+ENCODINGS = [None, "gzip", "deflate"]
+EVENTS = b"".join(b"id: %d\ndata: event %d %s\n\n" % (i, i, b"x" * (i % 97)) for i in range(300))
+STOP_BOUND = 0.5  # seconds: generous for CI; the design target is a few milliseconds
+TIMEOUT = 5.0  # seconds any wait in a test may take before it fails
+
+
+# -- fixtures and helpers --------------------------------------------------------------
+
+
+@pytest.fixture
+def server() -> Iterator[SSEServer]:
+    with SSEServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, Path]:
+    authority = trustme.CA()
+    path = tmp_path_factory.mktemp("tls") / "ca.pem"
+    authority.cert_pem.write_to_path(str(path))
+    return authority, path
+
+
+@pytest.fixture
+def tls_server(ca: tuple[trustme.CA, Path]) -> Iterator[SSEServer]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca[0].issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    with SSEServer(ssl_context=context) as server:
+        yield server
+
+
+@pytest.fixture
+def session() -> Iterator[requests.Session]:
+    with make_session() as session:
+        yield session
+
+
+@pytest.fixture
+def located(monkeypatch: pytest.MonkeyPatch) -> list[tuple[type[socket.socket], int]]:
+    """Records (socket type, bytes OpenSSL held decrypted) each time the fast path is taken."""
+    found: list[tuple[type[socket.socket], int]] = []
+    real = _transport._locate_socket
+
+    def spy(raw: object) -> Any:
+        result = real(raw)
+        if result is not None:
+            sock = result[1]
+            pending = sock.pending() if isinstance(sock, ssl.SSLSocket) else 0
+            found.append((type(sock), pending))
+        return result
+
+    monkeypatch.setattr(_transport, "_locate_socket", spy)
+    return found
+
+
+@pytest.fixture
+def fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Force the fallback path, as when the socket cannot be reached."""
+    monkeypatch.setattr(_transport, "_locate_socket", lambda raw: None)
+
+
+def spec(url: str, **options: Any) -> RequestSpec:
+    options.setdefault("connect_timeout", TIMEOUT)
+    options.setdefault("read_timeout", TIMEOUT)
+    return RequestSpec(url, **options)
+
+
+def read_all(session: requests.Session, url: str, **options: Any) -> bytes:
+    with open_stream(session, spec(url, **options), StopSignal()) as body:
+        return b"".join(body.chunks())
+
+
+def open_error(session: requests.Session, url: str, **options: Any) -> Exception:
+    with pytest.raises(Exception) as caught:  # noqa: PT011 - the callers check the type
+        read_all(session, url, **options)
+    return caught.value  # type: ignore[return-value]
+
+
+class StreamThread:
+    """Opens and reads one stream on its own thread, as the worker does."""
+
+    def __init__(
+        self,
+        spec: RequestSpec,
+        setup: Callable[[requests.Session], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.setup = setup
+        self.stop = StopSignal()
+        self.chunks: queue.Queue[bytes] = queue.Queue()
+        self.error: BaseException | None = None
+        self.returned_at = 0.0  # when chunks() returned or raised
+        self.thread = threading.Thread(target=self._run, name="test-transport-stream")
+
+    def __enter__(self) -> StreamThread:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop.set()
+        self.join()
+
+    def _run(self) -> None:
+        with make_session() as session:
+            if self.setup is not None:
+                self.setup(session)
+            try:
+                with open_stream(session, self.spec, self.stop) as body:
+                    try:
+                        for chunk in body.chunks():
+                            self.chunks.put(chunk)
+                    finally:
+                        self.returned_at = time.monotonic()
+            except BaseException as exc:
+                self.error = exc
+
+    def read(self, size: int, timeout: float = TIMEOUT) -> bytes:
+        """Wait until at least ``size`` bytes have arrived; return them all."""
+        got = b""
+        deadline = time.monotonic() + timeout
+        while len(got) < size:
+            left = deadline - time.monotonic()
+            try:
+                got += self.chunks.get(timeout=max(0.0, left))
+            except queue.Empty:
+                raise AssertionError(f"{len(got)} of {size} bytes after {timeout} s") from None
+        return got
+
+    def rest(self) -> bytes:
+        """Everything that arrived and was not read yet (call after join)."""
+        got = b""
+        while not self.chunks.empty():
+            got += self.chunks.get_nowait()
+        return got
+
+    def join(self, timeout: float = TIMEOUT) -> None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the stream thread did not finish"
+
+
+def split_script(
+    framing: Framing, encoding: str | None, first: bytes, second: bytes, gate: threading.Event
+) -> Script:
+    """A body sent in two writes with a gate between them; with chunked framing the
+    two halves are one chunk, so its size line promises bytes still to come."""
+    if framing is not Framing.CHUNKED:
+        return Script(framing=framing, encoding=encoding).send(first).wait(gate).send(second)
+    parts = [first, second]
+    if encoding is not None:
+        compressor = zlib.compressobj(wbits=31 if encoding == "gzip" else 15)
+        parts = [
+            compressor.compress(first) + compressor.flush(zlib.Z_SYNC_FLUSH),
+            compressor.compress(second) + compressor.flush(),
+        ]
+    size = b"%x\r\n" % sum(map(len, parts))
+    headers = None if encoding is None else {"Content-Encoding": encoding}
+    return (
+        Script(framing=framing, headers=headers)
+        .wire(size + parts[0])
+        .wait(gate)
+        .wire(parts[1] + b"\r\n")  # close() then sends the last chunk
+    )
+
+
+# -- delivery ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("framing", list(Framing))
+def test_every_byte_is_delivered(
+    server: SSEServer,
+    session: requests.Session,
+    located: list[Any],
+    framing: Framing,
+    encoding: str | None,
+) -> None:
+    script = Script(framing=framing, encoding=encoding)
+    for start in range(0, len(EVENTS), 5000):  # several writes, one of them large
+        script = script.send(EVENTS[start : start + 5000])
+    server.enqueue(script.send(b"z" * 200_000))
+    assert read_all(session, server.url) == EVENTS + b"z" * 200_000
+    assert located  # the fast path
+
+
+@pytest.mark.parametrize("path", ["fast", "fallback"])
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("framing", list(Framing))
+def test_first_half_of_an_event_is_delivered_before_the_rest_is_sent(
+    server: SSEServer,
+    request: pytest.FixtureRequest,
+    framing: Framing,
+    encoding: str | None,
+    path: str,
+) -> None:
+    if path == "fallback":
+        request.getfixturevalue("fallback")
+    first, second = b"id: 1\ndata: " + b"a" * 3000, b"b" * 3000 + b"\n\n"
+    gate = threading.Event()
+    server.enqueue(split_script(framing, encoding, first, second, gate))
+    with StreamThread(spec(server.url)) as stream:
+        assert stream.read(len(first)) == first  # while the server waits on the gate
+        gate.set()
+        stream.join()
+        assert stream.error is None
+        assert stream.rest() == second
+
+
+def test_body_describes_the_response(server: SSEServer, session: requests.Session) -> None:
+    server.enqueue(Script(headers={"X-Stream": "yes"}).event("a"))
+    with open_stream(session, spec(server.url_for("/s?q=1")), StopSignal()) as body:
+        assert body.status_code == 200
+        assert body.headers["x-stream"] == "yes"
+        assert body.url == server.url_for("/s?q=1")
+        assert list(body.chunks()) == [b"data: a\n\n"]
+
+
+def test_content_type_parameters_and_case_are_accepted(
+    server: SSEServer, session: requests.Session
+) -> None:
+    server.enqueue(Script(headers={"Content-Type": "Text/Event-Stream ; charset=UTF-8"}).event("a"))
+    assert read_all(session, server.url) == b"data: a\n\n"
+
+
+def test_204_is_a_body_at_its_end(server: SSEServer, session: requests.Session) -> None:
+    server.enqueue(Script(204))
+    with open_stream(session, spec(server.url), StopSignal()) as body:
+        assert body.status_code == 204
+        assert list(body.chunks()) == []
+
+
+# -- the request ---------------------------------------------------------------------------
+
+
+def test_request_headers(server: SSEServer, session: requests.Session) -> None:
+    server.enqueue(Script().event("a"), Script().event("b"))
+    read_all(session, server.url, headers={"Last-Event-ID": "7", "accept-encoding": "br"})
+    read_all(session, server.url, headers={"Accept": "text/event-stream, */*;q=0.1"})
+    first, second = server.wait_for_requests(2)
+    assert first.headers["Accept"] == "text/event-stream"
+    assert first.headers["Cache-Control"] == "no-store"
+    assert first.headers["Accept-Encoding"] == "gzip, deflate"  # we decode: ours always wins
+    assert first.headers["Last-Event-ID"] == "7"
+    assert second.headers["Accept"] == "text/event-stream, */*;q=0.1"  # the caller's wins
+
+
+def test_method_params_and_json_are_sent(server: SSEServer, session: requests.Session) -> None:
+    server.enqueue(Script().event("a"))
+    read_all(session, server.url_for("/s"), method="POST", params={"a": "1"}, json={"k": "v"})
+    (recorded,) = server.wait_for_requests(1)
+    assert (recorded.method, recorded.target, recorded.body) == ("POST", "/s?a=1", b'{"k": "v"}')
+
+
+def test_invalid_requests_raise_value_error(session: requests.Session) -> None:
+    with pytest.raises(ValueError, match="invalid URL"):
+        read_all(session, "not a url")
+    with pytest.raises(ValueError, match="header") as caught:
+        read_all(session, "http://127.0.0.1:1/", headers={"Authorization": "s3cret\r\nX: y"})
+    assert "s3cret" not in str(caught.value)
+
+
+def test_timeouts_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="read_timeout"):
+        RequestSpec("http://x/", read_timeout=0)
+    with pytest.raises(ValueError, match="connect_timeout"):
+        RequestSpec("http://x/", connect_timeout=-1)
+
+
+def test_make_session_calls_the_factory_on_the_calling_thread() -> None:
+    threads: list[int] = []
+
+    def factory() -> requests.Session:
+        threads.append(threading.get_ident())
+        return requests.Session()
+
+    with make_session(factory) as session:
+        assert isinstance(session, requests.Session)
+    assert threads == [threading.get_ident()]
+    with make_session() as default:
+        assert type(default) is requests.Session
+    with pytest.raises(TypeError, match="requests.Session"):
+        make_session(lambda: object())  # type: ignore[arg-type,return-value]
+
+
+# -- redirects -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["header", "auth"])
+def test_redirect_to_another_host_drops_authorization(
+    server: SSEServer, session: requests.Session, how: str
+) -> None:
+    target = server.url_for("/moved", host="localhost")
+    server.enqueue(Script.redirect(target), Script().event("a"))
+    options: dict[str, Any] = (
+        {"headers": {"Authorization": "Bearer s3cret"}} if how == "header" else {"auth": ("u", "p")}
+    )
+    with open_stream(session, spec(server.url, **options), StopSignal()) as body:
+        assert body.url == target
+        assert list(body.chunks()) == [b"data: a\n\n"]
+    first, second = server.wait_for_requests(2)
+    assert "Authorization" in first.headers
+    assert "Authorization" not in second.headers
+    assert second.headers["Accept"] == "text/event-stream"
+
+
+def test_redirect_on_the_same_host_keeps_authorization(
+    server: SSEServer, session: requests.Session
+) -> None:
+    server.enqueue(Script.redirect(server.url_for("/moved")), Script().event("a"))
+    read_all(session, server.url, headers={"Authorization": "Bearer s3cret"})
+    first, second = server.wait_for_requests(2)
+    assert first.headers["Authorization"] == second.headers["Authorization"] == "Bearer s3cret"
+
+
+def test_redirect_sends_each_host_only_its_own_cookies(
+    server: SSEServer, session: requests.Session
+) -> None:
+    session.cookies.set("sid", "for-127", domain="127.0.0.1")
+    server.enqueue(Script.redirect(server.url_for("/moved", host="localhost")), Script().event("a"))
+    read_all(session, server.url)
+    first, second = server.wait_for_requests(2)
+    assert first.headers["Cookie"] == "sid=for-127"
+    assert "Cookie" not in second.headers
+
+
+# -- stop ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_stop_during_a_silent_stream_leaves_at_once(
+    request: pytest.FixtureRequest,
+    ca: tuple[trustme.CA, Path],
+    located: list[Any],
+    scheme: str,
+) -> None:
+    server: SSEServer = request.getfixturevalue("server" if scheme == "http" else "tls_server")
+    server.enqueue(Script().event("a").hold())
+    setup = None if scheme == "http" else (lambda s: setattr(s, "verify", str(ca[1])))
+    with StreamThread(spec(server.url, read_timeout=60), setup) as stream:
+        assert stream.read(9) == b"data: a\n\n"
+        set_at = time.monotonic()
+        stream.stop.set()
+        stream.join()
+        assert stream.error is None
+        assert stream.returned_at - set_at < STOP_BOUND
+    assert located
+
+
+def test_stop_set_before_reading_returns_without_reading(
+    server: SSEServer, session: requests.Session
+) -> None:
+    server.enqueue(Script().event("a").hold())
+    stop = StopSignal()
+    with open_stream(session, spec(server.url), stop) as body:
+        stop.set()
+        started = time.monotonic()
+        assert list(body.chunks()) == []
+        assert time.monotonic() - started < STOP_BOUND
+
+
+def test_stop_on_the_fallback_path_waits_at_most_the_read_timeout(
+    server: SSEServer, fallback: None
+) -> None:
+    server.enqueue(Script().event("a").hold())
+    with StreamThread(spec(server.url, read_timeout=0.3)) as stream:
+        assert stream.read(9) == b"data: a\n\n"
+        set_at = time.monotonic()
+        stream.stop.set()
+        stream.join()
+        assert stream.error is None  # the timeout after a stop is not an error
+        assert stream.returned_at - set_at < 0.3 + STOP_BOUND
+
+
+# -- timeouts and failures mid-body ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["fast", "fallback"])
+def test_idle_timeout(server: SSEServer, request: pytest.FixtureRequest, path: str) -> None:
+    if path == "fallback":
+        request.getfixturevalue("fallback")
+    server.enqueue(Script().event("a").hold())
+    with StreamThread(spec(server.url, read_timeout=0.3)) as stream:
+        assert stream.read(9) == b"data: a\n\n"
+        got_at = time.monotonic()
+        stream.join()
+    assert isinstance(stream.error, ReadError)
+    assert "read timeout" in str(stream.error)
+    assert stream.error.url == server.url
+    assert 0.25 <= stream.returned_at - got_at < 0.3 + STOP_BOUND
+
+
+@pytest.mark.parametrize("path", ["fast", "fallback"])
+@pytest.mark.parametrize(
+    "script",
+    [
+        Script(framing=Framing.CHUNKED).event("a").drop(),
+        Script(framing=Framing.CONTENT_LENGTH, headers={"Content-Length": "100"}).event("a").drop(),
+        Script(framing=Framing.CLOSE, encoding="gzip").event("a").drop(),
+        Script(framing=Framing.CLOSE).event("a").reset(),
+        Script(framing=Framing.CHUNKED).event("a").wire(b"zz\r\n").hold(),
+        Script(headers={"Content-Encoding": "gzip"}).send(b"this is not gzip"),
+    ],
+    ids=["chunked-drop", "length-short", "gzip-drop", "reset", "bad-chunk", "bad-gzip"],
+)
+def test_broken_body_is_a_read_error(
+    server: SSEServer,
+    session: requests.Session,
+    request: pytest.FixtureRequest,
+    script: Script,
+    path: str,
+) -> None:
+    if path == "fallback":
+        request.getfixturevalue("fallback")
+    server.enqueue(script)
+    with pytest.raises(ReadError) as caught:
+        read_all(session, server.url)
+    assert caught.value.url == server.url
+    assert caught.value.__cause__ is not None
+
+
+def test_close_delimited_body_ends_cleanly_at_close(
+    server: SSEServer, session: requests.Session
+) -> None:
+    server.enqueue(Script(framing=Framing.CLOSE).event("a").drop())
+    assert read_all(session, server.url) == b"data: a\n\n"
+
+
+def test_closing_the_body_closes_the_connection(
+    server: SSEServer, session: requests.Session
+) -> None:
+    server.enqueue(Script().event("a").hold(), Script().event("b"))
+    with open_stream(session, spec(server.url), StopSignal()) as body:
+        assert next(body.chunks()) == b"data: a\n\n"
+    body.close()  # idempotent
+    server.connections[0].wait_closed(TIMEOUT)  # not left half-read in the pool
+    with pytest.raises(RuntimeError, match="closed"):
+        body.chunks()
+    assert read_all(session, server.url) == b"data: b\n\n"  # the session goes on
+
+
+# -- TLS -------------------------------------------------------------------------------------
+
+
+def test_tls_bytes_held_by_openssl_are_delivered_without_waiting(
+    tls_server: SSEServer, ca: tuple[trustme.CA, Path], located: list[Any]
+) -> None:
+    # Headers and events in one write, one TLS record: http.client's header read takes
+    # part of it, OpenSSL keeps the rest decrypted, and the socket is not readable.
+    events = EVENTS[:12000]
+    tls_server.enqueue(Script().send(events).hold())
+    with StreamThread(
+        spec(tls_server.url, read_timeout=60), lambda s: setattr(s, "verify", str(ca[1]))
+    ) as stream:
+        assert stream.read(len(events)) == events
+    assert stream.error is None
+    ((sock_type, pending),) = located
+    assert issubclass(sock_type, ssl.SSLSocket)
+    assert pending > 0  # the scenario really happened
+
+
+def test_session_verify_wins_over_requests_ca_bundle(
+    tls_server: SSEServer,
+    ca: tuple[trustme.CA, Path],
+    session: requests.Session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", requests.certs.where())  # not our CA
+    session.verify = str(ca[1])
+    tls_server.enqueue(Script().event("a"), Script().event("a"))
+    with pytest.raises(requests.exceptions.SSLError):  # the pitfall, in plain requests
+        session.get(tls_server.url, stream=True).close()
+    assert read_all(session, tls_server.url) == b"data: a\n\n"
+
+
+def test_untrusted_certificate_is_a_connect_error(
+    tls_server: SSEServer, session: requests.Session
+) -> None:
+    error = open_error(session, tls_server.url)
+    assert isinstance(error, ConnectError)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(error)
+
+
+# -- connection errors ----------------------------------------------------------------------
+
+
+def test_refused_connection_is_a_connect_error(session: requests.Session) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}/"
+    error = open_error(session, url)
+    assert isinstance(error, ConnectError)
+    assert error.url == url
+    assert "refused" in str(error).lower()
+
+
+def test_no_response_headers_within_the_read_timeout_is_a_read_error(
+    server: SSEServer, session: requests.Session
+) -> None:
+    server.enqueue(Script.no_response())
+    started = time.monotonic()
+    error = open_error(session, server.url, read_timeout=0.3)
+    assert isinstance(error, ReadError)
+    assert time.monotonic() - started < 0.3 + STOP_BOUND
+
+
+@pytest.mark.parametrize("end", ["drop", "reset"])
+def test_connection_closed_before_the_headers_is_a_read_error(
+    server: SSEServer, session: requests.Session, end: str
+) -> None:
+    script = Script.raw_response(b"")
+    server.enqueue(script.drop() if end == "drop" else script.reset())
+    assert isinstance(open_error(session, server.url), ReadError)
+
+
+# -- status and content errors ---------------------------------------------------------------
+
+
+def test_error_status_carries_status_headers_and_body(
+    server: SSEServer, session: requests.Session
+) -> None:
+    plain = {"Content-Type": "text/plain; charset=utf-8", "X-Secret": "hunter2"}
+    server.enqueue(Script(503, headers=plain, encoding="gzip").send("indisponible é".encode()))
+    error = open_error(session, server.url, headers={"Authorization": "Bearer s3cret"})
+    assert isinstance(error, HTTPStatusError)
+    assert (error.status_code, error.body, error.url) == (503, "indisponible é", server.url)
+    assert error.headers["X-Secret"] == "hunter2"
+    assert "503" in str(error)
+    assert "hunter2" not in str(error)
+    assert "s3cret" not in str(error)
+
+
+def test_error_body_is_cut_at_512_bytes(server: SSEServer, session: requests.Session) -> None:
+    server.enqueue(Script(500, headers={"Content-Type": "text/plain"}).send(b"x" * 100_000))
+    error = open_error(session, server.url)
+    assert isinstance(error, HTTPStatusError)
+    assert error.body == "x" * 512
+
+
+def test_stalled_error_body_is_read_within_the_read_timeout(
+    server: SSEServer, session: requests.Session
+) -> None:
+    server.enqueue(Script(500, headers={"Content-Type": "text/plain"}).send(b"partial").hold())
+    started = time.monotonic()
+    error = open_error(session, server.url, read_timeout=0.3)
+    assert isinstance(error, HTTPStatusError)
+    assert error.body == "partial"
+    assert time.monotonic() - started < 0.3 + STOP_BOUND
+
+
+def test_user_info_stays_out_of_errors(server: SSEServer, session: requests.Session) -> None:
+    server.enqueue(Script(404))
+    url = server.url.replace("://", "://user:pa55word@") + "/x"
+    error = open_error(session, url)
+    assert isinstance(error, HTTPStatusError)
+    assert "pa55word" not in str(error)
+    assert error.url == server.url + "/x"
+
+
+@pytest.mark.parametrize(
+    ("script", "words"),
+    [
+        (Script(headers={"Content-Type": "text/html"}).send(b"<html>"), "text/html"),
+        (Script(headers={"Content-Type": None}).send(b"data: a\n\n"), "none"),
+        (Script(encoding="br").send(b"data: a\n\n"), "Content-Encoding"),
+    ],
+    ids=["html", "no-content-type", "unknown-encoding"],
+)
+def test_not_an_event_stream_is_a_content_type_error(
+    server: SSEServer, session: requests.Session, script: Script, words: str
+) -> None:
+    server.enqueue(script)
+    error = open_error(session, server.url)
+    assert isinstance(error, ContentTypeError)
+    assert error.status_code == 200
+    assert words in str(error)
+
+
+# -- the fallback path -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("framing", list(Framing))
+def test_fallback_delivers_every_byte(
+    server: SSEServer, session: requests.Session, fallback: None, framing: Framing, encoding: str
+) -> None:
+    server.enqueue(Script(framing=framing, encoding=encoding).send(EVENTS).send(b"end"))
+    assert read_all(session, server.url) == EVENTS + b"end"
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip", "deflate"])
+def test_fallback_with_a_mocked_response(session: requests.Session, encoding: str) -> None:
+    encode: dict[str, Callable[[bytes], bytes]] = {
+        "identity": bytes,
+        "gzip": gzip.compress,
+        "deflate": zlib.compress,
+    }
+    with responses.RequestsMock() as mock:
+        mock.add(
+            responses.GET,
+            "http://mocked.test/stream",
+            body=encode[encoding](EVENTS),
+            content_type="text/event-stream",
+            headers={"Content-Encoding": encoding},
+        )
+        with open_stream(session, spec("http://mocked.test/stream"), StopSignal()) as body:
+            assert isinstance(body._source, _transport._FallbackSource)
+            assert b"".join(body.chunks()) == EVENTS
+
+
+def test_fallback_errors_with_a_mocked_response(session: requests.Session) -> None:
+    with responses.RequestsMock() as mock:
+        mock.add(responses.GET, "http://mocked.test/a", body="gone", status=410)
+        mock.add(responses.GET, "http://mocked.test/b", body="<p>", content_type="text/html")
+        mock.add(responses.GET, "http://mocked.test/c", body=ConnectionError("no route"))
+        error = open_error(session, "http://mocked.test/a")
+        assert isinstance(error, HTTPStatusError)
+        assert (error.status_code, error.body) == (410, "gone")
+        assert isinstance(open_error(session, "http://mocked.test/b"), ContentTypeError)
+        assert isinstance(open_error(session, "http://mocked.test/c"), ConnectError)
+
+
+def test_body_is_a_context_manager_that_closes(
+    server: SSEServer, session: requests.Session
+) -> None:
+    server.enqueue(Script().event("a").hold())
+    body = open_stream(session, spec(server.url), StopSignal())
+    with body as entered:
+        assert entered is body
+        assert isinstance(body, Body)
+    assert body._closed
+    assert body._wake is not None
+    server.connections[0].wait_closed(TIMEOUT)
