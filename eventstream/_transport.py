@@ -185,8 +185,14 @@ class Body:
         coding = supported_coding(self.headers.get("Content-Encoding", "")) or "identity"
         content = ContentDecoder(coding)
         located = None if empty else _locate_socket(response.raw)
+        if located is not None:
+            try:
+                self._wake = WakePair(stop)
+            except OSError as exc:  # out of fds, say: the fallback needs none
+                _log.debug("no wake-up socket pair: %r", exc)
+                located = None
         self._source: _SocketSource | _FallbackSource
-        if located is None:
+        if located is None or self._wake is None:
             if not empty:
                 _log.debug("reading %s through urllib3 (fallback path)", _redact(self.url))
             self._source = _FallbackSource(response.raw)
@@ -195,7 +201,6 @@ class Body:
             self._decoder = BodyDecoder(framing, content, length)
             return
         fp, sock = located
-        self._wake = WakePair(stop)
         self._source = _SocketSource(fp.fp, sock, self._wake, stop)
         if fp.chunked:
             self._decoder = BodyDecoder(Framing.CHUNKED, content)

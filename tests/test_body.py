@@ -116,9 +116,10 @@ def test_long_chunk_size_line_arriving_whole_is_an_error() -> None:
 def test_endless_trailer_is_an_error() -> None:
     decoder = BodyDecoder(Framing.CHUNKED, identity())
     decoder.feed(b"0\r\n")
+    for _ in range(64):  # 64 x 1009 bytes: just under the limit
+        decoder.feed(b"X-Pad: " + b"x" * 1000 + b"\r\n")
     with pytest.raises(BodyError, match="trailer"):
-        for _ in range(100):
-            decoder.feed(b"X-Pad: " + b"x" * 1000 + b"\r\n")
+        decoder.feed(b"X-Pad: " + b"x" * 1000 + b"\r\n")
 
 
 @pytest.mark.parametrize("cut", [1, 3, 5, 8, 10, len(chunked(b"abc")) - 1])
@@ -230,7 +231,6 @@ def test_invalid_compressed_data_is_an_error(coding: str, encoded: bytes) -> Non
     decoder = BodyDecoder(Framing.CLOSE, ContentDecoder(coding))
     with pytest.raises(BodyError):
         decoder.feed(encoded)
-        decoder.end_of_input()
 
 
 def test_unknown_coding_is_refused() -> None:

@@ -19,13 +19,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import certifi
 import pytest
 import requests
 import responses
 import trustme
 
-from eventstream import ConnectError, ContentTypeError, HTTPStatusError, ReadError
-from eventstream import _transport
+from eventstream import ConnectError, ContentTypeError, HTTPStatusError, ReadError, _transport
 from eventstream._stop import StopSignal
 from eventstream._transport import Body, RequestSpec, make_session, open_stream
 from eventstream.testing import Framing, Script, SSEServer
@@ -105,7 +105,7 @@ def read_all(session: requests.Session, url: str, **options: Any) -> bytes:
 def open_error(session: requests.Session, url: str, **options: Any) -> Exception:
     with pytest.raises(Exception) as caught:  # noqa: PT011 - the callers check the type
         read_all(session, url, **options)
-    return caught.value  # type: ignore[return-value]
+    return caught.value
 
 
 class StreamThread:
@@ -309,8 +309,8 @@ def test_make_session_calls_the_factory_on_the_calling_thread() -> None:
     assert threads == [threading.get_ident()]
     with make_session() as default:
         assert type(default) is requests.Session
-    with pytest.raises(TypeError, match="requests.Session"):
-        make_session(lambda: object())  # type: ignore[arg-type,return-value]
+    with pytest.raises(TypeError, match=r"requests\.Session"):
+        make_session(object)  # type: ignore[arg-type]
 
 
 # -- redirects -----------------------------------------------------------------------------
@@ -341,6 +341,15 @@ def test_redirect_on_the_same_host_keeps_authorization(
     read_all(session, server.url, headers={"Authorization": "Bearer s3cret"})
     first, second = server.wait_for_requests(2)
     assert first.headers["Authorization"] == second.headers["Authorization"] == "Bearer s3cret"
+
+
+def test_redirect_loop_is_a_status_error(server: SSEServer, session: requests.Session) -> None:
+    server.route("/loop", Script.redirect(server.url_for("/loop")))
+    session.max_redirects = 3
+    error = open_error(session, server.url_for("/loop"))
+    assert isinstance(error, HTTPStatusError)
+    assert error.status_code == 302
+    assert "too many redirects" in str(error)
 
 
 def test_redirect_sends_each_host_only_its_own_cookies(
@@ -416,7 +425,7 @@ def test_idle_timeout(server: SSEServer, request: pytest.FixtureRequest, path: s
         stream.join()
     assert isinstance(stream.error, ReadError)
     assert "read timeout" in str(stream.error)
-    assert stream.error.url == server.url
+    assert stream.error.url == server.url_for("/")
     assert 0.25 <= stream.returned_at - got_at < 0.3 + STOP_BOUND
 
 
@@ -445,7 +454,7 @@ def test_broken_body_is_a_read_error(
     server.enqueue(script)
     with pytest.raises(ReadError) as caught:
         read_all(session, server.url)
-    assert caught.value.url == server.url
+    assert caught.value.url == server.url_for("/")
     assert caught.value.__cause__ is not None
 
 
@@ -495,7 +504,7 @@ def test_session_verify_wins_over_requests_ca_bundle(
     session: requests.Session,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", requests.certs.where())  # not our CA
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())  # not our CA
     session.verify = str(ca[1])
     tls_server.enqueue(Script().event("a"), Script().event("a"))
     with pytest.raises(requests.exceptions.SSLError):  # the pitfall, in plain requests
@@ -553,7 +562,8 @@ def test_error_status_carries_status_headers_and_body(
     server.enqueue(Script(503, headers=plain, encoding="gzip").send("indisponible é".encode()))
     error = open_error(session, server.url, headers={"Authorization": "Bearer s3cret"})
     assert isinstance(error, HTTPStatusError)
-    assert (error.status_code, error.body, error.url) == (503, "indisponible é", server.url)
+    assert (error.status_code, error.body) == (503, "indisponible é")
+    assert error.url == server.url_for("/")
     assert error.headers["X-Secret"] == "hunter2"
     assert "503" in str(error)
     assert "hunter2" not in str(error)
@@ -616,6 +626,19 @@ def test_fallback_delivers_every_byte(
 ) -> None:
     server.enqueue(Script(framing=framing, encoding=encoding).send(EVENTS).send(b"end"))
     assert read_all(session, server.url) == EVENTS + b"end"
+
+
+def test_no_wake_pair_falls_back(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_fds(stop: StopSignal) -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(_transport, "WakePair", no_fds)
+    server.enqueue(Script().event("a"))
+    with open_stream(session, spec(server.url), StopSignal()) as body:
+        assert isinstance(body._source, _transport._FallbackSource)
+        assert list(body.chunks()) == [b"data: a\n\n"]
 
 
 @pytest.mark.parametrize("encoding", ["identity", "gzip", "deflate"])

@@ -1,0 +1,260 @@
+"""Stop latency on a silent stream: eventstream against sseclient-py, launchdarkly-eventsource
+and httpx-sse, over HTTP and HTTPS.
+
+The server (``eventstream.testing.SSEServer``, ``Script().hold()``) sends the response
+headers and then nothing.  A trial opens a stream on its reading thread, waits for the
+headers and 20 ms of silence, then a stopping thread stops it each contestant's way
+and waits for the reading thread to exit; the latency is the stopping thread's time
+from the stop call until the reading thread has exited.  Every client has a read
+timeout of 2 s: a contestant whose stop cannot wake its reader waits for it.
+
+Trials are interleaved (each round runs every contestant once, the first one
+rotating).  A contestant whose stops take longer than 1 s (they wait for the read
+timeout) gets no more than 5 trials.  One extra untimed trial per contestant runs
+the stop under :class:`TouchProbe`, which records every call the stopping thread
+makes on the connection's TCP socket.
+
+Usage: python benchmarks/bench_stop.py [--quick] [--repeat N] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import _net
+from _net import Reader, Timeouts, TouchProbe, percentile
+
+from eventstream.testing import Script, SSEServer
+
+SETTLE = 0.02  # silence before the stop: the reader is blocked in its read by then
+READ_TIMEOUT = 2.0
+CONNECT_TIMEOUT = 5.0
+EXIT_BOUND = 5.0  # how long a stopping thread waits for the reader, as stop(timeout=5)
+SLOW = 1.0  # a stop slower than this waited for the read timeout
+SLOW_TRIALS = 5
+TARGET_P99 = 0.010
+
+
+@dataclass
+class Outcome:
+    """One contestant on one protocol."""
+
+    name: str
+    seconds: list[float] = field(default_factory=list)  # stop call until the reader exited
+    call_seconds: list[float] = field(default_factory=list)  # the stop call alone
+    endings: collections.Counter[str] = field(default_factory=collections.Counter)
+    failures: list[str] = field(default_factory=list)
+    touched: list[str] | None = None  # socket calls seen on the stopping thread
+
+    @property
+    def slow(self) -> int:
+        return sum(s > SLOW for s in self.seconds)
+
+
+def trial(cls: type[Reader], server: SSEServer, ca_file: str | None, probe: bool) -> dict:
+    """Open, wait for the headers and the settle, stop from another thread; the facts."""
+    reader = cls(server.url, ca_file, Timeouts(CONNECT_TIMEOUT, READ_TIMEOUT)).start()
+    if not reader.ready.wait(10):
+        server.drop_all()
+        reader.join(EXIT_BOUND)
+        return {"failure": f"no headers within 10 s ({reader.ended})"}
+    _net.wait(SETTLE)
+    facts: dict = {}
+
+    def stopping_thread() -> None:
+        with TouchProbe() if probe else _Nothing() as seen:
+            start = time.monotonic()
+            reader.stop()
+            returned = time.monotonic()
+        exited = reader.join(EXIT_BOUND)
+        facts.update(
+            seconds=time.monotonic() - start,
+            call=returned - start,
+            exited=exited,
+            touched=seen.calls,
+        )
+
+    stopper = threading.Thread(target=stopping_thread, name="bench-stopper", daemon=True)
+    stopper.start()
+    stopper.join(EXIT_BOUND + 10)
+    if stopper.is_alive():
+        facts = {"failure": f"the stop call did not return in {EXIT_BOUND + 10:.0f} s"}
+    elif not facts["exited"]:
+        facts["failure"] = f"the reader had not exited {EXIT_BOUND:.0f} s after the stop"
+    elif getattr(reader, "stopped", True) is not True:
+        facts["failure"] = "stop(timeout=5) returned False"
+    if "failure" in facts:
+        server.drop_all()  # free the reader (and the stopping thread) for the next trial
+        reader.join(EXIT_BOUND)
+        stopper.join(EXIT_BOUND)
+    facts["ended"] = reader.ended
+    return facts
+
+
+class _Nothing:
+    calls: list[str] = []  # noqa: RUF012 (never changed)
+
+    def __enter__(self) -> _Nothing:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+
+def measure(
+    classes: Sequence[type[Reader]], server: SSEServer, ca_file: str | None, repeat: int
+) -> list[Outcome]:
+    outcomes = {cls.name: Outcome(cls.name) for cls in classes}
+    for cls in classes:  # untimed: the probe, and a warm-up
+        facts = trial(cls, server, ca_file, probe=True)
+        outcomes[cls.name].touched = facts.get("touched")
+    for rep in range(repeat):
+        turn = rep % len(classes)
+        for cls in [*classes[turn:], *classes[:turn]]:
+            outcome = outcomes[cls.name]
+            if outcome.slow >= min(SLOW_TRIALS, repeat):
+                continue
+            facts = trial(cls, server, ca_file, probe=False)
+            outcome.endings[facts["ended"]] += 1
+            if "failure" in facts:
+                outcome.failures.append(facts["failure"])
+            else:
+                outcome.seconds.append(facts["seconds"])
+                outcome.call_seconds.append(facts["call"])
+    return list(outcomes.values())
+
+
+# -- Report ----------------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f}"
+
+
+def table(title: str, outcomes: list[Outcome]) -> list[str]:
+    """The lines of one protocol's table; "eventstream is 3.00x" compares p99s."""
+    subject = outcomes[0]
+    base = percentile(subject.seconds, 99) if subject.seconds else None
+    lines = [
+        title,
+        f"  {'contestant':<26}{'trials':>7}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}"
+        f"{'call p50':>10}  {'eventstream is':<16}{'touches':<9}reading thread ended by",
+    ]
+    for o in outcomes:
+        touches = "?" if o.touched is None else ("yes" if o.touched else "no")
+        ended = ", ".join(f"{what} x{n}" for what, n in o.endings.most_common())
+        if not o.seconds:
+            lines.append(f"  {o.name:<26}{0:>7}{'-':>10}{'-':>10}{'-':>10}{'-':>10}  {'-':<16}"
+                         f"{touches:<9}{ended}")
+            continue
+        p99 = percentile(o.seconds, 99)
+        ratio = "-" if o is subject or not base else f"{p99 / base:,.2f}x"
+        lines.append(
+            f"  {o.name:<26}{len(o.seconds):>7}{_ms(statistics.median(o.seconds)):>10}"
+            f"{_ms(p99):>10}{_ms(max(o.seconds)):>10}{_ms(statistics.median(o.call_seconds)):>10}"
+            f"  {ratio:<16}{touches:<9}{ended}"
+        )
+    for o in outcomes:
+        if o.slow:
+            lines.append(
+                f"  {o.name}: {o.slow} stops waited for the {READ_TIMEOUT:.0f} s read timeout"
+                f" (counted from the reader's last read, {SETTLE * 1000:.0f} ms before the stop);"
+                f" trials capped at {SLOW_TRIALS}"
+            )
+        for failure, n in collections.Counter(o.failures).items():
+            lines.append(f"  {o.name}: FAILED x{n}: {failure}")
+    return lines
+
+
+def touches(classes: Sequence[type[Reader]], by_protocol: dict[str, list[Outcome]]) -> list[str]:
+    lines = ["how each contestant stops (from its code), and the calls its stopping thread",
+             "made on the connection's TCP socket (TouchProbe, one untimed trial per protocol):"]
+    for cls in classes:
+        lines.append(f"  {cls.name}: {cls.how_it_stops}")
+        for protocol, outcomes in by_protocol.items():
+            seen = next(o.touched for o in outcomes if o.name == cls.name)
+            text = "not probed" if seen is None else ", ".join(seen) or "no call"
+            lines.append(f"    {protocol}: {text}")
+    return lines
+
+
+def assess(protocol: str, outcomes: list[Outcome]) -> tuple[str, bool]:
+    subject = outcomes[0]
+    prefix = f"{protocol}: target eventstream p99 <= {TARGET_P99 * 1000:.0f} ms, no touch:"
+    if subject.failures or not subject.seconds:
+        return f"{prefix} MISSED, {len(subject.failures)} failed trials", False
+    p99 = percentile(subject.seconds, 99)
+    touched = subject.touched is None or bool(subject.touched)
+    met = p99 <= TARGET_P99 and not touched
+    facts = f"p99 {_ms(p99)} ms over {len(subject.seconds)} trials; " + (
+        "touched the connection" if touched else "no cross-thread touch"
+    )
+    return f"{prefix} {'met' if met else 'MISSED'}; {facts}", met
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10 trials instead of 50")
+    parser.add_argument("--repeat", type=_positive, help="trials per contestant (default 50)")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    args = parser.parse_args(argv)
+    if args.repeat is None:
+        args.repeat = 10 if args.quick else 50
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    _net.clear_proxies()
+    classes, missing = _net.lineup()
+    command = [str(Path(__file__).resolve()), *(["--quick"] if args.quick else [])]
+    command += ["--repeat", str(args.repeat), *(["--check"] if args.check else [])]
+    _net.header("eventstream stop benchmark", command, [c.name for c in classes], missing)
+    print(
+        f"method:   {args.repeat} interleaved trials each; stop {SETTLE * 1000:.0f} ms into a"
+        f" silent stream (read timeout {READ_TIMEOUT:.0f} s) from another thread; latency ="
+        " stop call until the reading thread has exited; p99 is nearest-rank"
+    )
+    by_protocol: dict[str, list[Outcome]] = {}
+    with _net.make_tls() as tls:
+        protocols = [("HTTP", None, None)]
+        if tls is None:
+            print("HTTPS:    trustme is not installed: HTTPS left out")
+        else:
+            protocols.append(("HTTPS", tls.server_context, tls.ca_file))
+        for protocol, context, ca_file in protocols:
+            with SSEServer(ssl_context=context) as server:
+                server.default = Script().hold()
+                outcomes = measure(classes, server, ca_file, args.repeat)
+            by_protocol[protocol] = outcomes
+            title = f"{protocol}: silent stream, stopped from another thread"
+            print("\n" + "\n".join(table(title, outcomes)), flush=True)
+    print("\n" + "\n".join(touches(classes, by_protocol)))
+    print("\nsummary")
+    missed = []
+    for protocol, outcomes in by_protocol.items():
+        line, met = assess(protocol, outcomes)
+        print(line)
+        missed += [] if met else [protocol]
+    print(f"targets missed on: {', '.join(missed) or 'none'}")
+    print(f"load:     {_net.load()} at the end")
+    return 1 if args.check and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

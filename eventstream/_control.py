@@ -1,0 +1,231 @@
+"""What a stream shares with its workers, and the process-wide bookkeeping.
+
+``Control`` holds locks, the current worker's stop signal and thread, and the
+delivery side; it never holds a session, response, connection or socket.  A stream
+object holds its ``Control``; a worker holds it too, through its ``_Sink``, but never
+the stream object, so a stream that is garbage collected can stop its worker.
+
+Also here: the registry of running workers, the ``atexit`` hook that stops and
+briefly joins them, and the fork hook that makes a child see them as stopped.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ._delivery import Channel
+from ._models import Event, ResponseInfo
+from ._stop import StopSignal
+from ._worker import Options, Worker
+
+__all__ = ["Control", "OnError", "OnEvent", "OnOpen", "abandon"]
+
+_log = logging.getLogger(__name__)
+_thread_ids = itertools.count(1)
+_live: set[Control] = set()  # controls with a running worker, for atexit and fork
+_live_lock = threading.Lock()
+#: Seconds the interpreter's exit waits, in all, for stopped workers to finish.
+EXIT_JOIN_TIMEOUT = 1.0
+
+OnEvent = Callable[[Event], Any]
+OnError = Callable[[BaseException], Any]
+OnOpen = Callable[[ResponseInfo], Any]
+
+
+class Control:
+    """State shared by a stream and its workers.  Holds no I/O object."""
+
+    def __init__(
+        self,
+        options: Options,
+        *,
+        last_event_id: str,
+        on_event: OnEvent | None,
+        on_error: OnError | None,
+        on_open: OnOpen | None,
+        queue_size: int,
+    ) -> None:
+        self.options = options
+        self.on_event = on_event
+        self.on_error = on_error
+        self.on_open = on_open
+        self.queue_size = queue_size
+        self.last_event_id = last_event_id
+        self._init_sync()
+        self.info: ResponseInfo | None = None  # of the latest successful connect
+        self.failure: BaseException | None = None  # what ended the latest worker
+
+    def stop_and_cancel(self) -> threading.Thread | None:
+        """Signal the worker to stop and end consumption; return the worker thread."""
+        with self.lock:
+            self.signal_stop()
+            thread = self.thread
+        if self.channel is not None:
+            self.channel.cancel()
+        self.settled.set()
+        return thread
+
+    def _init_sync(self) -> None:
+        self.lock = threading.Lock()  # guards stop/thread
+        # Serialises hand-overs across a restart (see resume_point); re-entrant so
+        # that a callback may call restart() or stop() on its own stream.
+        self.deliver_lock = threading.RLock()
+        self.channel = None if self.on_event else Channel(self.queue_size)
+        self.stop: StopSignal | None = None
+        self.thread: threading.Thread | None = None
+        # Set once the latest worker opened a response or ended, whichever is first.
+        self.settled = threading.Event()
+
+    def after_fork_in_child(self) -> None:
+        # The worker does not exist in the child, and locks may have been held by
+        # it at the fork: start over, never touching the parent's wake-up sockets.
+        self._init_sync()
+
+    def running(self) -> bool:
+        thread, stop = self.thread, self.stop
+        return thread is not None and thread.is_alive() and stop is not None and not stop.is_set()
+
+    def launch(self) -> None:
+        """Start a new worker; called with ``lock`` held."""
+        stop = StopSignal()
+        if self.channel is not None:
+            self.channel.reopen()
+        self.settled.clear()
+        self.failure = None
+        sink = _Sink(self, stop)
+        worker = Worker(self.options, stop, sink, resume=self.resume_point)
+        thread = threading.Thread(
+            target=worker.run, name=f"eventstream-worker-{next(_thread_ids)}", daemon=True
+        )
+        self.stop, self.thread = stop, thread
+        with _live_lock:
+            _live.add(self)
+        thread.start()
+
+    def signal_stop(self) -> None:
+        """Set the current worker's stop signal and wake a hand-over waiting for room."""
+        stop = self.stop
+        if stop is not None:
+            stop.set()
+            if self.channel is not None:
+                self.channel.wake()
+
+    def resume_point(self) -> str:
+        """The last event ID handed over, read on a new worker's thread.
+
+        Hand-overs happen under ``deliver_lock`` and check their own stop signal
+        there, so once a restart has signalled the old worker, reading under the lock
+        gives exactly the resume point: nothing handed over is missing from it, and
+        nothing after it will be handed over by the old worker."""
+        with self.deliver_lock:
+            return self.last_event_id
+
+
+class _Sink:
+    """The worker's side of delivery: runs on the worker thread."""
+
+    def __init__(self, control: Control, stop: StopSignal) -> None:
+        self._control = control
+        self._stop = stop
+
+    def opened(self, info: ResponseInfo) -> None:
+        control = self._control
+        control.info = info
+        control.settled.set()
+        if control.on_open is not None and not self._stop.is_set():
+            try:
+                control.on_open(info)
+            except Exception as exc:
+                _log.exception("on_open callback raised")
+                self.error(exc)
+
+    def deliver(self, events: list[Event], last_event_id: str, stop: StopSignal) -> bool:
+        control = self._control
+        with control.deliver_lock:
+            if control.channel is not None:
+                if events and not control.channel.put(events, stop):
+                    return False
+            elif not self._call_on_event(events, stop):
+                return False
+            if stop.is_set():
+                return False
+            control.last_event_id = last_event_id
+        return True
+
+    def _call_on_event(self, events: list[Event], stop: StopSignal) -> bool:
+        control = self._control
+        on_event = control.on_event
+        assert on_event is not None
+        for event in events:
+            if stop.is_set():
+                return False
+            try:
+                on_event(event)
+            except Exception as exc:  # documented: reported, and the stream goes on
+                _log.exception("on_event callback raised")
+                self.error(exc)
+            control.last_event_id = event.id
+        return True
+
+    def error(self, exc: BaseException) -> None:
+        on_error = self._control.on_error
+        if on_error is None or self._stop.is_set():
+            _log.debug("stream error: %r", exc)
+            return
+        try:
+            on_error(exc)
+        except Exception:
+            _log.exception("on_error callback raised")
+
+    def end(self, exc: BaseException | None) -> None:
+        control = self._control
+        with control.lock:
+            current = control.stop is self._stop
+            if current:
+                control.failure = exc
+                control.settled.set()
+        if control.channel is not None and current:
+            control.channel.end(exc)
+        elif exc is not None and not self._stop.is_set():
+            _log.debug("stream ended with %r", exc)
+        with _live_lock:
+            if current:
+                _live.discard(control)
+
+
+def abandon(control: Control) -> None:
+    """A stream object was collected: its worker must not run on, unowned."""
+    control.stop_and_cancel()
+
+
+@atexit.register
+def _stop_all_at_exit() -> None:
+    with _live_lock:
+        controls = list(_live)
+    threads = []
+    for control in controls:
+        abandon(control)
+        if control.thread is not None:
+            threads.append(control.thread)
+    deadline = EXIT_JOIN_TIMEOUT
+    for thread in threads:
+        # Workers are daemons: one that does not finish in time is simply left.
+        thread.join(deadline / max(1, len(threads)))
+
+
+def _after_fork_in_child() -> None:
+    global _live_lock
+    _live_lock = threading.Lock()
+    for control in list(_live):
+        control.after_fork_in_child()
+    _live.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
