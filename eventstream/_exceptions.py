@@ -1,9 +1,9 @@
 """The exception hierarchy: one root, and subclasses that tell the caller what to do next.
 
-Leaf module: standard library and ``_models`` only.  Errors are raised by the layer that detects them
-and translated once, at the transport boundary, from ``requests``/``urllib3``/``socket``
-errors into these classes (``raise ... from exc``), so callers never need to import
-those libraries to handle failures.
+Leaf module: standard library and ``_models`` only.  Errors are raised by the layer
+that detects them and translated once, at the transport boundary, from ``requests``,
+``urllib3`` and ``socket`` errors into these classes (``raise ... from exc``), so
+callers never need to import those libraries to handle failures.
 """
 
 from __future__ import annotations

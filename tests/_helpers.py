@@ -99,9 +99,7 @@ def assert_parses(
         assert outcome == with_tail, f"with an event in the next body, {label}"
 
 
-def reference_parse(
-    body: bytes, *, last_event_id: str = "", retry: int | None = None
-) -> Outcome:
+def reference_parse(body: bytes, *, last_event_id: str = "", retry: int | None = None) -> Outcome:
     """Parse one whole body as the spec text reads, one character at a time."""
     # "Streams must be decoded using the UTF-8 decode algorithm": U+FFFD for bad
     # bytes, and one leading BOM removed.
