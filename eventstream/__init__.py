@@ -22,6 +22,7 @@ from ._exceptions import (
     StreamError,
 )
 from ._models import Event, Headers, ResponseInfo
+from ._oneshot import OneShotStream, get, post, request
 from ._parser import DEFAULT_MAX_EVENT_SIZE, Parser
 
 __version__ = "0.1.0"
@@ -36,6 +37,7 @@ __all__ = [
     "EventStreamError",
     "HTTPStatusError",
     "Headers",
+    "OneShotStream",
     "Parser",
     "ProtocolError",
     "ReadError",
@@ -44,6 +46,9 @@ __all__ = [
     "RetriesExhausted",
     "StreamError",
     "__version__",
+    "get",
+    "post",
+    "request",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -210,10 +210,10 @@ class Worker:
             read_timeout=options.read_timeout,
         )
         with open_stream(session, spec, self._stop) as body:
-            if body.status_code == 204:
-                return True
-            opened_at = self._clock()
             self._sink.opened(ResponseInfo(body.status_code, body.headers, body.url))
+            if body.status_code == 204:
+                return True  # "no content": the server says there is nothing more
+            opened_at = self._clock()
             parser.reset()
             try:
                 for chunk in body.chunks():
