@@ -80,9 +80,9 @@ def test_retried_before_the_first_byte_on_retryable_statuses(server: SSEServer) 
 
 def test_retries_are_bounded(server: SSEServer) -> None:
     server.default = Script(500)
-    with eventstream.post(server.url, retries=1, backoff=FAST) as stream:
-        with pytest.raises(RetriesExhausted) as info:
-            list(stream)
+    stream = eventstream.post(server.url, retries=1, backoff=FAST)
+    with stream, pytest.raises(RetriesExhausted) as info:
+        list(stream)
     assert isinstance(info.value.__cause__, HTTPStatusError)
     assert len(server.requests) == 2
 
@@ -90,11 +90,14 @@ def test_retries_are_bounded(server: SSEServer) -> None:
 def test_never_replayed_after_the_body_started(server: SSEServer) -> None:
     server.enqueue(Script().event("partial answer").drop())
     server.default = Script().event("must not be fetched").close()
-    with eventstream.post(server.url, retries=5, backoff=FAST) as stream:
-        got = []
-        with pytest.raises(ReadError):
-            for event in stream:
-                got.append(event.data)
+    got: list[str] = []
+
+    def consume(stream: eventstream.OneShotStream) -> None:
+        got.extend(event.data for event in stream)
+
+    stream = eventstream.post(server.url, retries=5, backoff=FAST)
+    with stream, pytest.raises(ReadError):
+        consume(stream)
     assert got == ["partial answer"]
     assert len(server.requests) == 1
 
@@ -102,26 +105,26 @@ def test_never_replayed_after_the_body_started(server: SSEServer) -> None:
 def test_header_timeout_is_not_retried(server: SSEServer) -> None:
     # The server may have acted on the request: a read failure is final.
     server.enqueue(Script.no_response())
-    with eventstream.post(server.url, retries=3, timeout=(5.0, 0.3), backoff=FAST) as stream:
-        with pytest.raises(ReadError):
-            list(stream)
+    stream = eventstream.post(server.url, retries=3, timeout=(5.0, 0.3), backoff=FAST)
+    with stream, pytest.raises(ReadError):
+        list(stream)
     assert len(server.requests) == 1
 
 
 def test_connect_errors_are_retried_then_exhausted() -> None:
     with SSEServer() as closed:
         url = closed.url
-    with eventstream.get(url, retries=2, backoff=FAST) as stream:
-        with pytest.raises(RetriesExhausted) as info:
-            list(stream)
+    stream = eventstream.get(url, retries=2, backoff=FAST)
+    with stream, pytest.raises(RetriesExhausted) as info:
+        list(stream)
     assert isinstance(info.value.__cause__, ConnectError)
 
 
 def test_fatal_4xx_is_not_retried(server: SSEServer) -> None:
     server.default = Script(400)
-    with eventstream.post(server.url, retries=3, backoff=FAST) as stream:
-        with pytest.raises(HTTPStatusError):
-            list(stream)
+    stream = eventstream.post(server.url, retries=3, backoff=FAST)
+    with stream, pytest.raises(HTTPStatusError):
+        list(stream)
     assert len(server.requests) == 1
 
 
