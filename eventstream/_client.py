@@ -31,7 +31,9 @@ _S = TypeVar("_S", bound="StreamBase")
 class StreamBase:
     """What every stream does: start, stop, join, iterate.  Not instantiated directly."""
 
-    _stop_when_iteration_ends = False
+    # A one-shot stream runs once: start() after its first launch is a no-op, and
+    # leaving the iteration stops it.
+    _one_shot = False
 
     def __init__(
         self,
@@ -69,6 +71,8 @@ class StreamBase:
         """
         control = self._control
         with control.lock:
+            if self._one_shot and control.thread is not None:
+                return self
             if not control.running():
                 control.launch()
         return self
@@ -141,7 +145,7 @@ class StreamBase:
         if channel is None:
             raise RuntimeError("this stream delivers to on_event; it cannot be iterated")
         self.start()
-        return _iterate(channel, self._control if self._stop_when_iteration_ends else None)
+        return _iterate(channel, self._control if self._one_shot else None)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

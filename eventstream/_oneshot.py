@@ -40,7 +40,7 @@ class OneShotStream(StreamBase):
     callable.  Once any body byte has arrived, a failure is final (``ReadError``).
     """
 
-    _stop_when_iteration_ends = True
+    _one_shot = True
 
     def wait_open(self, timeout: float | None = None) -> ResponseInfo:
         """Block until the response headers have arrived; return status and headers.

@@ -174,3 +174,14 @@ def test_abandoned_calls_leak_nothing(server: SSEServer) -> None:
 def test_request_rejects_bad_retries() -> None:
     with pytest.raises(ValueError, match="retries"):
         eventstream.request("GET", "http://127.0.0.1:9/", retries=-1)
+
+
+def test_a_finished_request_is_never_sent_again(server: SSEServer) -> None:
+    server.enqueue(Script().event("only").close())
+    stream = eventstream.post(server.url, data=b"charge the card")
+    assert stream.join(WAIT)  # the whole answer arrived before anyone iterated
+    with stream:
+        assert [e.data for e in stream] == ["only"]
+    stream.start()
+    assert stream.join(WAIT)
+    assert len(server.requests) == 1
