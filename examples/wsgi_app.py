@@ -16,6 +16,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 from typing import Any, Callable
+from wsgiref.simple_server import make_server
 
 from eventstream import Event, EventStream
 
@@ -56,8 +57,6 @@ def make_app(url: str) -> tuple[Callable[..., Iterable[bytes]], EventStream]:
 
 
 def main(url: str) -> None:
-    from wsgiref.simple_server import make_server
-
     app, stream = make_app(url)
     try:
         with make_server("127.0.0.1", 8000, app) as httpd:
