@@ -2,17 +2,17 @@
 
 Rule: everything here runs on the worker thread that owns the session, the response
 and the socket.  The only object shared with another thread is the
-:class:`StopSignal`, whose ``set()`` wakes this module's ``poll()``.
+:class:`StopSignal`, whose ``set()`` wakes the fast path's ``poll()`` (``_sockread``).
 
 ``open_stream`` sends the request and checks the status and Content-Type;
 :meth:`Body.chunks` then yields body bytes the moment they arrive.  On the fast path
 (ARCHITECTURE.md, "The read loop") it takes the socket from under ``http.client``
-once the headers are in, drains what ``http.client`` buffered, and reads the socket
-directly, non-blocking, with ``poll()`` on the socket and a wake-up socket, undoing
-the framing and the content coding itself (``_body``).  When the socket cannot be
-reached safely (a mocked or custom adapter, a TLS-in-TLS proxy), the fallback reads
-through urllib3, checking the stop signal between reads, so a stop then waits at
-most the read timeout.
+once the headers are in and reads it directly, non-blocking, with ``poll()`` on the
+socket and a wake-up socket (``_sockread``, standard library only), undoing the
+framing and the content coding itself (``_body``).  When the socket cannot be
+reached safely (a mocked or custom adapter, a TLS-in-TLS proxy), the fallback here
+reads through urllib3, checking the stop signal between reads, so a stop then waits
+at most the read timeout.
 
 Errors from ``requests``, ``urllib3``, ``http.client``, ``socket`` and ``ssl`` are
 translated here, once, into :class:`StreamError` subclasses, chained with ``from``.
@@ -24,13 +24,9 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import http.client
-import io
 import logging
-import math
 import re
-import select
 import socket
-import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
@@ -41,6 +37,7 @@ import urllib3
 
 from ._body import BodyDecoder, BodyError, ContentDecoder, Framing, supported_coding
 from ._exceptions import ConnectError, ContentTypeError, HTTPStatusError, ReadError
+from ._sockread import READ_SIZE, SocketSource, body_framing, locate_socket
 from ._stop import StopSignal, WakePair
 
 __all__ = ["Body", "RequestSpec", "make_session", "open_stream"]
@@ -56,7 +53,6 @@ DEFAULT_READ_TIMEOUT = 60.0
 ERROR_BODY_LIMIT = 512
 #: Bound on reading an error body when the read timeout is ``None``.
 ERROR_BODY_TIMEOUT = 5.0
-_READ_SIZE = 64 * 1024
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
 
 Auth = Union[tuple[str, str], Callable[[requests.PreparedRequest], requests.PreparedRequest], None]
@@ -184,14 +180,14 @@ class Body:
         # An unsupported coding only reaches here on an error body: read it as is.
         coding = supported_coding(self.headers.get("Content-Encoding", "")) or "identity"
         content = ContentDecoder(coding)
-        located = None if empty else _locate_socket(response.raw)
+        located = None if empty else locate_socket(response.raw)
         if located is not None:
             try:
                 self._wake = WakePair(stop)
             except OSError as exc:  # out of fds, say: the fallback needs none
                 _log.debug("no wake-up socket pair: %r", exc)
                 located = None
-        self._source: _SocketSource | _FallbackSource
+        self._source: SocketSource | _FallbackSource
         if located is None or self._wake is None:
             if not empty:
                 _log.debug("reading %s through urllib3 (fallback path)", _redact(self.url))
@@ -201,13 +197,9 @@ class Body:
             self._decoder = BodyDecoder(framing, content, length)
             return
         fp, sock = located
-        self._source = _SocketSource(fp.fp, sock, self._wake, stop)
-        if fp.chunked:
-            self._decoder = BodyDecoder(Framing.CHUNKED, content)
-        elif fp.length is not None:
-            self._decoder = BodyDecoder(Framing.LENGTH, content, fp.length)
-        else:
-            self._decoder = BodyDecoder(Framing.CLOSE, content)
+        self._source = SocketSource(fp.fp, sock, self._wake, stop)
+        framing, length = body_framing(fp)
+        self._decoder = BodyDecoder(framing, content, length)
 
     def chunks(self) -> Iterator[bytes]:
         """Yield decoded body bytes as soon as they arrive (never an empty chunk).
@@ -281,60 +273,6 @@ class Body:
             raise ReadError(f"connection to {url} lost: {_describe(exc)}", url=url) from exc
 
 
-class _SocketSource:
-    """The fast path: the connection's socket, read directly and non-blocking."""
-
-    def __init__(
-        self, buffered: io.BufferedReader, sock: socket.socket, wake: WakePair, stop: StopSignal
-    ) -> None:
-        sock.setblocking(False)
-        self._buffered: io.BufferedReader | None = buffered
-        self._sock = sock
-        self._stop = stop
-        self._poller = select.poll()  # never select(): it fails for fds >= 1024
-        self._poller.register(sock, select.POLLIN)
-        self._poller.register(wake.fileno(), select.POLLIN)
-
-    def read(self, timeout: float | None) -> bytes | None:
-        """Bytes that arrived, ``b""`` at end of input, ``None`` once stopped.
-
-        Raises ``TimeoutError`` when nothing arrives for ``timeout`` seconds.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._stop.is_set():
-            # Invariant: poll only after a read found nothing.  Bytes buffered by
-            # http.client or held decrypted by OpenSSL never make the socket readable.
-            try:
-                return self._read_now()
-            except (BlockingIOError, ssl.SSLWantReadError):
-                wanted = select.POLLIN
-            except ssl.SSLWantWriteError:  # TLS must send (e.g. a key update) first
-                wanted = select.POLLOUT
-            self._poller.modify(self._sock, wanted)
-            if deadline is None:
-                self._poller.poll()
-                continue
-            left = deadline - time.monotonic()
-            if left <= 0:  # checked after a read attempt: a late byte still counts
-                raise TimeoutError(f"no data for {timeout} s")
-            self._poller.poll(math.ceil(left * 1000))
-        return None
-
-    def _read_now(self) -> bytes:
-        if self._buffered is not None:
-            try:
-                data = self._buffered.read1(_READ_SIZE)
-            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                data = b""
-            if data:
-                return data
-            # On a non-blocking socket read1() returns b"" both at EOF and when no
-            # byte is there; the socket itself tells them apart.  Its buffer is
-            # empty now, so from here on the socket is read directly.
-            self._buffered = None
-        return self._sock.recv(_READ_SIZE)
-
-
 class _FallbackSource:
     """Reads through urllib3 (or the adapter's raw object), which undoes the framing."""
 
@@ -344,7 +282,7 @@ class _FallbackSource:
 
     def read(self, timeout: float | None) -> bytes:
         # The timeout is the socket's own (the read timeout, set by urllib3).
-        data = self._read1(_READ_SIZE)
+        data = self._read1(READ_SIZE)
         if data:
             return bytes(data)
         fp = getattr(self._raw, "_fp", None)
@@ -365,35 +303,6 @@ def _fallback_reader(raw: Any) -> Callable[[int], bytes | None]:
         return lambda amt: raw.read(amt, decode_content=False)
     read1 = getattr(raw, "read1", None)
     return read1 if callable(read1) else raw.read  # type: ignore[no-any-return]
-
-
-def _locate_socket(raw: object) -> tuple[http.client.HTTPResponse, socket.socket] | None:
-    """The http.client response and socket under ``raw``, if safe to read directly.
-
-    urllib3 1.26 and 2.x: ``raw._fp`` is the ``http.client.HTTPResponse``, ``.fp`` its
-    ``BufferedReader`` over a ``socket.SocketIO`` whose ``_sock`` is the connection's
-    socket (an ``ssl.SSLSocket`` on TLS).  Private attributes, so every step is
-    checked, and the socket must be the connection's own.  ``None`` means "use the
-    fallback".
-    """
-    fp = getattr(raw, "_fp", None)
-    if not isinstance(fp, http.client.HTTPResponse) or fp.isclosed():
-        return None
-    if (fp.chunked and fp.chunk_left is not None) or getattr(raw, "_fp_bytes_read", None) != 0:
-        return None  # someone has started reading the body
-    buffered = getattr(fp, "fp", None)
-    if not isinstance(buffered, io.BufferedReader) or not isinstance(buffered.raw, socket.SocketIO):
-        return None
-    sock: object = getattr(buffered.raw, "_sock", None)
-    if not isinstance(sock, socket.socket) or sock.fileno() < 0:
-        return None
-    located = fp, sock
-    # The connection's own socket; http.client hands it over to the response (the
-    # connection forgets it: ``sock`` is None) when the body ends at connection close.
-    connection_sock = getattr(getattr(raw, "_connection", None), "sock", None)
-    if connection_sock is not None and connection_sock is not sock:
-        return None
-    return located
 
 
 def _accept(response: requests.Response, spec: RequestSpec, stop: StopSignal) -> Body:

@@ -71,7 +71,7 @@ def session() -> Iterator[requests.Session]:
 def located(monkeypatch: pytest.MonkeyPatch) -> list[tuple[type[socket.socket], int]]:
     """Records (socket type, bytes OpenSSL held decrypted) each time the fast path is taken."""
     found: list[tuple[type[socket.socket], int]] = []
-    real = _transport._locate_socket
+    real = _transport.locate_socket
 
     def spy(raw: object) -> Any:
         result = real(raw)
@@ -81,14 +81,14 @@ def located(monkeypatch: pytest.MonkeyPatch) -> list[tuple[type[socket.socket], 
             found.append((type(sock), pending))
         return result
 
-    monkeypatch.setattr(_transport, "_locate_socket", spy)
+    monkeypatch.setattr(_transport, "locate_socket", spy)
     return found
 
 
 @pytest.fixture
 def fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     """Force the fallback path, as when the socket cannot be reached."""
-    monkeypatch.setattr(_transport, "_locate_socket", lambda raw: None)
+    monkeypatch.setattr(_transport, "locate_socket", lambda raw: None)
 
 
 def spec(url: str, **options: Any) -> RequestSpec:

@@ -1,0 +1,180 @@
+"""What the command-line tool writes: events to stdout, status lines to stderr.
+
+Rule: stdout carries events and nothing else, one flushed write per event, so a pipe
+sees each event the moment it arrives and can be parsed without filtering.  Every
+other line (progress, retried errors, the fatal error) goes to stderr through
+:class:`Reporter`, which the worker thread's callbacks share with the main thread.
+"""
+
+from __future__ import annotations
+
+import enum
+import http
+import json
+import os
+import sys
+import threading
+import urllib.parse
+from typing import Any, BinaryIO, TextIO
+
+from ._exceptions import EventStreamError, HTTPStatusError, RetriesExhausted
+from ._models import Event
+
+__all__ = ["Format", "Output", "Renderer", "Reporter", "describe", "redact", "silence_stdout"]
+
+PROG = "eventstream"
+_SNIPPET_LIMIT = 120  # characters of an error body shown on the one error line
+_TEXT_BODY_TYPES = ("text/plain", "application/json", "application/problem+json")
+
+
+class Format(enum.Enum):
+    """How each event is written on stdout (``--format``)."""
+
+    TEXT = "text"
+    """A block per event in the event stream's own syntax (see :class:`Renderer`)."""
+    JSON = "json"
+    """One JSON object per line: ``event``, ``data``, ``id``, and ``retry`` if set."""
+    DATA = "data"
+    """Only the data, one line per event; its line breaks become spaces."""
+
+
+class Renderer:
+    """Turns events into the text written for them, in one :class:`Format`.
+
+    ``text`` writes ``event:``, then ``id:`` (when there is one), then ``retry:``
+    (when it differs from the previous event's), then one ``data:`` line per line of
+    data, then a blank line.  The output is itself a valid event stream that parses
+    back to the same events.  ``data`` mode keeps one event per line, which is what
+    line tools need; a space in place of a line break also keeps multi-line JSON
+    valid (JSON strings cannot hold a raw line break).  ``--format json`` is exact.
+    """
+
+    def __init__(self, fmt: Format) -> None:
+        self._format = fmt
+        self._retry: int | None = None
+
+    def render(self, event: Event) -> str:
+        if self._format is Format.JSON:
+            record: dict[str, Any] = {"event": event.event, "data": event.data, "id": event.id}
+            if event.retry is not None:
+                record["retry"] = event.retry
+            return json.dumps(record, ensure_ascii=False) + "\n"
+        if self._format is Format.DATA:
+            return event.data.replace("\n", " ") + "\n"
+        lines = [f"event: {event.event}"]
+        if event.id:
+            lines.append(f"id: {event.id}")
+        if event.retry is not None and event.retry != self._retry:
+            lines.append(f"retry: {event.retry}")
+        self._retry = event.retry
+        # "data:" alone for an empty line: the same value, without trailing blanks.
+        lines.extend(f"data: {line}" if line else "data:" for line in event.data.split("\n"))
+        return "\n".join(lines) + "\n\n"
+
+
+class Output:
+    """Writes rendered events to stdout as UTF-8, flushing after each one.
+
+    Writes to the binary buffer when there is one, so the encoding does not depend
+    on the locale: an event stream is UTF-8.  A closed pipe raises
+    ``BrokenPipeError`` to the caller.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._text = stream
+        self._binary: BinaryIO | None = getattr(stream, "buffer", None)
+
+    def write(self, text: str) -> None:
+        if self._binary is not None:
+            self._binary.write(text.encode("utf-8"))
+            self._binary.flush()
+        else:
+            self._text.write(text)
+            self._text.flush()
+
+
+def silence_stdout() -> None:
+    """After a broken pipe: point stdout's fd at the null device, so that the
+    interpreter's final flush of what is still buffered cannot fail again (the
+    recipe of the Python documentation, "Note on SIGPIPE")."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file: nothing will flush to a closed pipe
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+class Reporter:
+    """Writes ``eventstream: ...`` lines on stderr; safe from any thread.
+
+    ``status`` lines (progress and retried errors) are dropped with ``quiet``;
+    ``error`` lines, the reason for exit status 1, are always written, so that a
+    quiet cron job still reports a failure.
+    """
+
+    def __init__(self, stream: TextIO, *, quiet: bool) -> None:
+        self._stream = stream
+        self._quiet = quiet
+        self._lock = threading.Lock()  # callbacks run on the worker thread
+
+    def status(self, message: str) -> None:
+        if not self._quiet:
+            self._write(f"{PROG}: {message}")
+
+    def error(self, message: str) -> None:
+        self._write(f"{PROG}: error: {message}")
+
+    def _write(self, line: str) -> None:
+        line = line.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")  # one line
+        with self._lock:
+            try:
+                self._stream.write(line + "\n")
+                self._stream.flush()
+            except (OSError, ValueError):
+                pass  # stderr is gone: there is nowhere left to say anything
+
+
+def redact(url: str) -> str:
+    """``url`` with any user name and password replaced by ``***``."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{host}"))
+
+
+def describe(exc: BaseException) -> str:
+    """One line saying what went wrong, for the fatal error line."""
+    if isinstance(exc, HTTPStatusError) and 400 <= exc.status_code <= 599:
+        text = f"HTTP {exc.status_code} from {exc.url}"
+        reason = status_phrase(exc.status_code)
+        snippet = _snippet(exc)
+        return text + "".join(f": {part}" for part in (reason, snippet) if part)
+    if isinstance(exc, RetriesExhausted) and exc.__cause__ is not None:
+        return f"{exc}; the last: {describe(exc.__cause__)}"
+    if isinstance(exc, EventStreamError):
+        return str(exc)
+    return str(exc) or type(exc).__name__
+
+
+def status_phrase(status_code: int) -> str:
+    try:
+        return http.HTTPStatus(status_code).phrase
+    except ValueError:
+        return ""
+
+
+def _snippet(exc: HTTPStatusError) -> str:
+    # The start of a short plain-text or JSON error body often says what to fix;
+    # an HTML error page would only be noise on one line.
+    media_type = exc.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if media_type not in _TEXT_BODY_TYPES:
+        return ""
+    text = " ".join(exc.body.split())
+    if len(text) > _SNIPPET_LIMIT:
+        text = text[: _SNIPPET_LIMIT - 3] + "..."
+    return text

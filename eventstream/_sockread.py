@@ -1,0 +1,127 @@
+"""The fast path's reader: the connection's socket, read directly and non-blocking.
+
+Rule: standard library only (``http.client``, ``socket``, ``ssl``, ``select``); it
+never imports ``requests`` or ``urllib3``, and their errors are translated in
+``_transport``, which decides whether this path is taken.  Everything here runs on
+the worker thread that owns the socket; another thread only sets the stop signal,
+whose wake-up socket interrupts :meth:`SocketSource.read`'s ``poll()``.
+
+:func:`locate_socket` finds the ``http.client`` response and the socket under a
+urllib3 response once the headers are in, checking every private attribute on the
+way (ARCHITECTURE.md, "The read loop", step 2); :class:`SocketSource` drains what
+``http.client`` buffered, then reads the socket itself.  The body's framing and
+content coding are undone by ``_body``, not here.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import math
+import select
+import socket
+import ssl
+import time
+from typing import Final
+
+from ._body import Framing
+from ._stop import StopSignal, WakePair
+
+__all__ = ["READ_SIZE", "SocketSource", "body_framing", "locate_socket"]
+
+READ_SIZE: Final = 64 * 1024
+
+
+class SocketSource:
+    """The fast path: the connection's socket, read directly and non-blocking."""
+
+    def __init__(
+        self, buffered: io.BufferedReader, sock: socket.socket, wake: WakePair, stop: StopSignal
+    ) -> None:
+        sock.setblocking(False)
+        self._buffered: io.BufferedReader | None = buffered
+        self._sock = sock
+        self._stop = stop
+        self._poller = select.poll()  # never select(): it fails for fds >= 1024
+        self._poller.register(sock, select.POLLIN)
+        self._poller.register(wake.fileno(), select.POLLIN)
+
+    def read(self, timeout: float | None) -> bytes | None:
+        """Bytes that arrived, ``b""`` at end of input, ``None`` once stopped.
+
+        Raises ``TimeoutError`` when nothing arrives for ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._stop.is_set():
+            # Invariant: poll only after a read found nothing.  Bytes buffered by
+            # http.client or held decrypted by OpenSSL never make the socket readable.
+            try:
+                return self._read_now()
+            except (BlockingIOError, ssl.SSLWantReadError):
+                wanted = select.POLLIN
+            except ssl.SSLWantWriteError:  # TLS must send (e.g. a key update) first
+                wanted = select.POLLOUT
+            self._poller.modify(self._sock, wanted)
+            if deadline is None:
+                self._poller.poll()
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:  # checked after a read attempt: a late byte still counts
+                raise TimeoutError(f"no data for {timeout} s")
+            self._poller.poll(math.ceil(left * 1000))
+        return None
+
+    def _read_now(self) -> bytes:
+        if self._buffered is not None:
+            try:
+                data = self._buffered.read1(READ_SIZE)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                data = b""
+            if data:
+                return data
+            # On a non-blocking socket read1() returns b"" both at EOF and when no
+            # byte is there; the socket itself tells them apart.  Its buffer is
+            # empty now, so from here on the socket is read directly.
+            self._buffered = None
+        return self._sock.recv(READ_SIZE)
+
+
+def locate_socket(raw: object) -> tuple[http.client.HTTPResponse, socket.socket] | None:
+    """The http.client response and socket under ``raw``, if safe to read directly.
+
+    urllib3 1.26 and 2.x: ``raw._fp`` is the ``http.client.HTTPResponse``, ``.fp`` its
+    ``BufferedReader`` over a ``socket.SocketIO`` whose ``_sock`` is the connection's
+    socket (an ``ssl.SSLSocket`` on TLS).  Private attributes, so every step is
+    checked, and the socket must be the connection's own.  ``None`` means "use the
+    fallback".
+    """
+    fp = getattr(raw, "_fp", None)
+    if not isinstance(fp, http.client.HTTPResponse) or fp.isclosed():
+        return None
+    if (fp.chunked and fp.chunk_left is not None) or getattr(raw, "_fp_bytes_read", None) != 0:
+        return None  # someone has started reading the body
+    buffered = getattr(fp, "fp", None)
+    if not isinstance(buffered, io.BufferedReader) or not isinstance(buffered.raw, socket.SocketIO):
+        return None
+    sock: object = getattr(buffered.raw, "_sock", None)
+    if not isinstance(sock, socket.socket) or sock.fileno() < 0:
+        return None
+    located = fp, sock
+    # The connection's own socket; http.client hands it over to the response (the
+    # connection forgets it: ``sock`` is None) when the body ends at connection close.
+    connection_sock = getattr(getattr(raw, "_connection", None), "sock", None)
+    if connection_sock is not None and connection_sock is not sock:
+        return None
+    return located
+
+
+def body_framing(fp: http.client.HTTPResponse) -> tuple[Framing, int | None]:
+    """The framing ``http.client`` read from the headers, for ``_body`` to undo.
+
+    Returns the framing and, for :attr:`Framing.LENGTH`, the length.
+    """
+    if fp.chunked:
+        return Framing.CHUNKED, None
+    if fp.length is not None:
+        return Framing.LENGTH, fp.length
+    return Framing.CLOSE, None
