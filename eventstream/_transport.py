@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Union
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
@@ -98,8 +99,8 @@ def make_session(factory: Callable[[], requests.Session] | None = None) -> reque
 def open_stream(session: requests.Session, spec: RequestSpec, stop: StopSignal) -> Body:
     """Send ``spec`` on ``session`` and return the body to read.
 
-    Follows redirects (requests drops ``Authorization`` when the host changes, and
-    sends only the cookies of the new host).  Returns a :class:`Body` for a 2xx
+    Follows redirects; the caller's headers and ``auth`` never go to another host
+    (see ``_send``).  Returns a :class:`Body` for a 2xx
     ``text/event-stream`` response, and for 204, whose body is empty at once (the
     caller decides that it means "the server is done").  Raises:
 
@@ -115,22 +116,7 @@ def open_stream(session: requests.Session, spec: RequestSpec, stop: StopSignal) 
     * ``ValueError``: a malformed URL or header, a ``json`` that cannot be encoded.
     """
     try:
-        response = session.request(
-            spec.method,
-            spec.url,
-            params=spec.params,
-            data=spec.data,
-            json=spec.json,
-            headers=request_headers(spec.headers),
-            auth=spec.auth,
-            timeout=(spec.connect_timeout, spec.read_timeout),
-            allow_redirects=True,
-            stream=True,
-            # With trust_env, requests lets REQUESTS_CA_BUNDLE replace the verify
-            # setting unless the request gives one: a CA file the user put on the
-            # session would be silently ignored.  So pass the session's own.
-            verify=session.verify,
-        )
+        response = _send(session, spec)
     except requests.RequestException as exc:
         raise _send_error(exc, spec.url) from exc
     except OSError as exc:  # a custom adapter that lets socket errors through
@@ -141,6 +127,62 @@ def open_stream(session: requests.Session, spec: RequestSpec, stop: StopSignal) 
     except BaseException:
         response.close()
         raise
+
+
+def _send(session: requests.Session, spec: RequestSpec) -> requests.Response:
+    """Send the request and follow redirects, never taking credentials elsewhere.
+
+    requests itself drops only ``Authorization`` when a redirect changes host; a
+    token in any other header (``X-Api-Key``, a ``Cookie`` set by hand...) would go
+    along.  So redirects are followed here: when the next URL is on another host, or
+    leaves https for http, the caller's headers and ``auth`` are not sent there; only
+    the stream's own headers are (``Accept``, ``Cache-Control``, ``Last-Event-ID``).
+    The session's cookie jar still sends each host only its own cookies.
+    """
+    method, url, params = spec.method, spec.url, spec.params
+    data, json_body = spec.data, spec.json
+    headers, auth = request_headers(spec.headers), spec.auth
+    for _ in range(session.max_redirects + 1):
+        response = session.request(
+            method,
+            url,
+            params=params,
+            data=data,
+            json=json_body,
+            headers=headers,
+            auth=auth,
+            timeout=(spec.connect_timeout, spec.read_timeout),
+            allow_redirects=False,
+            stream=True,
+            # With trust_env, requests lets REQUESTS_CA_BUNDLE replace the verify
+            # setting unless the request gives one: a CA file the user put on the
+            # session would be silently ignored.  So pass the session's own.
+            verify=session.verify,
+        )
+        target = session.get_redirect_target(response)
+        if target is None:
+            return response
+        response.close()
+        target = urljoin(response.url, target)
+        if _leaves_origin(response.url, target):
+            headers = {k: v for k, v in headers.items() if k.lower() in _PROTOCOL_HEADERS}
+            auth = None
+        if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+            method, data, json_body = "GET", None, None  # as browsers and requests do
+        url, params = target, None  # the Location is complete
+    raise requests.exceptions.TooManyRedirects(
+        f"exceeded {session.max_redirects} redirects", response=response
+    )
+
+
+_PROTOCOL_HEADERS = frozenset(("accept", "cache-control", "accept-encoding", "last-event-id"))
+
+
+def _leaves_origin(old: str, new: str) -> bool:
+    before, after = urlsplit(old), urlsplit(new)
+    if (before.hostname or "").lower() != (after.hostname or "").lower():
+        return True
+    return before.scheme == "https" and after.scheme != "https"
 
 
 def request_headers(user: Mapping[str, str]) -> dict[str, str]:

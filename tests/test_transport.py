@@ -334,6 +334,41 @@ def test_redirect_to_another_host_drops_authorization(
     assert second.headers["Accept"] == "text/event-stream"
 
 
+def test_redirect_to_another_host_drops_every_caller_header(
+    server: SSEServer, session: requests.Session
+) -> None:
+    target = server.url_for("/moved", host="localhost")
+    server.enqueue(Script.redirect(target), Script().event("a"))
+    secrets = {"X-Api-Key": "k3y", "Cookie": "session=s3cret", "Last-Event-ID": "7"}
+    read_all(session, server.url, headers=secrets)
+    first, second = server.wait_for_requests(2)
+    assert first.headers["X-Api-Key"] == "k3y"
+    assert "X-Api-Key" not in second.headers
+    assert "Cookie" not in second.headers
+    assert second.headers["Last-Event-ID"] == "7"  # the protocol's own header goes on
+
+
+def test_redirect_from_https_to_http_on_the_same_host_drops_credentials() -> None:
+    from eventstream._transport import _leaves_origin
+
+    assert _leaves_origin("https://a.example/x", "http://a.example/y")
+    assert not _leaves_origin("http://a.example/x", "https://a.example/y")
+    assert not _leaves_origin("http://A.example:80/x", "http://a.example/y")
+    assert _leaves_origin("http://a.example/x", "http://b.example/x")
+
+
+@pytest.mark.parametrize(("status", "method"), [(301, "GET"), (303, "GET"), (307, "POST")])
+def test_redirect_method_follows_the_status(
+    server: SSEServer, session: requests.Session, status: int, method: str
+) -> None:
+    server.enqueue(Script.redirect(server.url_for("/moved"), status=status), Script().event("a"))
+    with open_stream(session, spec(server.url, method="POST", data=b"q"), StopSignal()) as body:
+        assert list(body.chunks()) == [b"data: a\n\n"]
+    second = server.wait_for_requests(2)[1]
+    assert second.method == method
+    assert second.body == (b"q" if method == "POST" else b"")
+
+
 def test_redirect_on_the_same_host_keeps_authorization(
     server: SSEServer, session: requests.Session
 ) -> None:
