@@ -145,15 +145,18 @@ class StreamBase:
         if channel is None:
             raise RuntimeError("this stream delivers to on_event; it cannot be iterated")
         self.start()
-        return _iterate(channel, self._control if self._one_shot else None)
+        return _iterate(self, channel, self._control if self._one_shot else None)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"<{type(self).__name__} {self._control.options.url!r} {state}>"
+        return f"<{type(self).__name__} {self._control.options.safe_url!r} {state}>"
 
 
-def _iterate(channel: Channel, owner: Control | None) -> Iterator[Event]:
-    # Takes everything queued at once, then yields from a local buffer without locking.
+def _iterate(stream: StreamBase, channel: Channel, owner: Control | None) -> Iterator[Event]:
+    # ``stream`` is held only to keep it alive while someone iterates: in
+    # ``for event in EventStream(url)`` nothing else refers to it, and collecting it
+    # would stop its worker.  Takes everything queued at once, then yields from a
+    # local buffer without locking.
     buffered: list[Event] = []
     position = 0
     try:

@@ -289,3 +289,18 @@ def test_after_fork_the_child_sees_the_stream_stopped_and_can_start_its_own() ->
     )
     assert result.returncode == 0, result.stderr
     assert "child 0" in result.stdout
+
+
+def test_iterating_an_unnamed_stream_keeps_it_alive(server: SSEServer) -> None:
+    server.default = Script().event("a").event("b").event("c").hold()
+    got = []
+    for event in EventStream(server.url):  # no other reference to the stream
+        gc.collect()
+        got.append(event.data)
+        if len(got) == 3:
+            break
+    assert got == ["a", "b", "c"]
+    gc.collect()
+    for thread in worker_threads():
+        thread.join(WAIT)
+    assert worker_threads() == []

@@ -185,3 +185,12 @@ def test_a_finished_request_is_never_sent_again(server: SSEServer) -> None:
     stream.start()
     assert stream.join(WAIT)
     assert len(server.requests) == 1
+
+
+def test_iterating_an_unnamed_request_reads_the_whole_answer(server: SSEServer) -> None:
+    server.enqueue(Script().event("a").event("b").close())
+    got = []
+    for event in eventstream.post(server.url):
+        gc.collect()
+        got.append(event.data)
+    assert got == ["a", "b"]
