@@ -188,7 +188,13 @@ class EventStream(StreamBase):
     thread; a bounded queue between the threads slows reading when the consumer
     lags, and drops nothing) or with ``on_event`` (then iterating is an error).
     Leaving a ``for`` loop early does not stop the stream; ``stop()`` or leaving
-    the ``with`` block does.
+    the ``with`` block does.  Keep a reference to a stream that delivers to
+    callbacks: a stream that is garbage collected stops its worker (while a ``for``
+    loop runs, the loop keeps the stream alive).
+
+    ``headers``, ``session_factory`` and the callbacks run on the worker thread; an
+    exception from ``headers`` or ``session_factory`` ends the stream with it (the
+    former wrapped in :class:`StreamError`).
 
     What ends a stream: ``stop()``; a 204 response; a fatal error (another 4xx, a
     Content-Type other than ``text/event-stream``, a second 401/403, exhausted
