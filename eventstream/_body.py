@@ -131,70 +131,115 @@ class ContentDecoder:
 
 
 class _Chunked:
-    """Incremental chunked-framing decoder: ``feed`` returns the payload bytes."""
+    """Incremental chunked-framing decoder: ``feed`` returns the payload bytes.
+
+    Walks each read with an index (one ``find`` per size line, one slice per
+    payload) instead of cutting a buffer from the front: with one small chunk per
+    event, this loop runs once per event and is on the hot path.
+    """
 
     def __init__(self) -> None:
-        self._buf = bytearray()
+        self._held = b""  # an unfinished size, CRLF or trailer line
         self._left = 0  # payload bytes still to come in the current chunk
-        self._state = "size"  # size -> data -> crlf -> size ... -> trailer -> done
+        self._state = _SIZE
         self._trailer_bytes = 0
 
     @property
     def done(self) -> bool:
-        return self._state == "done"
+        return self._state is _DONE
 
     @property
     def position(self) -> str:
-        return self._state
+        return self._state.value
 
     def feed(self, data: bytes) -> bytes:
-        self._buf += data
+        buf = self._held + data if self._held else data
+        self._held = b""
         out: list[bytes] = []
-        while self._buf and self._state != "done":
-            if self._state == "data":
-                piece = bytes(self._buf[: self._left])
-                del self._buf[: self._left]
-                self._left -= len(piece)
-                out.append(piece)
-                if self._left == 0:
-                    self._state = "crlf"
-                continue
-            line = self._line()
-            if line is None:
+        append, find = out.append, buf.find
+        pos, size = 0, len(buf)
+        state = self._state
+        while pos < size:
+            if state is _SIZE:
+                end = find(b"\n", pos, pos + MAX_CHUNK_LINE + 1)
+                if end < 0:
+                    break  # held below, or too long
+                line = buf[pos : end - 1] if buf[end - 1] == 13 else buf[pos:end]
+                pos = end + 1
+                left = _SIZES.get(line)  # streams repeat a few sizes: skip the checks
+                if left is None:
+                    left = _chunk_size(line)
+                if not left:
+                    state = _TRAILER
+                    continue
+                end = pos + left
+                if buf[end : end + 2] == b"\r\n":  # the whole chunk is here: the usual case
+                    append(buf[pos:end])
+                    pos = end + 2
+                    continue
+                self._left, state = left, _DATA
+            elif state is _DATA:
+                end = min(size, pos + self._left)
+                append(buf[pos:end])
+                self._left -= end - pos
+                pos = end
+                if not self._left:
+                    state = _CRLF
+            elif state is _DONE:
                 break
-            self._on_line(line)
-        if self._state == "done":
-            self._buf.clear()  # nothing may follow on a connection we will close
-        return b"".join(out)
+            else:  # the CRLF after a chunk, or a trailer line
+                limit = MAX_TRAILER if state is _TRAILER else MAX_CHUNK_LINE
+                end = find(b"\n", pos, pos + limit + 1)
+                if end < 0:
+                    break
+                line = buf[pos : end - 1] if end > pos and buf[end - 1] == 13 else buf[pos:end]
+                pos = end + 1  # CRLF, or a lenient bare LF
+                state = self._on_line(state, line)
+        if pos < size and state is not _DONE:
+            limit = MAX_TRAILER if state is _TRAILER else MAX_CHUNK_LINE
+            if size - pos > limit:
+                raise BodyError(f"chunked {state.value} line too long")
+            self._held = buf[pos:]
+        self._state = state
+        return out[0] if len(out) == 1 else b"".join(out)
 
-    def _line(self) -> bytes | None:
-        limit = MAX_TRAILER if self._state == "trailer" else MAX_CHUNK_LINE
-        end = self._buf.find(b"\n", 0, limit + 1)
-        if end < 0:
-            if len(self._buf) > limit:
-                raise BodyError(f"chunked {self._state} line too long")
-            return None
-        line = bytes(self._buf[:end])
-        del self._buf[: end + 1]
-        return line[:-1] if line.endswith(b"\r") else line  # CRLF, or a lenient bare LF
-
-    def _on_line(self, line: bytes) -> None:
-        if self._state == "crlf":
+    def _on_line(self, state: _State, line: bytes) -> _State:
+        if state is _CRLF:
             if line:
                 raise BodyError("chunk data longer than its chunk size")
-            self._state = "size"
-        elif self._state == "size":
-            size = line.split(b";", 1)[0].strip(b" \t")  # chunk extensions are ignored
-            if not _CHUNK_SIZE.fullmatch(size):
-                raise BodyError(f"invalid chunk size line {line[:40]!r}")
-            self._left = int(size, 16)
-            self._state = "data" if self._left else "trailer"
-        else:  # trailer fields: read, bounded, ignored; an empty line ends the body
-            self._trailer_bytes += len(line) + 2
-            if self._trailer_bytes > MAX_TRAILER:
-                raise BodyError("chunked trailer too long")
-            if not line:
-                self._state = "done"
+            return _SIZE
+        # Trailer fields: read, bounded, ignored; an empty line ends the body.
+        self._trailer_bytes += len(line) + 2
+        if self._trailer_bytes > MAX_TRAILER:
+            raise BodyError("chunked trailer too long")
+        return _TRAILER if line else _DONE
+
+
+class _State(enum.Enum):
+    SIZE = "size"
+    DATA = "data"
+    CRLF = "crlf"
+    TRAILER = "trailer"
+    DONE = "done"
+
+
+_SIZE, _DATA, _CRLF, _TRAILER, _DONE = _State
+
+
+_SIZES: dict[bytes, int] = {}  # chunk-size lines seen, bare hex digits only
+_SIZES_MAX = 4096
+
+
+def _chunk_size(line: bytes) -> int:
+    """The size a chunk-size line gives (RFC 9112 7.1: hex digits, then extensions)."""
+    size = line.split(b";", 1)[0].strip(b" \t")  # chunk extensions are ignored
+    # int(x, 16) alone would also accept "0x1a", "1_a", "+1a" and inner spaces.
+    if not _CHUNK_SIZE.fullmatch(size):
+        raise BodyError(f"invalid chunk size line {line[:40]!r}")
+    value = int(size, 16)
+    if size == line and len(_SIZES) < _SIZES_MAX:
+        _SIZES[line] = value  # a dict shared by threads: one key, one value, no lock
+    return value
 
 
 class BodyDecoder:

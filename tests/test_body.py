@@ -255,3 +255,11 @@ def test_unknown_coding_is_refused() -> None:
 )
 def test_supported_coding(header: str, expected: str | None) -> None:
     assert supported_coding(header) == expected
+
+
+@pytest.mark.parametrize("bad", [b"0x1", b"1_0", b"+1", b"-1", b" 1 2", b"g"])
+def test_remembered_sizes_never_admit_a_bad_line(bad: bytes) -> None:
+    decoder = BodyDecoder(Framing.CHUNKED, ContentDecoder("identity"))
+    assert decoder.feed(b"1\r\na\r\n10\r\n" + b"b" * 16 + b"\r\n") == b"a" + b"b" * 16
+    with pytest.raises(BodyError):
+        decoder.feed(bad + b"\r\nx\r\n")
