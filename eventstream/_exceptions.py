@@ -38,10 +38,10 @@ class ProtocolError(EventStreamError):
     """The stream broke a limit the client enforces: a line or an event larger than
     ``max_event_size``.
 
-    The oversized event is skipped, never delivered in part.  ``events`` holds the
-    other events that the same :meth:`Parser.feed` call completed, in order, so
-    nothing else already received is lost; the parser goes on with the event after
-    the oversized one.
+    The oversized event is skipped whole, never delivered in part; its ``id:`` and
+    ``retry:`` lines are skipped with it.  ``events`` holds the other events that the
+    same :meth:`Parser.feed` call completed, in order, so nothing else already
+    received is lost; the parser goes on with the event after the oversized one.
     """
 
     def __init__(self, message: str, *, events: Sequence[Event] = ()) -> None:

@@ -157,13 +157,15 @@ class Parser:
         Raises :class:`ProtocolError` when a line or an event exceeds the size cap; its
         ``events`` attribute then holds the other events these bytes completed.
         """
-        if self._at_start or self._skip_lf or self._discarding:
+        if self._at_start or self._skip_lf:
             data = self._prepare(data)
         if b"\r" in data:
             # A CR at the very end is a complete line end; remember it so that an LF
             # starting the next read is not taken for a second (blank) line.
             self._skip_lf = data[-1] == 13
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if self._discarding and data:
+            data = self._discard(data)
         if not data:
             return []
         parts = self._parts
@@ -171,10 +173,16 @@ class Parser:
         end = _last_blank_line(data, last_lf) if last_lf > 0 else -1
         if end < 0:
             if not (last_lf >= 0 and data[0] == 10 and parts and parts[-1][-1] == 10):
+                if not parts:
+                    # At an event's start, blank lines dispatch nothing: drop them, so
+                    # that how reads split never changes an event's size.
+                    data = data.lstrip(b"\n")
+                    if not data:
+                        return []
                 parts.append(data)
                 self._size += len(data)
                 if self._max is not None and self._size > self._max:
-                    self._overflow([])
+                    self._overflow([], discard=True)
                 return []
             end = -1  # the blank line straddles the previous read and this one
         end += 2
@@ -184,15 +192,18 @@ class Parser:
             region = b"".join(parts)
         else:
             region = data[:end]
-        rest = data[end:]
+        rest = data[end:].lstrip(b"\n")  # leading blank lines: as above
         self._parts = [rest] if rest else []
         self._size = len(rest)
-        if self._max is not None and len(region) > self._max:
+        if self._max is None:
+            return self._interpret_region(region)
+        if len(region) > self._max:
             events, skipped = self._interpret_checked(region)
         else:
             events, skipped = self._interpret_region(region), False
-        if skipped or (self._max is not None and self._size > self._max):
-            self._overflow(events)
+        tail_too_long = self._size > self._max
+        if skipped or tail_too_long:
+            self._overflow(events, discard=tail_too_long)
         return events
 
     def _take_held(self) -> bytes:
@@ -206,15 +217,13 @@ class Parser:
         self._size = len(data)
 
     def _prepare(self, data: bytes) -> bytes:
-        """The rare states: BOM still possible, CR ending the last read, discarding."""
+        """The rare states, on raw bytes: BOM still possible, CR ending the last read."""
         if self._at_start:
             data = self._strip_bom(data)
         if self._skip_lf and data:
             self._skip_lf = False
             if data[0] == 10:
                 data = data[1:]
-        if self._discarding and data:
-            data = self._discard(data)
         return data
 
     def _interpret_region(self, region: bytes) -> list[Event]:
@@ -340,19 +349,25 @@ class Parser:
 
     def _interpret_checked(self, region: bytes) -> tuple[list[Event], bool]:
         """Interpret a region larger than the cap block by block, skipping any block
-        over the cap; say whether one was skipped."""
+        over the cap; say whether one was skipped.  A block's size runs from its first
+        line to its blank line: blank lines before it dispatch nothing and do not
+        count, so the outcome never depends on how the reads were split."""
         assert self._max is not None
         events: list[Event] = []
         skipped = False
-        start = 0
-        while start < len(region):
-            end = region.find(b"\n\n", start) + 2
+        start, size = 0, len(region)
+        while True:
+            while start < size and region[start] == 10:
+                start += 1
+            end = region.find(b"\n\n", start)
+            if end < 0:  # only blank lines were left
+                return events, skipped
+            end += 2
             if end - start > self._max:
                 skipped = True
             else:
                 events += self._interpret_region(region[start:end])
             start = end
-        return events, skipped
 
     def _discard(self, data: bytes) -> bytes:
         # After an overflow, drop bytes up to the blank line that ends the oversized
@@ -366,10 +381,11 @@ class Parser:
         self._discarding = False
         return buf[end + 2 :]
 
-    def _overflow(self, events: list[Event]) -> None:
-        # The oversized line or event is unfinished: drop what is held of it and
-        # discard the rest of it as it arrives (see _discard).
-        if self._parts:
+    def _overflow(self, events: list[Event], *, discard: bool) -> None:
+        # ``discard``: the oversized event is the unfinished one held; drop what is
+        # held of it and the rest of it as it arrives (see _discard).  Otherwise a
+        # complete oversized event was skipped and what is held is the next one.
+        if discard:
             self._discarding = True
             self._hold(self._take_held()[-1:])
         raise ProtocolError(

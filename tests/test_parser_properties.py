@@ -1,0 +1,169 @@
+"""Properties of the parser on generated streams, checked with hypothesis.
+
+The key one is differential: ``reference_parse`` (tests/_helpers.py) reads the whole
+body the way the spec text does, line by line, and the parser must agree with it after
+every read, however the body is split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from _helpers import cpu_deadline, feed_capped, reference_parse, run_body
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventstream import Event, Parser
+
+SETTINGS = settings(max_examples=200, deadline=None)
+
+# --- A grammar of event streams, close enough to the format to reach every rule, with
+# room for anything: random bytes, invalid UTF-8, BOMs, NUL, every kind of line end.
+
+LINE_ENDS = st.sampled_from([b"\n", b"\r", b"\r\n"])
+NAMES = st.sampled_from(
+    ["data"] * 4
+    + ["event", "id", "id", "retry", "retry"]
+    + ["Data", "ID", "foo", "", " data", "\ufeffdata"]
+)
+SEPARATORS = st.sampled_from([b"", b":", b": ", b":  ", b": :"])
+RETRY_VALUES = st.one_of(
+    st.integers(0, 10**6).map(str),
+    st.sampled_from(["007", "+5", " 5", "5 ", "5.0", "-1", "", "1_0", "١٢", "²", "9" * 30]),
+)
+TEXT = st.text(
+    st.characters(codec="utf-8", exclude_characters="\r\n"),
+    max_size=8,
+)
+TEXT_WITH_ODDITIES = st.one_of(
+    TEXT,
+    st.sampled_from(["\0", "a\0b", "\ufeff", "\ufffd", "\u2028", "\x85", " ", "::", "é€𝄞"]),
+)
+BAD_BYTES = st.sampled_from(
+    [b"\xff", b"\x80", b"\xe2\x82", b"\xf0\x9f\x98", b"\xed\xa0\x80", b"\xc0\xaf", b"\xef\xbb"]
+)
+BOM = b"\xef\xbb\xbf"
+
+
+@st.composite
+def field_lines(draw: st.DrawFn) -> bytes:
+    name = draw(NAMES)
+    separator = draw(SEPARATORS)
+    value = draw(RETRY_VALUES if name == "retry" else TEXT_WITH_ODDITIES)
+    if not separator and draw(st.booleans()):
+        value = ""  # "data" alone: a field with an empty value
+    return name.encode() + separator + value.encode() + draw(LINE_ENDS)
+
+
+COMMENTS = st.builds(lambda text, end: b":" + text.encode() + end, TEXT, LINE_ENDS)
+NOISE = st.one_of(
+    BAD_BYTES,
+    st.sampled_from([BOM, b"\0", b"\r", b"\n", b"\r\n", b"\n\n"]),
+    st.binary(max_size=6),
+)
+
+
+@st.composite
+def blocks(draw: st.DrawFn) -> bytes:
+    """Field lines and comments, then a line end: a blank line if the last line ended
+    with LF or CRLF (after CR, an LF only completes the CRLF; that is tested too)."""
+    lines = draw(st.lists(st.one_of(field_lines(), field_lines(), COMMENTS), max_size=5))
+    return b"".join(lines) + draw(LINE_ENDS)
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> bytes:
+    head = draw(st.sampled_from([b"", b"", BOM, BOM + BOM, b"\xef", b"\xef\xbb"]))
+    parts = draw(st.lists(st.one_of(blocks(), blocks(), blocks(), NOISE), max_size=12))
+    tail = draw(st.one_of(st.just(b""), field_lines(), TEXT.map(str.encode)))  # unfinished
+    return head + b"".join(parts) + tail
+
+
+@st.composite
+def split(draw: st.DrawFn, body: bytes) -> list[bytes]:
+    """``body`` cut into reads at drawn points (empty reads included)."""
+    cuts = sorted(draw(st.lists(st.integers(0, len(body)), max_size=8)))
+    return [body[start:end] for start, end in zip([0, *cuts], [*cuts, len(body)])]
+
+
+SEEDS = st.sampled_from(["", "", "7", "é", " x "])
+
+
+def _prefix_outcomes(parser: Parser, reads: Sequence[bytes]) -> list[tuple[object, ...]]:
+    """(events so far, last event ID, retry) after each read, fed to ``parser``."""
+    events: list[Event] = []
+    outcomes = []
+    for read in reads:
+        events += parser.feed(read)
+        outcomes.append((list(events), parser.last_event_id, parser.retry))
+    return outcomes
+
+
+# --- Properties.
+
+
+@SETTINGS
+@given(st.data(), streams(), SEEDS)
+def test_parser_agrees_with_reference_after_every_read(
+    data: st.DataObject, body: bytes, seed: str
+) -> None:
+    # After each read, the parser has seen a prefix of the body: its events, last
+    # event ID string and reconnection time are those of the spec read of that prefix
+    # (the unfinished line and event are simply not dispatched yet).
+    reads = data.draw(split(body))
+    got = _prefix_outcomes(Parser(last_event_id=seed), reads)
+    consumed = b""
+    for read, outcome in zip(reads, got):
+        consumed += read
+        events, last_id, retry = reference_parse(consumed, last_event_id=seed)
+        assert outcome == (events, last_id, retry), consumed
+
+
+@SETTINGS
+@given(st.data(), streams())
+def test_any_chunking_gives_the_same_events_and_state(data: st.DataObject, body: bytes) -> None:
+    whole = run_body([body])
+    assert run_body(data.draw(split(body))) == whole
+    assert run_body([body[i : i + 1] for i in range(len(body))]) == whole
+
+
+@SETTINGS
+@given(st.data(), streams(), streams())
+def test_reset_starts_a_new_body(data: st.DataObject, first: bytes, second: bytes) -> None:
+    events, last_id, retry = reference_parse(first)
+    more, last_id, retry = reference_parse(second, last_event_id=last_id, retry=retry)
+    parser = Parser()
+    got = [e for read in data.draw(split(first)) for e in parser.feed(read)]
+    parser.reset()
+    got += [e for read in data.draw(split(second)) for e in parser.feed(read)]
+    parser.reset()
+    assert (got, parser.last_event_id, parser.retry) == (events + more, last_id, retry)
+
+
+@SETTINGS
+@given(st.data(), st.binary(max_size=300))
+def test_arbitrary_bytes_never_raise_and_match_reference(data: st.DataObject, body: bytes) -> None:
+    # Without a size cap in reach nothing may raise: bad input becomes U+FFFD.
+    assert run_body(data.draw(split(body))) == reference_parse(body)
+
+
+def _is_subsequence(part: Sequence[object], whole: Sequence[object]) -> bool:
+    remaining = iter(whole)
+    return all(item in remaining for item in part)
+
+
+@settings(SETTINGS)
+@given(st.data(), streams(), st.integers(1, 40))
+def test_size_cap_skips_whole_events_only(data: st.DataObject, body: bytes, cap: int) -> None:
+    # With a cap, only ProtocolError may be raised, the events that get through are
+    # the spec's events minus the skipped ones, and how the body was split does not
+    # change which ones get through.
+    reference = [(e.event, e.data) for e in reference_parse(body)[0]]
+    outcomes = []
+    for reads in ([body], data.draw(split(body)), [body[i : i + 1] for i in range(len(body))]):
+        with cpu_deadline(1):
+            events, _ = feed_capped(Parser(max_event_size=cap), reads)
+        assert _is_subsequence([(e.event, e.data) for e in events], reference)
+        assert all(len(e.data.encode()) <= cap for e in events)
+        outcomes.append(events)
+    assert outcomes[0] == outcomes[1] == outcomes[2]
