@@ -32,21 +32,25 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, SimpleNamespace
 from typing import Any, ClassVar
 
+from _corpora import Corpus, build_corpus
 from bench_parser import environment, load
 
 import eventstream
 from eventstream.testing import Script, SSEServer
 
 __all__ = [
+    "SUBJECT",
     "Reader",
     "ServerProcess",
     "Timeouts",
     "TouchProbe",
     "clear_proxies",
+    "corpus_events",
     "header",
     "lineup",
     "load",
@@ -130,9 +134,12 @@ def make_tls() -> Iterator[TLS | None]:
 # -- Contestants: one stream each, read on a thread of its own ------------------------------
 
 
+@dataclass(frozen=True)
 class Timeouts:
-    def __init__(self, connect: float, read: float) -> None:
-        self.connect, self.read = connect, read
+    """Seconds: connect (and TLS handshake), and read (each silence in the body)."""
+
+    connect: float
+    read: float
 
 
 class Reader:
@@ -260,9 +267,7 @@ class LaunchDarklyReader(Reader):
 
         pool = None if ca_file is None else urllib3.PoolManager(ca_certs=ca_file)
         timeout = urllib3.Timeout(connect=timeouts.connect, read=timeouts.read)
-        connect = ConnectStrategy.http(
-            url, pool=pool, urllib3_request_options={"timeout": timeout}
-        )
+        connect = ConnectStrategy.http(url, pool=pool, urllib3_request_options={"timeout": timeout})
         self._client = SSEClient(connect, error_strategy=ErrorStrategy.always_fail())
 
     def _read(self) -> None:
@@ -286,13 +291,14 @@ class HttpxSseReader(Reader):
         import httpx
         from httpx_sse import connect_sse
 
-        verify: Any = True if self.ca_file is None else ssl.create_default_context(
-            cafile=self.ca_file
+        verify: Any = (
+            True if self.ca_file is None else ssl.create_default_context(cafile=self.ca_file)
         )
         timeout = httpx.Timeout(self.timeouts.connect, read=self.timeouts.read)
-        with httpx.Client(verify=verify, timeout=timeout) as client, connect_sse(
-            client, "GET", self.url
-        ) as source:
+        with (
+            httpx.Client(verify=verify, timeout=timeout) as client,
+            connect_sse(client, "GET", self.url) as source,
+        ):
             self._response = source.response
             self.ready.set()
             for event in source.iter_sse():
@@ -323,7 +329,6 @@ def lineup() -> tuple[list[type[Reader]], list[str]]:
     return present, missing
 
 
-
 # -- Which sockets a stopping thread touches --------------------------------------------------
 
 
@@ -343,15 +348,18 @@ class TouchProbe:
     The hook slows calls down: use it on untimed trials only.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, active: bool = True) -> None:
+        self.active = active  # inactive: a probe that records nothing, at no cost
         self.calls: list[str] = []
 
     def __enter__(self) -> TouchProbe:
-        sys.setprofile(self._hook)
+        if self.active:
+            sys.setprofile(self._hook)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        sys.setprofile(None)
+        if self.active:
+            sys.setprofile(None)
 
     def _hook(self, frame: FrameType, event: str, arg: Any) -> None:
         if event == "call":
@@ -399,23 +407,21 @@ class ServerProcess:
         self.close()
 
 
-def corpus_body(key: str, quick: bool) -> tuple[list[bytes], int]:
-    """Corpus ``key`` as one byte string per event, and its expected event count."""
-    from _corpora import build_corpus
-
+def corpus_events(key: str, quick: bool) -> tuple[list[bytes], Corpus]:
+    """Corpus ``key`` cut into one byte string per event, and the corpus itself."""
     corpus = build_corpus(key, quick=quick)
     wire = b"".join(corpus.chunks)
     blocks = wire.split(b"\n\n")
-    if blocks[-1] or b"\r" in wire:
-        raise ValueError(f"corpus {key} is not a sequence of LF-terminated events")
-    return [block + b"\n\n" for block in blocks[:-1]], len(corpus.expected)
+    if blocks[-1] or b"\r" in wire or len(blocks) - 1 != len(corpus.expected):
+        raise ValueError(f"corpus {key} is not one LF-terminated block per event")
+    return [block + b"\n\n" for block in blocks[:-1]], corpus
 
 
 def _serve(argv: Sequence[str]) -> None:
     if argv[:1] == ["hold"]:
         script = Script().hold()
     elif argv[:1] == ["corpus"] and len(argv) in (2, 3):
-        events, _ = corpus_body(argv[1], quick="--quick" in argv)
+        events, _ = corpus_events(argv[1], quick="--quick" in argv)
         # Framed here, once: one chunk per event, written with wire() (SSEServer's
         # own framing would build one script action per event), and the body end
         # (the last chunk) is added by the script's implied close().

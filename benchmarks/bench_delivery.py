@@ -26,7 +26,6 @@ import argparse
 import queue
 import socket
 import ssl
-import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -100,6 +99,23 @@ class Stream:
     last: float  # when the stream last went silent
     latencies: dict[str, list[float]] = field(default_factory=dict)
     problem: str | None = None  # set once: the stream gets no more events
+    held: tuple[str, float] | None = None  # the event held back, and when it was sent
+
+    def settle(self, closed_at: float) -> None:
+        """After the end: say whether and when the held-back event came at all."""
+        if self.held is None:
+            return
+        data, sent = self.held
+        arrivals = []
+        while not self.reader.received.empty():
+            arrivals.append(self.reader.received.get())
+        at = next((at for got, at in arrivals if got == data), None)
+        if at is None:
+            self.problem += "; never delivered, not even when the server closed"
+        elif at < closed_at:
+            self.problem += f"; delivered {at - sent:.1f} s late"
+        else:
+            self.problem += "; delivered only when the server closed"
 
 
 def open_streams(
@@ -129,7 +145,8 @@ def fire(stream: Stream, phase: str, seq: int) -> None:
     try:
         got, at = stream.reader.received.get(timeout=HELD)
     except queue.Empty:
-        stream.problem = f"held back: not delivered within {HELD:.0f} s ({phase} phase)"
+        stream.problem = f"held back > {HELD:.0f} s ({phase})"
+        stream.held = data, start
         return
     if got not in (data, None):  # None: the floor, which sees bytes, not events
         stream.problem = f"WRONG: got {got!r}, expected {data!r}"
@@ -258,11 +275,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for (name, rounds), silence in zip(phases, (LONG_SILENCE, SHORT_SILENCE)):
                     run_phase(streams, name, silence, rounds)
             finally:
+                closed_at = time.monotonic()
                 plain.stop()  # ends every reader's stream, however it reads
                 secure.stop()
                 for stream in streams:
-                    stream.reader.stop() if stream.reader.name == _net.SUBJECT else None
+                    if stream.reader.name == _net.SUBJECT:
+                        stream.reader.stop()
                     stream.reader.join(10)
+                    stream.settle(closed_at)
     print("\n" + "\n".join(table(streams, phases)))
     print("\nsummary")
     results = assess(streams, phases)

@@ -10,7 +10,7 @@ timeout of 2 s: a contestant whose stop cannot wake its reader waits for it.
 
 Trials are interleaved (each round runs every contestant once, the first one
 rotating).  A contestant whose stops take longer than 1 s (they wait for the read
-timeout) gets no more than 5 trials.  One extra untimed trial per contestant runs
+timeout) gets no more than 5 trials (``--quick``: 2).  One extra untimed trial per contestant runs
 the stop under :class:`TouchProbe`, which records every call the stopping thread
 makes on the connection's TCP socket.
 
@@ -39,7 +39,7 @@ READ_TIMEOUT = 2.0
 CONNECT_TIMEOUT = 5.0
 EXIT_BOUND = 5.0  # how long a stopping thread waits for the reader, as stop(timeout=5)
 SLOW = 1.0  # a stop slower than this waited for the read timeout
-SLOW_TRIALS = 5
+SLOW_TRIALS = 5  # --quick: 2
 TARGET_P99 = 0.010
 
 
@@ -70,7 +70,7 @@ def trial(cls: type[Reader], server: SSEServer, ca_file: str | None, probe: bool
     facts: dict = {}
 
     def stopping_thread() -> None:
-        with TouchProbe() if probe else _Nothing() as seen:
+        with TouchProbe(active=probe) as seen:
             start = time.monotonic()
             reader.stop()
             returned = time.monotonic()
@@ -99,19 +99,15 @@ def trial(cls: type[Reader], server: SSEServer, ca_file: str | None, probe: bool
     return facts
 
 
-class _Nothing:
-    calls: list[str] = []  # noqa: RUF012 (never changed)
-
-    def __enter__(self) -> _Nothing:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        pass
-
-
 def measure(
-    classes: Sequence[type[Reader]], server: SSEServer, ca_file: str | None, repeat: int
+    classes: Sequence[type[Reader]],
+    server: SSEServer,
+    ca_file: str | None,
+    repeat: int,
+    slow_cap: int,
 ) -> list[Outcome]:
+    """The probe trial, then ``repeat`` interleaved rounds; at most ``slow_cap`` trials
+    for a contestant whose stops wait for the read timeout."""
     outcomes = {cls.name: Outcome(cls.name) for cls in classes}
     for cls in classes:  # untimed: the probe, and a warm-up
         facts = trial(cls, server, ca_file, probe=True)
@@ -120,7 +116,7 @@ def measure(
         turn = rep % len(classes)
         for cls in [*classes[turn:], *classes[:turn]]:
             outcome = outcomes[cls.name]
-            if outcome.slow >= min(SLOW_TRIALS, repeat):
+            if outcome.slow >= slow_cap:
                 continue
             facts = trial(cls, server, ca_file, probe=False)
             outcome.endings[facts["ended"]] += 1
@@ -152,8 +148,10 @@ def table(title: str, outcomes: list[Outcome]) -> list[str]:
         touches = "?" if o.touched is None else ("yes" if o.touched else "no")
         ended = ", ".join(f"{what} x{n}" for what, n in o.endings.most_common())
         if not o.seconds:
-            lines.append(f"  {o.name:<26}{0:>7}{'-':>10}{'-':>10}{'-':>10}{'-':>10}  {'-':<16}"
-                         f"{touches:<9}{ended}")
+            lines.append(
+                f"  {o.name:<26}{0:>7}{'-':>10}{'-':>10}{'-':>10}{'-':>10}  {'-':<16}"
+                f"{touches:<9}{ended}"
+            )
             continue
         p99 = percentile(o.seconds, 99)
         ratio = "-" if o is subject or not base else f"{p99 / base:,.2f}x"
@@ -165,9 +163,9 @@ def table(title: str, outcomes: list[Outcome]) -> list[str]:
     for o in outcomes:
         if o.slow:
             lines.append(
-                f"  {o.name}: {o.slow} stops waited for the {READ_TIMEOUT:.0f} s read timeout"
-                f" (counted from the reader's last read, {SETTLE * 1000:.0f} ms before the stop);"
-                f" trials capped at {SLOW_TRIALS}"
+                f"  {o.name}: {o.slow} stops waited for the {READ_TIMEOUT:.0f} s read timeout,"
+                f" which runs from the reader's last read, {SETTLE * 1000:.0f} ms before the"
+                " stop; no more trials after that"
             )
         for failure, n in collections.Counter(o.failures).items():
             lines.append(f"  {o.name}: FAILED x{n}: {failure}")
@@ -175,8 +173,10 @@ def table(title: str, outcomes: list[Outcome]) -> list[str]:
 
 
 def touches(classes: Sequence[type[Reader]], by_protocol: dict[str, list[Outcome]]) -> list[str]:
-    lines = ["how each contestant stops (from its code), and the calls its stopping thread",
-             "made on the connection's TCP socket (TouchProbe, one untimed trial per protocol):"]
+    lines = [
+        "how each contestant stops (from its code), and the calls its stopping thread",
+        "made on the connection's TCP socket (TouchProbe, one untimed trial per protocol):",
+    ]
     for cls in classes:
         lines.append(f"  {cls.name}: {cls.how_it_stops}")
         for protocol, outcomes in by_protocol.items():
@@ -240,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for protocol, context, ca_file in protocols:
             with SSEServer(ssl_context=context) as server:
                 server.default = Script().hold()
-                outcomes = measure(classes, server, ca_file, args.repeat)
+                slow_cap = min(2 if args.quick else SLOW_TRIALS, args.repeat)
+                outcomes = measure(classes, server, ca_file, args.repeat, slow_cap)
             by_protocol[protocol] = outcomes
             title = f"{protocol}: silent stream, stopped from another thread"
             print("\n" + "\n".join(table(title, outcomes)), flush=True)

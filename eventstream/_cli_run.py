@@ -32,7 +32,7 @@ from ._cli_state import Resume, StateError, StateFile
 from ._client import EventStream
 from ._exceptions import ConnectError, HTTPStatusError, ProtocolError, ReadError
 from ._models import ResponseInfo
-from ._oneshot import OneShotStream, request
+from ._oneshot import DEFAULT_RETRIES, OneShotStream, request
 from ._options import DEFAULT_TIMEOUT
 
 __all__ = ["STOP_TIMEOUT", "Config", "ExitStatus", "run"]
@@ -157,6 +157,7 @@ def _open(config: Config, start_id: str, progress: _Progress) -> Stream:
         headers=headers,
         data=config.data,
         timeout=config.timeout,
+        retries=DEFAULT_RETRIES,
         on_error=progress.failed,
         on_open=progress.opened,
     )
@@ -199,7 +200,11 @@ class _Progress:
     def __init__(self, reporter: Reporter, *, reconnect: bool) -> None:
         self._reporter = reporter
         self._reconnect = reconnect
-        self._opened = False  # only the worker thread touches it
+        # Only the worker thread touches these.
+        self._opened = False
+        # A one-shot request's retries: its last failure is fatal, not retried, and
+        # run() reports it; counting keeps "retrying" from announcing a retry too many.
+        self._retries_left = DEFAULT_RETRIES
 
     def opened(self, info: ResponseInfo) -> None:
         url = redact(info.url)
@@ -219,8 +224,11 @@ class _Progress:
         if isinstance(exc, ProtocolError):
             self._reporter.status(f"skipped an event: {exc}")
         elif _retried(exc, reconnect=self._reconnect):
-            then = "reconnecting" if self._reconnect else "retrying"
-            self._reporter.status(f"{describe(exc)}; {then}")
+            if self._reconnect:
+                self._reporter.status(f"{describe(exc)}; reconnecting")
+            elif self._retries_left > 0:
+                self._retries_left -= 1
+                self._reporter.status(f"{describe(exc)}; retrying")
 
 
 def _retried(exc: BaseException, *, reconnect: bool) -> bool:
