@@ -157,20 +157,15 @@ def _iterate(stream: StreamBase, channel: Channel, owner: Control | None) -> Ite
     # ``for event in EventStream(url)`` nothing else refers to it, and collecting it
     # would stop its worker.  Takes everything queued at once, then yields from a
     # local buffer without locking.
-    buffered: list[Event] = []
-    position = 0
     try:
         while True:
-            if position == len(buffered):
-                batch = channel.take()
-                if batch is None:
-                    return
-                buffered, position = batch, 0
-                continue
-            if channel.cancelled:
+            batch = channel.take()
+            if batch is None:
                 return
-            position += 1
-            yield buffered[position - 1]
+            for event in batch:
+                if channel.cancelled:
+                    return
+                yield event
     finally:
         if owner is not None:  # the loop was left (break, exception, collection)
             owner.stop_and_cancel()

@@ -31,7 +31,10 @@ class Channel:
         self._events: deque[Event] = deque()
         self._capacity = capacity
         self._ended = False
-        self._cancelled = False
+        # Whether a stop cancelled consumption: written under the lock, read without
+        # it by the consumer before each event (a plain attribute: that check is on
+        # the per-event path).
+        self.cancelled = False
         self._error: BaseException | None = None
 
     def put(self, batch: list[Event], stop: StopSignal) -> bool:
@@ -40,7 +43,7 @@ class Channel:
         whoever sets it calls :meth:`wake` after, so a waiting put never misses it."""
         with self._cond:
             while True:
-                if stop.is_set() or self._cancelled:
+                if stop.is_set() or self.cancelled:
                     return False
                 if len(self._events) < self._capacity:
                     break
@@ -62,13 +65,13 @@ class Channel:
         """Accept a new producer after an end (a stream started again)."""
         with self._cond:
             self._ended = False
-            self._cancelled = False
+            self.cancelled = False
             self._error = None
 
     def cancel(self) -> None:
         """Drop queued events and end consumption now (the stream was stopped)."""
         with self._cond:
-            self._cancelled = True
+            self.cancelled = True
             self._events.clear()
             self._cond.notify_all()
 
@@ -76,11 +79,6 @@ class Channel:
         """Wake every waiter so it re-checks its stop signal."""
         with self._cond:
             self._cond.notify_all()
-
-    @property
-    def cancelled(self) -> bool:
-        """Whether the consumer side was cancelled by a stop."""
-        return self._cancelled
 
     def take(self, timeout: float | None = None) -> list[Event] | None:
         """Block until events are available; return all of them.
@@ -90,7 +88,7 @@ class Channel:
         """
         with self._cond:
             while not self._events:
-                if self._cancelled:
+                if self.cancelled:
                     return None
                 if self._ended:
                     error, self._error = self._error, None
