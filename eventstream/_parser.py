@@ -22,6 +22,8 @@ How it stays exact and fast:
 
 from __future__ import annotations
 
+import sys
+
 from ._exceptions import ProtocolError
 from ._models import Event
 
@@ -35,7 +37,7 @@ _new_event = tuple.__new__  # Event is a NamedTuple: build it without the Python
 _FIELDS = frozenset(("data", "id", "event", "retry"))
 _FIELDS_BYTES = frozenset(name.encode() for name in _FIELDS)
 _SAMPLE = 4096  # bytes looked at to tell long lines from short ones
-_FEW_LINES = 8  # fewer line ends than this in the sample: take the long-line path
+_FEW_LINES = 2  # fewer line ends than this in the sample: take the long-line path
 _SCAN_STEPS = 16  # line ends looked at one by one before searching for b"\n\n"
 
 
@@ -83,6 +85,7 @@ class Parser:
 
     __slots__ = (
         "_at_start",
+        "_cap",
         "_discarding",
         "_last_id",
         "_max",
@@ -109,6 +112,7 @@ class Parser:
         if any(c in last_event_id for c in "\0\r\n"):
             raise ValueError("last_event_id must not contain NUL, CR or LF")
         self._max = max_event_size
+        self._cap = sys.maxsize if max_event_size is None else max_event_size
         self._last_id = last_event_id
         self._retry: int | None = None
         # The unfinished tail: reads kept as they came (appending to a list costs
@@ -157,9 +161,22 @@ class Parser:
         Raises :class:`ProtocolError` when a line or an event exceeds the size cap; its
         ``events`` attribute then holds the other events these bytes completed.
         """
+        parts = self._parts
+        if (
+            parts
+            and 10 not in data  # LF; an int needle is a plain memchr, a bytes one is not
+            and 13 not in data  # CR
+            and not (self._at_start or self._skip_lf or self._discarding)
+        ):
+            # The middle of a long line (an event in many small reads): only hold it.
+            parts.append(data)
+            self._size += len(data)
+            if self._size > self._cap:
+                self._overflow([], discard=True)
+            return []
         if self._at_start or self._skip_lf:
             data = self._prepare(data)
-        if b"\r" in data:
+        if 13 in data:  # CR
             # A CR at the very end is a complete line end; remember it so that an LF
             # starting the next read is not taken for a second (blank) line.
             self._skip_lf = data[-1] == 13
@@ -181,7 +198,7 @@ class Parser:
                         return []
                 parts.append(data)
                 self._size += len(data)
-                if self._max is not None and self._size > self._max:
+                if self._size > self._cap:
                     self._overflow([], discard=True)
                 return []
             end = -1  # the blank line straddles the previous read and this one
