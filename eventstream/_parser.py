@@ -164,6 +164,7 @@ class Parser:
         parts = self._parts
         if (
             parts
+            and data
             and 10 not in data  # LF; an int needle is a plain memchr, a bytes one is not
             and 13 not in data  # CR
             and not (self._at_start or self._skip_lf or self._discarding)
