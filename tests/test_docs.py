@@ -19,7 +19,7 @@ def _readme_commands() -> list[str]:
 def test_readme_opens_with_the_setup_and_test_commands() -> None:
     setup, tests = _readme_commands()
     assert "pip install ." in setup
-    assert "examples/quickstart.py" in setup
+    assert "eventstream --demo" in setup
     assert "pytest" in tests
 
 
