@@ -23,7 +23,6 @@ import importlib.metadata
 import math
 import os
 import queue
-import shlex
 import socket
 import ssl
 import subprocess
@@ -31,14 +30,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, SimpleNamespace
 from typing import Any, ClassVar
 
+from _cli import load, shown
 from _corpora import Corpus, build_corpus
-from bench_parser import environment, load
+from bench_parser import environment
 
 import eventstream
 from eventstream.testing import Script, SSEServer
@@ -49,6 +49,7 @@ __all__ = [
     "ServerProcess",
     "Timeouts",
     "TouchProbe",
+    "begin",
     "clear_proxies",
     "corpus_events",
     "header",
@@ -97,10 +98,19 @@ def _stack() -> str:
 def header(title: str, argv: Sequence[str], names: Sequence[str], missing: Sequence[str]) -> None:
     """Print the title, the reproducing command and the environment."""
     print(title)
-    print(f"command:  {shlex.join([sys.executable, *argv])}")
+    print(f"command:  {shown(argv)}")
     contestants = [SimpleNamespace(name=name) for name in names]
     print("\n".join(environment(contestants, missing)))  # type: ignore[arg-type]
     print(f"stack:    {_stack()}")
+
+
+def begin(title: str, command: Sequence[str]) -> list[type[Reader]]:
+    """A network benchmark's start: forget proxy settings, find the contestants and print
+    the report :func:`header` (the missing peers go there).  The contestants present."""
+    clear_proxies()
+    classes, missing = lineup()
+    header(title, command, [c.name for c in classes], missing)
+    return classes
 
 
 # -- TLS ------------------------------------------------------------------------------------
@@ -188,6 +198,20 @@ class Reader:
     def _got(self, data: str) -> None:
         self.received.put((data, time.monotonic()))
 
+    def _got_each(self, events: Iterable[Any]) -> None:
+        """Consume ``events``, handing each one's data over as it comes."""
+        for event in events:
+            self._got(event.data)
+
+
+class _ClientReader(Reader):
+    """A peer whose client object (``self._client``) ends its stream with ``close()``."""
+
+    _client: Any
+
+    def stop(self) -> None:
+        self._client.close()
+
 
 class EventStreamReader(Reader):
     name = SUBJECT
@@ -215,14 +239,13 @@ class EventStreamReader(Reader):
         return session
 
     def _read(self) -> None:
-        for event in self._stream:  # iterating starts the worker
-            self._got(event.data)
+        self._got_each(self._stream)  # iterating starts the worker
 
     def stop(self) -> None:
         self.stopped = self._stream.stop(timeout=5)
 
 
-class SseclientReader(Reader):
+class SseclientReader(_ClientReader):
     name = "sseclient-py"
     how_it_stops = (
         "SSEClient.close() -> requests Response.close() -> urllib3 HTTPResponse.close():"
@@ -244,14 +267,10 @@ class SseclientReader(Reader):
         response.raise_for_status()
         self._client = SSEClient(response)
         self.ready.set()
-        for event in self._client.events():
-            self._got(event.data)
-
-    def stop(self) -> None:
-        self._client.close()
+        self._got_each(self._client.events())
 
 
-class LaunchDarklyReader(Reader):
+class LaunchDarklyReader(_ClientReader):
     name = "launchdarkly-eventsource"
     how_it_stops = (
         "SSEClient.close() -> interrupt() -> the connection's closer: urllib3"
@@ -273,11 +292,7 @@ class LaunchDarklyReader(Reader):
     def _read(self) -> None:
         self._client.start()
         self.ready.set()
-        for event in self._client.events:
-            self._got(event.data)
-
-    def stop(self) -> None:
-        self._client.close()
+        self._got_each(self._client.events)
 
 
 class HttpxSseReader(Reader):
@@ -301,8 +316,7 @@ class HttpxSseReader(Reader):
         ):
             self._response = source.response
             self.ready.set()
-            for event in source.iter_sse():
-                self._got(event.data)
+            self._got_each(source.iter_sse())
 
     def stop(self) -> None:
         self._response.close()

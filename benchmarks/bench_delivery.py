@@ -30,9 +30,9 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
+import _cli
 import _net
 from _net import Reader, Timeouts, percentile
 
@@ -221,39 +221,24 @@ def assess(streams: list[Stream], phases: list[tuple[str, int]]) -> list[tuple[s
     return results
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer trials (3 and 20)")
-    parser.add_argument(
-        "--repeat", type=_positive, help="events after 2 s of silence, per stream (default 10)"
+    parser = _cli.new_parser(
+        __doc__,
+        quick="fewer trials (3 and 20)",
+        repeat="events after 2 s of silence, per stream (default 10)",
     )
     parser.add_argument(
-        "--short", type=_positive, help="events after 50 ms of silence, per stream (default 100)"
+        "--short",
+        type=_cli.positive,
+        help="events after 50 ms of silence, per stream (default 100)",
     )
-    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
-    args = parser.parse_args(argv)
-    if args.repeat is None:
-        args.repeat = 3 if args.quick else 10
-    if args.short is None:
-        args.short = 20 if args.quick else 100
-    return args
+    return _cli.parse(parser, argv, repeat=(3, 10), short=(20, 100))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    _net.clear_proxies()
-    classes, missing = _net.lineup()
-    command = [str(Path(__file__).resolve()), *(["--quick"] if args.quick else [])]
-    command += ["--repeat", str(args.repeat), "--short", str(args.short)]
-    command += ["--check"] if args.check else []
-    _net.header("eventstream delivery benchmark", command, [c.name for c in classes], missing)
+    command = _cli.command(__file__, args, "--short", str(args.short))
+    classes = _net.begin("eventstream delivery benchmark", command)
     phases = [
         (f"after {LONG_SILENCE:.0f} s", args.repeat),
         (f"after {SHORT_SILENCE * 1000:.0f} ms", args.short),
@@ -289,8 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n".join(line for line, _ in results))
     missed = [line.split(":")[0] for line, met in results if not met]
     print(f"targets missed on: {', '.join(missed) or 'none'}")
-    print(f"load:     {_net.load()} at the end")
-    return 1 if args.check and missed else 0
+    return _cli.end(args, bool(missed))
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
+import _cli
 import _net
 from _net import Reader, ServerProcess, Timeouts
 
@@ -210,32 +210,18 @@ def assess(results: list[Result]) -> tuple[str, bool]:
     return f"{prefix} {'met' if met else 'MISSED'}; {facts}", met
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one 2 s window each")
-    parser.add_argument("--repeat", type=_positive, help="windows each (default 3)")
-    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
-    args = parser.parse_args(argv)
-    if args.repeat is None:
-        args.repeat = 1 if args.quick else 3
-    return args
+    parser = _cli.new_parser(
+        __doc__, quick="one 2 s window each", repeat="windows each (default 3)"
+    )
+    return _cli.parse(parser, argv, repeat=(1, 3))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    _net.clear_proxies()
     window = 2.0 if args.quick else 5.0
-    classes, missing = _net.lineup()
-    command = [str(Path(__file__).resolve()), *(["--quick"] if args.quick else [])]
-    command += ["--repeat", str(args.repeat), *(["--check"] if args.check else [])]
-    _net.header("eventstream idle benchmark", command, [c.name for c in classes], missing)
+    command = _cli.command(__file__, args)
+    classes = _net.begin("eventstream idle benchmark", command)
     print(
         f"method:   {args.repeat} interleaved {window:.0f} s windows each, the median"
         " reported; threads and fds added by the streams, from /proc/self"
@@ -249,8 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\nsummary")
     print(line)
     print(f"targets missed: {'none' if met else 'yes'}")
-    print(f"load:     {_net.load()} at the end")
-    return 1 if args.check and not met else 0
+    return _cli.end(args, not met)
 
 
 if __name__ == "__main__":

@@ -19,9 +19,7 @@ import codecs
 import gc
 import hashlib
 import importlib.metadata
-import os
 import platform
-import shlex
 import statistics
 import subprocess
 import sys
@@ -32,6 +30,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, Callable
 
+from _cli import command, end, load, new_parser, parse, shown
 from _corpora import CORPUS_TITLES, Corpus, ExpectedEvent, build_corpus
 
 import eventstream
@@ -305,14 +304,6 @@ def _source_digest() -> str:
     return digest.hexdigest()[:12]
 
 
-def load() -> str:
-    """The 1-minute load average against the CPU count: others' work skews timings."""
-    try:
-        return f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
-    except OSError:
-        return "unknown"
-
-
 def environment(contestants: Sequence[Contestant], missing: Sequence[str]) -> list[str]:
     """Where this runs, and what: the interpreter, the machine, each contestant's version."""
     versions = {c.name: importlib.metadata.version(c.name) for c in contestants}
@@ -330,11 +321,7 @@ def environment(contestants: Sequence[Contestant], missing: Sequence[str]) -> li
 
 
 def command_line(args: argparse.Namespace) -> str:
-    argv = [sys.executable, str(Path(__file__).resolve())]
-    argv += ["--quick"] if args.quick else []
-    argv += ["--repeat", str(args.repeat), "--corpus", ",".join(args.corpus)]
-    argv += ["--check"] if args.check else []
-    return shlex.join(argv)
+    return shown(command(__file__, args, "--corpus", ",".join(args.corpus)))
 
 
 def _rate(per_second: float) -> str:
@@ -377,32 +364,23 @@ def _corpus_keys(text: str) -> list[str]:
     return [key for key in CORPUS_KEYS if key in keys]
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     corpora = "\n".join(f"  {key}  {title}" for key, title in CORPUS_TITLES.items())
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
+    parser = new_parser(
+        __doc__,
+        quick="corpora ~10x smaller (smoke run)",
+        repeat="timed runs each (default 5)",
         epilog=f"corpora:\n{corpora}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="corpora ~10x smaller (smoke run)")
-    parser.add_argument("--repeat", type=_positive, default=5, help="timed runs each (default 5)")
     parser.add_argument(
         "--corpus",
         type=_corpus_keys,
         default=list(CORPUS_KEYS),
         help=f"comma-separated corpora to run (default {','.join(CORPUS_KEYS)})",
     )
-    parser.add_argument(
-        "--check", action="store_true", help="exit 1 if a target is missed or eventstream is WRONG"
-    )
-    return parser.parse_args(argv)
+    check = "exit 1 if a target is missed or eventstream is WRONG"
+    return parse(parser, argv, check=check, repeat=(5, 5))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -428,8 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n".join(summary))
     print(f"eventstream WRONG on: {', '.join(wrong) or 'none'}")
     print(f"targets missed on: {', '.join(missed) or 'none'}")
-    print(f"load:     {load()} at the end")
-    return 1 if args.check and missed else 0
+    return end(args, bool(missed))
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
+import _cli
 import _net
 from _net import Reader, Timeouts, TouchProbe, percentile
 
@@ -200,31 +200,17 @@ def assess(protocol: str, outcomes: list[Outcome]) -> tuple[str, bool]:
     return f"{prefix} {'met' if met else 'MISSED'}; {facts}", met
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10 trials instead of 50")
-    parser.add_argument("--repeat", type=_positive, help="trials per contestant (default 50)")
-    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
-    args = parser.parse_args(argv)
-    if args.repeat is None:
-        args.repeat = 10 if args.quick else 50
-    return args
+    parser = _cli.new_parser(
+        __doc__, quick="10 trials instead of 50", repeat="trials per contestant (default 50)"
+    )
+    return _cli.parse(parser, argv, repeat=(10, 50))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    _net.clear_proxies()
-    classes, missing = _net.lineup()
-    command = [str(Path(__file__).resolve()), *(["--quick"] if args.quick else [])]
-    command += ["--repeat", str(args.repeat), *(["--check"] if args.check else [])]
-    _net.header("eventstream stop benchmark", command, [c.name for c in classes], missing)
+    command = _cli.command(__file__, args)
+    classes = _net.begin("eventstream stop benchmark", command)
     print(
         f"method:   {args.repeat} interleaved trials each; stop {SETTLE * 1000:.0f} ms into a"
         f" silent stream (read timeout {READ_TIMEOUT:.0f} s) from another thread; latency ="
@@ -253,8 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line)
         missed += [] if met else [protocol]
     print(f"targets missed on: {', '.join(missed) or 'none'}")
-    print(f"load:     {_net.load()} at the end")
-    return 1 if args.check and missed else 0
+    return _cli.end(args, bool(missed))
 
 
 if __name__ == "__main__":

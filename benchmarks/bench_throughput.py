@@ -26,8 +26,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+import _cli
 import _net
 from _corpora import Corpus, ExpectedEvent
 
@@ -285,30 +285,18 @@ def assess(results: list[Result]) -> tuple[list[str], bool]:
     return lines, met_all
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a corpus ~10x smaller, 3 runs")
-    parser.add_argument("--repeat", type=_positive, help="timed runs each (default 5)")
-    parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
-    args = parser.parse_args(argv)
-    if args.repeat is None:
-        args.repeat = 3 if args.quick else 5
-    return args
+    parser = _cli.new_parser(
+        __doc__, quick="a corpus ~10x smaller, 3 runs", repeat="timed runs each (default 5)"
+    )
+    return _cli.parse(parser, argv, repeat=(3, 5))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     _net.clear_proxies()
     runs, missing = lineup()
-    command = [str(Path(__file__).resolve()), *(["--quick"] if args.quick else [])]
-    command += ["--repeat", str(args.repeat), *(["--check"] if args.check else [])]
+    command = _cli.command(__file__, args)
     names = [SUBJECT] + [n for n in runs if n in (LD, "sseclient-py", "httpx-sse")]
     _net.header("eventstream throughput benchmark", command, names, missing)
     print(
@@ -325,8 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\nsummary")
     print("\n".join(lines))
     print(f"targets missed: {'none' if met else 'yes'}")
-    print(f"load:     {_net.load()} at the end")
-    return 1 if args.check and not met else 0
+    return _cli.end(args, not met)
 
 
 if __name__ == "__main__":
