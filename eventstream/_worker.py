@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -41,6 +42,29 @@ HeadersOption = Union[Mapping[str, str], Callable[[], Mapping[str, str]], None]
 # Statuses worth retrying: the server is overloaded, restarting or rate limiting.
 _RETRY_STATUSES = frozenset((408, 429)) | frozenset(range(500, 600))
 _AUTH_STATUSES = frozenset((401, 403))
+# The user info of a URL ("user:password@") is a credential.  Greedy up to the last
+# "@" before the path, as urllib3 splits the authority: a password with a raw "@"
+# must not leave its tail behind.
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its user info: the form for logs, errors and reprs."""
+    return _USERINFO.sub(r"\1", url, count=1)
+
+
+def last_event_id_field(last_event_id: str) -> str:
+    """The ``Last-Event-ID`` field value for an ID, as it can go on the wire.
+
+    The ID comes from the server and may hold any character.  WHATWG HTML 9.2.4 sends
+    it "encoded as UTF-8", but http.client encodes field values as latin-1 (an ID
+    with "\u20ac" failed the connect with UnicodeEncodeError): so pass the UTF-8
+    bytes as the latin-1 string of those bytes.  HTTP drops whitespace around a field
+    value (RFC 9110, 5.5) and requests refuses a value that starts with it (an ID
+    " 7" made every reconnect a ValueError): drop it here, the server could not see
+    it anyway.  ``""`` means "send no header".
+    """
+    return last_event_id.encode("utf-8", "replace").decode("latin-1").lstrip()
 
 
 @dataclass(frozen=True)
@@ -61,6 +85,11 @@ class Options:
     session_factory: Callable[[], Any] | None
     reconnect: bool = True  # False: one-shot, retried only before the first byte
     retries: int = 0  # one-shot: attempts allowed after the first one
+
+    @property
+    def safe_url(self) -> str:
+        """``url`` without user info (credentials stay out of logs, errors, reprs)."""
+        return redact_url(self.url)
 
 
 class Sink(Protocol):
@@ -142,7 +171,7 @@ class Worker:
                 if self._attempt(session):
                     return
                 # A clean end of a long-lived stream: reconnect, but it is no error.
-                error: StreamError = ReadError("the server ended the stream", url=options.url)
+                error: StreamError = ReadError("the server ended the stream", url=options.safe_url)
                 quiet = True
             except HTTPStatusError as exc:
                 if exc.status_code in _AUTH_STATUSES and callable(options.headers):
@@ -167,10 +196,10 @@ class Worker:
             failures += 1
             if self._exhausted(failures, now - last_healthy):
                 raise RetriesExhausted(
-                    f"gave up after {failures} consecutive failed attempts", url=options.url
+                    f"gave up after {failures} consecutive failed attempts", url=options.safe_url
                 ) from error
             delay = 0.0 if immediate else self._delay(failures, wait_at_least)
-            _log.debug("reconnecting to %s in %.3f s", options.url, delay)
+            _log.debug("reconnecting to %s in %.3f s", options.safe_url, delay)
             if self._stop.wait(delay):
                 return
 
@@ -210,7 +239,9 @@ class Worker:
             read_timeout=options.read_timeout,
         )
         with open_stream(session, spec, self._stop) as body:
-            self._sink.opened(ResponseInfo(body.status_code, body.headers, body.url))
+            # requests keeps "user:password@" in the final URL: not for on_open's eyes.
+            info = ResponseInfo(body.status_code, body.headers, redact_url(body.url))
+            self._sink.opened(info)
             if body.status_code == 204:
                 return True  # "no content": the server says there is nothing more
             opened_at = self._clock()
@@ -242,14 +273,16 @@ class Worker:
                 fresh = source()  # on this thread, before every connect: rotated tokens
             except Exception as exc:
                 raise StreamError(
-                    f"the headers callable raised {type(exc).__name__}", url=self._options.url
+                    f"the headers callable raised {type(exc).__name__}",
+                    url=self._options.safe_url,
                 ) from exc
             if not isinstance(fresh, Mapping):
                 raise TypeError(f"the headers callable must return a mapping, not {type(fresh)}")
             source = fresh
         headers = dict(source or {})
-        if self._parser.last_event_id:
-            headers["Last-Event-ID"] = self._parser.last_event_id
+        resume = last_event_id_field(self._parser.last_event_id)
+        if resume:
+            headers["Last-Event-ID"] = resume
         return headers
 
     def _report(self, exc: BaseException) -> None:

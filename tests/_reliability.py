@@ -32,7 +32,8 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 def slow(test: _F) -> _F:
     """Mark a long variant: ``slow``, and skipped unless ``EVENTSTREAM_SLOW=1``."""
     skip = pytest.mark.skipif(not SLOW_ENABLED, reason="long variant: set EVENTSTREAM_SLOW=1")
-    return pytest.mark.slow(skip(test))  # type: ignore[no-any-return]
+    # Beyond the suite's 120 s per test (pytest-timeout), but still bounded.
+    return pytest.mark.slow(pytest.mark.timeout(900)(skip(test)))  # type: ignore[no-any-return]
 
 
 class Recorder:
@@ -46,6 +47,7 @@ class Recorder:
         self.errors: queue.Queue[tuple[float, BaseException]] = queue.Queue()
         self.opens: queue.Queue[tuple[float, ResponseInfo]] = queue.Queue()
         self.all_errors: list[BaseException] = []
+        self.stream: EventStream | None = None  # set by streaming()
         self._lock = threading.Lock()
 
     def on_event(self, event: Event) -> None:
@@ -129,7 +131,7 @@ def streaming(url: str, **options: Any) -> Iterator[Recorder]:
     stop it and check that its worker exits in time."""
     recorder = Recorder()
     options.setdefault("backoff", FAST)
-    stream = EventStream(url, **recorder.callbacks(), **options)
+    stream = recorder.stream = EventStream(url, **recorder.callbacks(), **options)
     stream.start()
     try:
         yield recorder

@@ -9,20 +9,26 @@ that the test opens once the client has the earlier events: nothing relies on ti
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import gzip
+import os
 import threading
 import time
 import zlib
 from collections.abc import Iterator
 
 import pytest
-from _reliability import WAIT, Recorder, streaming, take
+from _reliability import WAIT, Recorder, streaming, take, watchdog
 
+import eventstream
 from eventstream import (
     Backoff,
     ContentTypeError,
     Event,
     EventStream,
+    EventStreamError,
+    HTTPStatusError,
     ReadError,
 )
 from eventstream.testing import Framing, Script, SSEServer
@@ -388,3 +394,82 @@ def test_every_fault_in_a_row_still_delivers_every_event(server: SSEServer) -> N
     assert resumed == [None, "1", "1", "2", "3", "3", "3", "4", "4"]
     kinds = [type(e).__name__ for e in rec.all_errors]
     assert kinds == ["ReadError"] * 5 + ["HTTPStatusError"] + ["ReadError"] * 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_transport: urllib3's InvalidHeader for a response is taken for a request header",
+)
+@pytest.mark.parametrize(
+    "fields",
+    [(b"Content-Length: 5, 6",), (b"Content-Length: 0", b"Content-Length: 12")],
+    ids=["one-field", "two-fields"],
+)
+def test_conflicting_content_lengths_are_a_read_error(
+    server: SSEServer, fields: tuple[bytes, ...]
+) -> None:
+    server.enqueue(Script.raw_response(head(*fields)).close(), Script().event("ok").hold())
+    with streaming(server.url) as rec:
+        error = rec.next_error()
+        assert isinstance(error, ReadError), repr(error)  # today: a fatal ValueError
+        assert rec.next_event().data == "ok"
+
+
+def _open_sockets() -> set[str]:
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith("socket:"):
+                found.add(f"{fd} -> {target}")
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+@pytest.mark.xfail(
+    strict=True,
+    reason="_transport: the rejected response's socket stays open while its error is referenced",
+)
+def test_a_response_rejected_while_opening_releases_its_socket_at_once(
+    server: SSEServer,
+) -> None:
+    server.enqueue(Script.raw_response(head(b"Content-Length: 5, 6")).close())
+    before = _open_sockets()
+    stream = eventstream.get(server.url, retries=0)
+    with stream, pytest.raises(Exception) as info:  # noqa: PT011 - any error; the fd matters
+        stream.wait_open(WAIT)
+    assert stream.join(WAIT)
+    server.connections[-1].wait_closed(WAIT)
+    gc.collect()
+    # The error is still referenced (by ``info``, as by any caller that keeps it):
+    # that must not keep the connection's socket open.
+    assert info.value is not None
+    assert _open_sockets() - before == set()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_transport: an unusable Location raises ValueError (or UnicodeDecodeError)",
+)
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://[::1",
+        "http://:99999/x",
+        "http://exa mple.com/",
+        "ftp://eventstream.invalid/",
+        "http://\u00e9xample.invalid/",
+    ],
+)
+def test_redirect_to_an_unusable_location_is_a_status_error(
+    server: SSEServer, location: str
+) -> None:
+    # The Location comes from the server: a bad one is the server's failure (like a
+    # redirect loop), not a misuse of the API by the caller.
+    server.enqueue(Script.redirect(location, status=301))
+    stream = EventStream(server.url, backoff=Backoff(initial=0.01, max_attempts=1))
+    with watchdog(stream), pytest.raises(EventStreamError) as info:
+        take(stream, 1)
+    assert stream.join(WAIT)
+    assert isinstance(info.value, HTTPStatusError)
+    assert info.value.status_code == 301
