@@ -28,6 +28,7 @@ import logging
 import re
 import socket
 import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Union
@@ -118,8 +119,10 @@ def open_stream(session: requests.Session, spec: RequestSpec, stop: StopSignal) 
     try:
         response = _send(session, spec)
     except requests.RequestException as exc:
+        _release_frames(exc)
         raise _send_error(exc, spec.url) from exc
     except OSError as exc:  # a custom adapter that lets socket errors through
+        _release_frames(exc)
         safe = _redact(spec.url)
         raise ConnectError(f"cannot connect to {safe}: {_describe(exc)}", url=safe) from exc
     try:
@@ -142,28 +145,37 @@ def _send(session: requests.Session, spec: RequestSpec) -> requests.Response:
     method, url, params = spec.method, spec.url, spec.params
     data, json_body = spec.data, spec.json
     headers, auth = request_headers(spec.headers), spec.auth
+    if auth is None and urlsplit(url).username is not None:
+        # Credentials in the URL are an ``auth``: held here, so that a redirect on
+        # the same host keeps them (as requests would) and one elsewhere drops them.
+        auth = requests.utils.get_auth_from_url(url)
+    redirect: requests.Response | None = None  # the redirect that led to ``url``
     for _ in range(session.max_redirects + 1):
-        response = session.request(
-            method,
-            url,
-            params=params,
-            data=data,
-            json=json_body,
-            headers=headers,
-            auth=auth,
-            timeout=(spec.connect_timeout, spec.read_timeout),
-            allow_redirects=False,
-            stream=True,
-            # With trust_env, requests lets REQUESTS_CA_BUNDLE replace the verify
-            # setting unless the request gives one: a CA file the user put on the
-            # session would be silently ignored.  So pass the session's own.
-            verify=session.verify,
-        )
-        target = session.get_redirect_target(response)
+        try:
+            response = session.request(
+                method,
+                url,
+                params=params,
+                data=data,
+                json=json_body,
+                headers=headers,
+                auth=auth,
+                timeout=(spec.connect_timeout, spec.read_timeout),
+                allow_redirects=False,
+                stream=True,
+                # With trust_env, requests lets REQUESTS_CA_BUNDLE replace the verify
+                # setting unless the request gives one: a CA file the user put on the
+                # session would be silently ignored.  So pass the session's own.
+                verify=session.verify,
+            )
+        except ValueError as exc:  # requests' InvalidURL and InvalidSchema included
+            if redirect is None:
+                raise  # the caller's own URL: misuse
+            raise _unusable_location(redirect) from exc
+        target = _redirect_target(session, response)
         if target is None:
             return response
-        response.close()
-        target = urljoin(response.url, target)
+        redirect = response
         if _leaves_origin(response.url, target):
             headers = {k: v for k, v in headers.items() if k.lower() in _PROTOCOL_HEADERS}
             auth = None
@@ -176,6 +188,49 @@ def _send(session: requests.Session, spec: RequestSpec) -> requests.Response:
 
 
 _PROTOCOL_HEADERS = frozenset(("accept", "cache-control", "accept-encoding", "last-event-id"))
+
+
+def _redirect_target(session: requests.Session, response: requests.Response) -> str | None:
+    """The absolute URL a redirect points to, or None if ``response`` is no redirect.
+
+    A redirect is closed here.  One whose Location cannot be followed (not UTF-8,
+    malformed, not http or https) is a fatal :class:`HTTPStatusError`, as a loop is.
+    """
+    try:
+        location = session.get_redirect_target(response)
+        if location is None:
+            return None
+        target = urljoin(response.url, location)
+        parts = urlsplit(target)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # UnicodeDecodeError included
+        usable = False
+    response.close()
+    if not usable:
+        raise _unusable_location(response)
+    return target
+
+
+def _unusable_location(redirect: requests.Response) -> HTTPStatusError:
+    safe = _redact(redirect.url)
+    return HTTPStatusError(
+        f"HTTP {redirect.status_code} from {safe} redirects to an unusable Location",
+        url=safe,
+        status_code=redirect.status_code,
+        headers=redirect.headers,
+    )
+
+
+def _release_frames(exc: BaseException | None) -> None:
+    # A rejected response's http.client objects stay reachable from the frames of the
+    # error's traceback, holding the socket open as long as anyone keeps the error
+    # (the consumer, an on_error list): clear them, down the whole chain.
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if exc.__traceback__ is not None:
+            traceback.clear_frames(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__
 
 
 def _leaves_origin(old: str, new: str) -> bool:
@@ -414,6 +469,10 @@ def _send_error(exc: requests.RequestException, url: str) -> Exception:
     exceptions = requests.exceptions
     if isinstance(exc, exceptions.ReadTimeout):
         return ReadError(f"no response headers from {safe} within the read timeout", url=safe)
+    if _caused_by(exc, urllib3.exceptions.InvalidHeader):
+        # The response's own header is malformed (e.g. conflicting Content-Length):
+        # the server answered badly, as with broken framing.
+        return ReadError(f"{safe} sent a malformed response header", url=safe)
     if isinstance(exc, exceptions.InvalidHeader):
         return ValueError("a request header name or value is not allowed")  # never echo it
     if isinstance(exc, exceptions.InvalidJSONError):
@@ -440,6 +499,22 @@ def _send_error(exc: requests.RequestException, url: str) -> Exception:
         # fails before the response: it connected, so this is a read failure.
         return ReadError(f"{safe} closed the connection: {_describe(exc)}", url=safe)
     return ConnectError(f"cannot connect to {safe}: {_describe(exc)}", url=safe)
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``kind`` is among the errors ``exc`` wraps (args, cause or context)."""
+    pending: list[object] = [exc]
+    seen: set[int] = set()
+    while pending:
+        item = pending.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, kind):
+            return True
+        pending.extend(item.args)
+        pending.extend((item.__cause__, item.__context__))
+    return False
 
 
 def _describe(exc: BaseException) -> str:

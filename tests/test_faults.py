@@ -396,10 +396,6 @@ def test_every_fault_in_a_row_still_delivers_every_event(server: SSEServer) -> N
     assert kinds == ["ReadError"] * 5 + ["HTTPStatusError"] + ["ReadError"] * 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_transport: urllib3's InvalidHeader for a response is taken for a request header",
-)
 @pytest.mark.parametrize(
     "fields",
     [(b"Content-Length: 5, 6",), (b"Content-Length: 0", b"Content-Length: 12")],
@@ -411,7 +407,7 @@ def test_conflicting_content_lengths_are_a_read_error(
     server.enqueue(Script.raw_response(head(*fields)).close(), Script().event("ok").hold())
     with streaming(server.url) as rec:
         error = rec.next_error()
-        assert isinstance(error, ReadError), repr(error)  # today: a fatal ValueError
+        assert isinstance(error, ReadError), repr(error)
         assert rec.next_event().data == "ok"
 
 
@@ -426,10 +422,6 @@ def _open_sockets() -> set[str]:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
-@pytest.mark.xfail(
-    strict=True,
-    reason="_transport: the rejected response's socket stays open while its error is referenced",
-)
 def test_a_response_rejected_while_opening_releases_its_socket_at_once(
     server: SSEServer,
 ) -> None:
@@ -447,18 +439,23 @@ def test_a_response_rejected_while_opening_releases_its_socket_at_once(
     assert _open_sockets() - before == set()
 
 
-@pytest.mark.xfail(
+# requests parses a redirect's Location inside Session.send even when it does not
+# follow redirects (to fill Response.next), so these two escape before the response
+# can be looked at: a fix needs to send without Session.send.
+_LOCATION_PARSED_BY_REQUESTS = pytest.mark.xfail(
     strict=True,
-    reason="_transport: an unusable Location raises ValueError (or UnicodeDecodeError)",
+    reason="requests parses the Location in Session.send: ValueError / UnicodeDecodeError",
 )
+
+
 @pytest.mark.parametrize(
     "location",
     [
-        "http://[::1",
+        pytest.param("http://[::1", marks=_LOCATION_PARSED_BY_REQUESTS),
         "http://:99999/x",
         "http://exa mple.com/",
         "ftp://eventstream.invalid/",
-        "http://\u00e9xample.invalid/",
+        pytest.param("http://\u00e9xample.invalid/", marks=_LOCATION_PARSED_BY_REQUESTS),
     ],
 )
 def test_redirect_to_an_unusable_location_is_a_status_error(

@@ -212,13 +212,7 @@ def test_no_credential_follows_a_redirect_to_another_host(server: SSEServer, kin
         "headers-callable",
         "headers",
         "auth",
-        pytest.param(
-            "url-userinfo",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="_transport: URL user info is not re-sent on a same-host redirect",
-            ),
-        ),
+        "url-userinfo",
     ],
 )
 def test_credentials_do_follow_a_redirect_on_the_same_host(server: SSEServer, kind: str) -> None:
