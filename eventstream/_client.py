@@ -163,8 +163,12 @@ def _iterate(stream: StreamBase, channel: Channel, owner: Control | None) -> Ite
             if batch is None:
                 return
             for event in batch:
+                # The check and the record, with no call or backward jump between
+                # them, run without a thread switch under the GIL: a stop() sees both
+                # or neither (see Channel.cancel).
                 if channel.cancelled:
                     return
+                channel.received = event  # the resume point if stop() drops the rest
                 yield event
     finally:
         if owner is not None:  # the loop was left (break, exception, collection)

@@ -57,6 +57,7 @@ class Control:
         self.on_open = on_open
         self.queue_size = queue_size
         self.last_event_id = last_event_id
+        self.first_id = last_event_id  # the resume point before any event was received
         self._init_sync()
         self.info: ResponseInfo | None = None  # of the latest successful connect
         self.failure: BaseException | None = None  # what ended the latest worker
@@ -67,7 +68,13 @@ class Control:
             self.signal_stop()
             thread = self.thread
         if self.channel is not None:
-            self.channel.cancel()
+            # Under deliver_lock no hand-over is under way, and none will add events
+            # (the worker's stop signal is set): what the consumer has not received
+            # is dropped, and the resume point goes back to what it has.
+            with self.deliver_lock:
+                dropped, received = self.channel.cancel()
+                if dropped:
+                    self.last_event_id = self.first_id if received is None else received.id
         self.settled.set()
         return thread
 

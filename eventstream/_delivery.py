@@ -35,6 +35,10 @@ class Channel:
         # it by the consumer before each event (a plain attribute: that check is on
         # the per-event path).
         self.cancelled = False
+        # The last event the consumer got (set by the iterator), and the last one it
+        # has taken: they differ while taken events wait in the iterator's hands.
+        self.received: Event | None = None
+        self._tail: Event | None = None
         self._error: BaseException | None = None
 
     def put(self, batch: list[Event], stop: StopSignal) -> bool:
@@ -68,12 +72,23 @@ class Channel:
             self.cancelled = False
             self._error = None
 
-    def cancel(self) -> None:
-        """Drop queued events and end consumption now (the stream was stopped)."""
+    def cancel(self) -> tuple[bool, Event | None]:
+        """Drop queued events and end consumption now (the stream was stopped).
+
+        Returns whether events the consumer had not received were dropped, and the
+        last event it received (None if none ever), so the stream can resume after it.
+        The iterator checks ``cancelled`` and then records ``received`` before it
+        yields each event; under the GIL no thread switch falls between the two, so
+        the answer is exact.  (Without a GIL, a stop racing with that step could name
+        the event before: it would be delivered once more after a start, never lost.)
+        """
         with self._cond:
             self.cancelled = True
+            dropped = bool(self._events) or self.received is not self._tail
             self._events.clear()
+            self._tail = self.received
             self._cond.notify_all()
+            return dropped, self.received
 
     def wake(self) -> None:
         """Wake every waiter so it re-checks its stop signal."""
@@ -98,6 +113,7 @@ class Channel:
                 if not self._cond.wait(timeout):
                     return []
             batch = list(self._events)
+            self._tail = batch[-1]
             self._events.clear()
             self._cond.notify_all()
             return batch
