@@ -32,7 +32,13 @@ _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")  # int(x, 16) alone would accept
 
 
 class BodyError(ValueError):
-    """The body broke its framing or its content coding, or ended too early."""
+    """The body broke its framing or its content coding, or ended too early.
+
+    ``decoded`` holds the body bytes that the same ``feed`` decoded before the fault,
+    so that nothing received before it is lost.
+    """
+
+    decoded = b""
 
 
 class Framing(enum.Enum):
@@ -115,13 +121,21 @@ class ContentDecoder:
         if self._zlib is None:
             self._zlib = self._new()
         out: list[bytes] = []
-        while data:
-            if self._zlib.eof:
-                if self._coding != "gzip":
-                    raise BodyError(f"data after the end of the {self._coding} stream")
-                self._zlib = self._new()  # gzip: another member follows
-            out.append(self._zlib.decompress(data))
-            data = self._zlib.unused_data
+        try:
+            while data:
+                if self._zlib.eof:
+                    if self._coding != "gzip":
+                        raise BodyError(f"data after the end of the {self._coding} stream")
+                    self._zlib = self._new()  # gzip: another member follows
+                out.append(self._zlib.decompress(data))
+                data = self._zlib.unused_data
+        except BodyError as exc:
+            exc.decoded = b"".join(out)
+            raise
+        except zlib.error as exc:
+            error = BodyError(f"invalid {self._coding} data: {exc}")
+            error.decoded = b"".join(out)
+            raise error from exc
         return b"".join(out)
 
     def _new(self) -> zlib._Decompress:
@@ -153,9 +167,16 @@ class _Chunked:
         return self._state.value
 
     def feed(self, data: bytes) -> bytes:
+        out: list[bytes] = []
+        try:
+            return self._feed(data, out)
+        except BodyError as exc:
+            exc.decoded = b"".join(out)
+            raise
+
+    def _feed(self, data: bytes, out: list[bytes]) -> bytes:
         buf = self._held + data if self._held else data
         self._held = b""
-        out: list[bytes] = []
         append, find = out.append, buf.find
         pos, size = 0, len(buf)
         state = self._state
@@ -271,7 +292,14 @@ class BodyDecoder:
         if self._done:
             return b""  # bytes after the end: ignored, the connection is not reused
         if self._chunked is not None:
-            payload = self._chunked.feed(data)
+            try:
+                payload = self._chunked.feed(data)
+            except BodyError as exc:  # undo the coding of what came before the fault
+                try:
+                    exc.decoded = self._content.feed(exc.decoded)
+                except BodyError as inner:
+                    exc.decoded = inner.decoded
+                raise
             ended = self._chunked.done
         elif self._framing is Framing.LENGTH:
             payload = data[: self._left]

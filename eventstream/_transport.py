@@ -150,7 +150,13 @@ def _send(session: requests.Session, spec: RequestSpec) -> requests.Response:
         # the same host keeps them (as requests would) and one elsewhere drops them.
         auth = requests.utils.get_auth_from_url(url)
     redirect: requests.Response | None = None  # the redirect that led to ``url``
+    # requests parses a redirect's Location inside Session.send even when it does not
+    # follow it (to fill Response.next); a response hook runs before that, so a
+    # Location it cannot parse can still be blamed on the response that sent it.
+    answered: list[requests.Response] = []
+    hooks = {"response": [lambda response, **_: answered.append(response)]}
     for _ in range(session.max_redirects + 1):
+        answered.clear()
         try:
             response = session.request(
                 method,
@@ -167,8 +173,12 @@ def _send(session: requests.Session, spec: RequestSpec) -> requests.Response:
                 # setting unless the request gives one: a CA file the user put on the
                 # session would be silently ignored.  So pass the session's own.
                 verify=session.verify,
+                hooks=hooks,
             )
         except ValueError as exc:  # requests' InvalidURL and InvalidSchema included
+            if answered:
+                answered[-1].close()
+                raise _unusable_location(answered[-1]) from exc
             if redirect is None:
                 raise  # the caller's own URL: misuse
             raise _unusable_location(redirect) from exc
@@ -349,6 +359,8 @@ class Body:
             try:
                 out = self._decoder.feed(data) if data else self._decoder.end_of_input()
             except BodyError as exc:
+                if exc.decoded:  # what came before the fault in the same read
+                    yield exc.decoded
                 raise ReadError(f"bad response body from {url}: {exc}", url=url) from exc
             if out:
                 yield out

@@ -279,10 +279,6 @@ def test_bad_chunk_framing_is_a_read_error_after_the_events_before_it(
     assert_resumed(server, "1")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_body: a framing error drops the payload decoded earlier in the same read",
-)
 def test_bad_chunk_size_in_the_same_read_keeps_the_events_before_it(server: SSEServer) -> None:
     # One write, so one read: the complete chunk, then a broken size line.
     body = head(b"Transfer-Encoding: chunked") + chunk(b"id: 1\ndata: a\n\n") + b"zz\r\n"
@@ -340,10 +336,6 @@ def test_garbage_after_a_gzip_member_keeps_the_events_before_it(server: SSEServe
     assert_resumed(server, "1")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_body: a content-coding error drops the bytes decoded earlier in the same read",
-)
 def test_garbage_after_a_gzip_member_in_the_same_read_keeps_its_events(
     server: SSEServer,
 ) -> None:
@@ -439,23 +431,14 @@ def test_a_response_rejected_while_opening_releases_its_socket_at_once(
     assert _open_sockets() - before == set()
 
 
-# requests parses a redirect's Location inside Session.send even when it does not
-# follow redirects (to fill Response.next), so these two escape before the response
-# can be looked at: a fix needs to send without Session.send.
-_LOCATION_PARSED_BY_REQUESTS = pytest.mark.xfail(
-    strict=True,
-    reason="requests parses the Location in Session.send: ValueError / UnicodeDecodeError",
-)
-
-
 @pytest.mark.parametrize(
     "location",
     [
-        pytest.param("http://[::1", marks=_LOCATION_PARSED_BY_REQUESTS),
+        "http://[::1",
         "http://:99999/x",
         "http://exa mple.com/",
         "ftp://eventstream.invalid/",
-        pytest.param("http://\u00e9xample.invalid/", marks=_LOCATION_PARSED_BY_REQUESTS),
+        "http://\u00e9xample.invalid/",
     ],
 )
 def test_redirect_to_an_unusable_location_is_a_status_error(
