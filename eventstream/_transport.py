@@ -25,10 +25,8 @@ import codecs
 import dataclasses
 import http.client
 import logging
-import re
 import socket
 import time
-import traceback
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Union
@@ -39,6 +37,7 @@ import urllib3
 
 from ._body import BodyDecoder, BodyError, ContentDecoder, Framing, supported_coding
 from ._exceptions import ConnectError, ContentTypeError, HTTPStatusError, ReadError
+from ._httputil import caused_by, describe, leaves_origin, redact_url, release_frames
 from ._sockread import READ_SIZE, SocketSource, body_framing, locate_socket
 from ._stop import StopSignal, WakePair
 
@@ -55,7 +54,6 @@ DEFAULT_READ_TIMEOUT = 60.0
 ERROR_BODY_LIMIT = 512
 #: Bound on reading an error body when the read timeout is ``None``.
 ERROR_BODY_TIMEOUT = 5.0
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
 
 Auth = Union[tuple[str, str], Callable[[requests.PreparedRequest], requests.PreparedRequest], None]
 
@@ -119,12 +117,12 @@ def open_stream(session: requests.Session, spec: RequestSpec, stop: StopSignal) 
     try:
         response = _send(session, spec)
     except requests.RequestException as exc:
-        _release_frames(exc)
+        release_frames(exc)
         raise _send_error(exc, spec.url) from exc
     except OSError as exc:  # a custom adapter that lets socket errors through
-        _release_frames(exc)
-        safe = _redact(spec.url)
-        raise ConnectError(f"cannot connect to {safe}: {_describe(exc)}", url=safe) from exc
+        release_frames(exc)
+        safe = redact_url(spec.url)
+        raise ConnectError(f"cannot connect to {safe}: {describe(exc)}", url=safe) from exc
     try:
         return _accept(response, spec, stop)
     except BaseException:
@@ -186,7 +184,7 @@ def _send(session: requests.Session, spec: RequestSpec) -> requests.Response:
         if target is None:
             return response
         redirect = response
-        if _leaves_origin(response.url, target):
+        if leaves_origin(response.url, target):
             headers = {k: v for k, v in headers.items() if k.lower() in _PROTOCOL_HEADERS}
             auth = None
         if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
@@ -222,32 +220,13 @@ def _redirect_target(session: requests.Session, response: requests.Response) -> 
 
 
 def _unusable_location(redirect: requests.Response) -> HTTPStatusError:
-    safe = _redact(redirect.url)
+    safe = redact_url(redirect.url)
     return HTTPStatusError(
         f"HTTP {redirect.status_code} from {safe} redirects to an unusable Location",
         url=safe,
         status_code=redirect.status_code,
         headers=redirect.headers,
     )
-
-
-def _release_frames(exc: BaseException | None) -> None:
-    # A rejected response's http.client objects stay reachable from the frames of the
-    # error's traceback, holding the socket open as long as anyone keeps the error
-    # (the consumer, an on_error list): clear them, down the whole chain.
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if exc.__traceback__ is not None:
-            traceback.clear_frames(exc.__traceback__)
-        exc = exc.__cause__ or exc.__context__
-
-
-def _leaves_origin(old: str, new: str) -> bool:
-    before, after = urlsplit(old), urlsplit(new)
-    if (before.hostname or "").lower() != (after.hostname or "").lower():
-        return True
-    return before.scheme == "https" and after.scheme != "https"
 
 
 def request_headers(user: Mapping[str, str]) -> dict[str, str]:
@@ -297,7 +276,7 @@ class Body:
         self._source: SocketSource | _FallbackSource
         if located is None or self._wake is None:
             if not empty:
-                _log.debug("reading %s through urllib3 (fallback path)", _redact(self.url))
+                _log.debug("reading %s through urllib3 (fallback path)", redact_url(self.url))
             self._source = _FallbackSource(response.raw)
             length = 0 if empty else None
             framing = Framing.LENGTH if empty else Framing.CLOSE  # urllib3 undoes framing
@@ -329,7 +308,7 @@ class Body:
         try:
             self._response.close()
         except OSError as exc:
-            _log.debug("closing the response of %s failed: %r", _redact(self.url), exc)
+            _log.debug("closing the response of %s failed: %r", redact_url(self.url), exc)
         finally:
             if self._wake is not None:
                 self._wake.close()
@@ -347,7 +326,7 @@ class Body:
 
     def _chunks(self, deadline: float | None) -> Iterator[bytes]:
         # ``deadline`` (monotonic) also bounds the whole read: used for error bodies.
-        url = _redact(self.url)
+        url = redact_url(self.url)
         while not self._decoder.done:
             timeout = self._read_timeout
             if deadline is not None:
@@ -379,7 +358,7 @@ class Body:
         except (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
             if self._stop.is_set():
                 return None
-            raise ReadError(f"connection to {url} lost: {_describe(exc)}", url=url) from exc
+            raise ReadError(f"connection to {url} lost: {describe(exc)}", url=url) from exc
 
 
 class _FallbackSource:
@@ -418,7 +397,7 @@ def _accept(response: requests.Response, spec: RequestSpec, stop: StopSignal) ->
     status = response.status_code
     if status == 204:
         return Body(response, stop, spec.read_timeout, empty=True)
-    url = _redact(response.url)
+    url = redact_url(response.url)
     headers = response.headers
     if not 200 <= status < 300:
         body = _error_body(response, stop, spec.read_timeout)
@@ -461,7 +440,7 @@ def _error_body(response: requests.Response, stop: StopSignal, read_timeout: flo
                 if len(got) >= ERROR_BODY_LIMIT:
                     break
         except ReadError as exc:  # what arrived is still worth showing
-            _log.debug("reading the error body of %s: %s", _redact(body.url), exc)
+            _log.debug("reading the error body of %s: %s", redact_url(body.url), exc)
     return bytes(got[:ERROR_BODY_LIMIT]).decode(_charset(response), "replace")
 
 
@@ -477,18 +456,18 @@ def _charset(response: requests.Response) -> str:
 
 
 def _send_error(exc: requests.RequestException, url: str) -> Exception:
-    safe = _redact(url)
+    safe = redact_url(url)
     exceptions = requests.exceptions
     if isinstance(exc, exceptions.ReadTimeout):
         return ReadError(f"no response headers from {safe} within the read timeout", url=safe)
-    if _caused_by(exc, urllib3.exceptions.InvalidHeader):
+    if caused_by(exc, urllib3.exceptions.InvalidHeader):
         # The response's own header is malformed (e.g. conflicting Content-Length):
         # the server answered badly, as with broken framing.
         return ReadError(f"{safe} sent a malformed response header", url=safe)
     if isinstance(exc, exceptions.InvalidHeader):
         return ValueError("a request header name or value is not allowed")  # never echo it
     if isinstance(exc, exceptions.InvalidJSONError):
-        return ValueError(f"the json body cannot be encoded: {_describe(exc)}")
+        return ValueError(f"the json body cannot be encoded: {describe(exc)}")
     if isinstance(
         exc,
         (exceptions.InvalidURL, exceptions.MissingSchema, exceptions.InvalidSchema),
@@ -509,49 +488,5 @@ def _send_error(exc: requests.RequestException, url: str) -> Exception:
     ):
         # urllib3 raises ProtocolError (not MaxRetryError) when an open connection
         # fails before the response: it connected, so this is a read failure.
-        return ReadError(f"{safe} closed the connection: {_describe(exc)}", url=safe)
-    return ConnectError(f"cannot connect to {safe}: {_describe(exc)}", url=safe)
-
-
-def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    """Whether ``kind`` is among the errors ``exc`` wraps (args, cause or context)."""
-    pending: list[object] = [exc]
-    seen: set[int] = set()
-    while pending:
-        item = pending.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, kind):
-            return True
-        pending.extend(item.args)
-        pending.extend((item.__cause__, item.__context__))
-    return False
-
-
-def _describe(exc: BaseException) -> str:
-    """The innermost wrapped error as ``"Type: message"``: what actually went wrong."""
-    seen = {id(exc)}
-    while True:
-        inner = _wrapped(exc)
-        if inner is None or id(inner) in seen:
-            break
-        seen.add(id(inner))
-        exc = inner
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _wrapped(exc: BaseException) -> BaseException | None:
-    reason = getattr(exc, "reason", None)  # urllib3's MaxRetryError, ProxyError
-    if isinstance(reason, BaseException):
-        return reason
-    if exc.__cause__ is not None:
-        return exc.__cause__
-    # requests and urllib3 wrap errors as arguments, not always as causes.
-    return next((arg for arg in exc.args if isinstance(arg, BaseException)), None)
-
-
-def _redact(url: str) -> str:
-    """``url`` without its user info (credentials stay out of messages and logs)."""
-    return _USERINFO.sub(r"\1", url, count=1)
+        return ReadError(f"{safe} closed the connection: {describe(exc)}", url=safe)
+    return ConnectError(f"cannot connect to {safe}: {describe(exc)}", url=safe)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from ._exceptions import (
     RetriesExhausted,
     StreamError,
 )
+from ._httputil import redact_url
 from ._models import Event, ResponseInfo
 from ._parser import Parser
 from ._stop import StopSignal
@@ -42,15 +42,6 @@ HeadersOption = Union[Mapping[str, str], Callable[[], Mapping[str, str]], None]
 # Statuses worth retrying: the server is overloaded, restarting or rate limiting.
 _RETRY_STATUSES = frozenset((408, 429)) | frozenset(range(500, 600))
 _AUTH_STATUSES = frozenset((401, 403))
-# The user info of a URL ("user:password@") is a credential.  Greedy up to the last
-# "@" before the path, as urllib3 splits the authority: a password with a raw "@"
-# must not leave its tail behind.
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its user info: the form for logs, errors and reprs."""
-    return _USERINFO.sub(r"\1", url, count=1)
 
 
 def last_event_id_field(last_event_id: str) -> str:
