@@ -12,12 +12,12 @@ import textwrap
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from eventstream import Backoff, Event, EventStream
-from eventstream.testing import Script, SSEServer
+from eventstream.testing import RecordedRequest, Script, SSEServer
 
 FAST = Backoff(initial=0.01, maximum=0.05, jitter=0.0)
 WAIT = 5.0
@@ -32,6 +32,20 @@ def server() -> Iterator[SSEServer]:
 
 def worker_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("eventstream-worker-")]
+
+
+def resuming(count: int) -> Callable[[RecordedRequest], Script]:
+    """A responder: every connection gets numbered events after the Last-Event-ID it
+    sent, then silence."""
+
+    def respond(request: RecordedRequest) -> Script:
+        start = int(request.headers.get("Last-Event-ID", "0"))
+        script = Script()
+        for i in range(start + 1, start + count):
+            script = script.event(str(i), id=str(i))
+        return script.hold()
+
+    return respond
 
 
 def test_start_is_a_no_op_while_running(server: SSEServer) -> None:
@@ -141,15 +155,7 @@ def test_restart_switches_connection_and_resumes(server: SSEServer) -> None:
 
 
 def test_restart_from_any_thread_never_duplicates_or_loses(server: SSEServer) -> None:
-    # Every connection resumes after the Last-Event-ID it was sent.
-    def resume(request):  # type: ignore[no-untyped-def]
-        start = int(request.headers.get("Last-Event-ID", "0"))
-        script = Script()
-        for i in range(start + 1, start + 200):
-            script = script.event(str(i), id=str(i))
-        return script.hold()
-
-    server.default = resume
+    server.default = resuming(200)
     got: list[int] = []
     with EventStream(server.url, queue_size=8) as stream:
         for event in stream:
@@ -163,14 +169,7 @@ def test_restart_from_any_thread_never_duplicates_or_loses(server: SSEServer) ->
 
 
 def test_restart_with_callbacks_never_duplicates_or_loses(server: SSEServer) -> None:
-    def resume(request):  # type: ignore[no-untyped-def]
-        start = int(request.headers.get("Last-Event-ID", "0"))
-        script = Script()
-        for i in range(start + 1, start + 100):
-            script = script.event(str(i), id=str(i))
-        return script.hold()
-
-    server.default = resume
+    server.default = resuming(100)
     got: list[int] = []
     enough = threading.Event()
     holder: list[EventStream] = []
@@ -243,7 +242,7 @@ def test_a_script_that_never_stops_still_exits_promptly() -> None:
         """
         import time
         from eventstream import EventStream
-        from eventstream.testing import Script, SSEServer
+        from eventstream.testing import RecordedRequest, Script, SSEServer
         server = SSEServer()
         server.start()
         server.default = Script().event("hi").hold()
@@ -265,7 +264,7 @@ def test_after_fork_the_child_sees_the_stream_stopped_and_can_start_its_own() ->
         """
         import os, threading
         from eventstream import EventStream
-        from eventstream.testing import Script, SSEServer
+        from eventstream.testing import RecordedRequest, Script, SSEServer
         with SSEServer() as server:
             server.default = Script().event("hi").hold()
             got = threading.Event()
