@@ -15,16 +15,15 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from ._backoff import Backoff
-from ._control import Control, OnError, OnEvent, OnOpen, abandon
+from ._control import DEFAULT_QUEUE_SIZE, Control, Delivery, OnError, OnEvent, OnOpen, abandon
 from ._delivery import Channel
 from ._models import Event, ResponseInfo
-from ._options import DEFAULT_TIMEOUT, build_options, check_last_event_id, check_queue_size
+from ._options import DEFAULT_TIMEOUT, build_options, check_last_event_id
 from ._parser import DEFAULT_MAX_EVENT_SIZE
 from ._worker import HeadersOption, Options
 
-__all__ = ["DEFAULT_QUEUE_SIZE", "EventStream", "StreamBase"]
+__all__ = ["EventStream", "StreamBase"]
 
-DEFAULT_QUEUE_SIZE = 1024
 _S = TypeVar("_S", bound="StreamBase")
 
 
@@ -35,33 +34,9 @@ class StreamBase:
     # leaving the iteration stops it.
     _one_shot = False
 
-    def __init__(
-        self,
-        options: Options,
-        *,
-        last_event_id: str,
-        on_event: OnEvent | None,
-        on_error: OnError | None,
-        on_open: OnOpen | None,
-        queue_size: int,
-    ) -> None:
+    def __init__(self, options: Options, delivery: Delivery, *, last_event_id: str) -> None:
         check_last_event_id(last_event_id)
-        for name, callback in (
-            ("on_event", on_event),
-            ("on_error", on_error),
-            ("on_open", on_open),
-        ):
-            if callback is not None and not callable(callback):
-                raise TypeError(f"{name} must be callable, not {callback!r}")
-        check_queue_size(queue_size)
-        self._control = Control(
-            options,
-            last_event_id=last_event_id,
-            on_event=on_event,
-            on_error=on_error,
-            on_open=on_open,
-            queue_size=queue_size,
-        )
+        self._control = Control(options, delivery, last_event_id=last_event_id)
         self._finalizer = weakref.finalize(self, abandon, self._control)
 
     def start(self: _S) -> _S:
@@ -262,14 +237,8 @@ class EventStream(StreamBase):
             max_event_size=max_event_size,
             session_factory=session_factory,
         )
-        super().__init__(
-            options,
-            last_event_id=last_event_id,
-            on_event=on_event,
-            on_error=on_error,
-            on_open=on_open,
-            queue_size=queue_size,
-        )
+        delivery = Delivery(on_event, on_error, on_open, queue_size)
+        super().__init__(options, delivery, last_event_id=last_event_id)
 
     def restart(self) -> EventStream:
         """Stop the current worker and start a new one at once, with its own session.

@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ._delivery import Channel
@@ -24,7 +25,7 @@ from ._models import Event, ResponseInfo
 from ._stop import StopSignal
 from ._worker import Options, Worker
 
-__all__ = ["Control", "OnError", "OnEvent", "OnOpen", "abandon"]
+__all__ = ["DEFAULT_QUEUE_SIZE", "Control", "Delivery", "OnError", "OnEvent", "OnOpen", "abandon"]
 
 _log = logging.getLogger(__name__)
 _thread_ids = itertools.count(1)
@@ -33,29 +34,41 @@ _live_lock = threading.Lock()
 #: Seconds the interpreter's exit waits, in all, for stopped workers to finish.
 EXIT_JOIN_TIMEOUT = 1.0
 
+DEFAULT_QUEUE_SIZE = 1024
 OnEvent = Callable[[Event], Any]
 OnError = Callable[[BaseException], Any]
 OnOpen = Callable[[ResponseInfo], Any]
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """Where a stream's events, errors and opens go; checked when the stream is made.
+
+    With ``on_event`` events go to the callbacks (on the worker thread); without it
+    they go to a queue of ``queue_size`` events for an iterating consumer.
+    """
+
+    on_event: OnEvent | None = None
+    on_error: OnError | None = None
+    on_open: OnOpen | None = None
+    queue_size: int = DEFAULT_QUEUE_SIZE
+
+    def __post_init__(self) -> None:
+        for name in ("on_event", "on_error", "on_open"):
+            callback = getattr(self, name)
+            if callback is not None and not callable(callback):
+                raise TypeError(f"{name} must be callable, not {callback!r}")
+        size = self.queue_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"queue_size must be a positive int, not {size!r}")
+
+
 class Control:
     """State shared by a stream and its workers.  Holds no I/O object."""
 
-    def __init__(
-        self,
-        options: Options,
-        *,
-        last_event_id: str,
-        on_event: OnEvent | None,
-        on_error: OnError | None,
-        on_open: OnOpen | None,
-        queue_size: int,
-    ) -> None:
+    def __init__(self, options: Options, delivery: Delivery, *, last_event_id: str) -> None:
         self.options = options
-        self.on_event = on_event
-        self.on_error = on_error
-        self.on_open = on_open
-        self.queue_size = queue_size
+        self.delivery = delivery
         self.last_event_id = last_event_id
         self.first_id = last_event_id  # the resume point before any event was received
         self._init_sync()
@@ -83,7 +96,8 @@ class Control:
         # Serialises hand-overs across a restart (see resume_point); re-entrant so
         # that a callback may call restart() or stop() on its own stream.
         self.deliver_lock = threading.RLock()
-        self.channel = None if self.on_event else Channel(self.queue_size)
+        delivery = self.delivery
+        self.channel = None if delivery.on_event else Channel(delivery.queue_size)
         self.stop: StopSignal | None = None
         self.thread: threading.Thread | None = None
         # Set once the latest worker opened a response or ended, whichever is first.
@@ -145,9 +159,9 @@ class _Sink:
         control = self._control
         control.info = info
         control.settled.set()
-        if control.on_open is not None and not self._stop.is_set():
+        if control.delivery.on_open is not None and not self._stop.is_set():
             try:
-                control.on_open(info)
+                control.delivery.on_open(info)
             except Exception as exc:
                 _log.exception("on_open callback raised")
                 self.error(exc)
@@ -167,7 +181,7 @@ class _Sink:
 
     def _call_on_event(self, events: list[Event], stop: StopSignal) -> bool:
         control = self._control
-        on_event = control.on_event
+        on_event = control.delivery.on_event
         assert on_event is not None
         for event in events:
             if stop.is_set():
@@ -181,7 +195,7 @@ class _Sink:
         return True
 
     def error(self, exc: BaseException) -> None:
-        on_error = self._control.on_error
+        on_error = self._control.delivery.on_error
         if on_error is None or self._stop.is_set():
             _log.debug("stream error: %r", exc)
             return

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ._backoff import Backoff
-from ._client import DEFAULT_QUEUE_SIZE, StreamBase
-from ._control import OnError, OnEvent, OnOpen
+from ._client import StreamBase
+from ._control import DEFAULT_QUEUE_SIZE, Delivery, OnError, OnEvent, OnOpen
 from ._models import ResponseInfo
 from ._options import DEFAULT_TIMEOUT, build_options
 from ._parser import DEFAULT_MAX_EVENT_SIZE
@@ -105,12 +105,7 @@ def request(
         retries=retries,
     )
     stream = OneShotStream(
-        options,
-        last_event_id="",
-        on_event=on_event,
-        on_error=on_error,
-        on_open=on_open,
-        queue_size=queue_size,
+        options, Delivery(on_event, on_error, on_open, queue_size), last_event_id=""
     )
     return stream.start()
 

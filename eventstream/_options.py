@@ -12,7 +12,7 @@ from typing import Any
 from ._backoff import Backoff
 from ._worker import HeadersOption, Options
 
-__all__ = ["DEFAULT_TIMEOUT", "build_options", "check_last_event_id", "check_queue_size"]
+__all__ = ["DEFAULT_TIMEOUT", "build_options", "check_last_event_id"]
 
 #: Default (connect, read) timeouts in seconds; read is also the idle timeout.
 DEFAULT_TIMEOUT = (5.0, 60.0)
@@ -89,8 +89,3 @@ def check_last_event_id(value: str) -> None:
         raise TypeError(f"last_event_id must be a str, not {value!r}")
     if any(c in value for c in "\0\r\n"):
         raise ValueError("last_event_id must not contain NUL, CR or LF")
-
-
-def check_queue_size(value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"queue_size must be a positive int, not {value!r}")
