@@ -18,6 +18,7 @@ turns into ``ReadError``.
 from __future__ import annotations
 
 import enum
+import operator
 import re
 import zlib
 
@@ -180,8 +181,14 @@ class _Chunked:
         append, find = out.append, buf.find
         pos, size = 0, len(buf)
         state = self._state
+        columns = True  # whole chunks not yet cut in one pass (once per feed)
         while pos < size:
             if state is _SIZE:
+                if columns:
+                    columns = False
+                    pos += _whole_chunks(buf[pos:] if pos else buf, out)
+                    if pos == size:
+                        break
                 end = find(b"\n", pos, pos + MAX_CHUNK_LINE + 1)
                 if end < 0:
                     break  # held below, or too long
@@ -234,6 +241,40 @@ class _Chunked:
         if self._trailer_bytes > MAX_TRAILER:
             raise BodyError("chunked trailer too long")
         return _TRAILER if line else _DONE
+
+
+def _whole_chunks(buf: bytes, out: list[bytes]) -> int:
+    """Decode the run of whole chunks at the start of ``buf``, in C loops; return where
+    it ends (0 when there is none).  ``buf`` starts with a chunk-size line.
+
+    One small chunk per event is the common shape of a stream, and a Python step per
+    chunk costs more than parsing its event: so split at every CRLF at once and check
+    the pieces as columns.  If a chunk's payload holds no CRLF, the pieces alternate
+    size line, payload; the first size line is a real one, so if it is the hex of the
+    next piece's length, that piece is exactly its payload, and the next piece is a
+    real size line again.  The run ends at the first pair that fails the check (a
+    CRLF inside a payload, chunk extensions, leading zeros, the last chunk "0", an
+    unfinished chunk): the general loop decodes from there.
+    """
+    pieces = buf.split(b"\r\n")
+    pairs = (len(pieces) - 1) // 2  # a pair is whole when a CRLF follows its payload
+    if not pairs:
+        return 0
+    sizes = pieces[0 : 2 * pairs : 2]
+    payloads = pieces[1 : 2 * pairs : 2]
+    lengths = list(map(len, payloads))
+    hex_format = _UPPER if sizes[0].isupper() else _LOWER  # bytes.isupper: ASCII letters
+    valid = list(map(operator.eq, sizes, map(hex_format.__mod__, lengths)))
+    good = valid.index(False) if False in valid else pairs
+    if 0 in lengths:  # the last chunk: its trailer section is the general loop's
+        good = min(good, lengths.index(0))
+    if not good:
+        return 0
+    out.append(b"".join(payloads[:good]) if good < pairs else b"".join(payloads))
+    return sum(lengths[:good]) + sum(map(len, sizes[:good])) + 4 * good
+
+
+_LOWER, _UPPER = b"%x", b"%X"
 
 
 class _State(enum.Enum):

@@ -9,9 +9,13 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections.abc import Iterable
+from unittest import mock
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from eventstream import _body
 from eventstream._body import (
     MAX_CHUNK_LINE,
     BodyDecoder,
@@ -64,6 +68,47 @@ def test_chunked_body_is_decoded_whole_and_byte_by_byte(wire: bytes) -> None:
         decoder = BodyDecoder(Framing.CHUNKED, identity())
         assert feed(decoder, reads) == b"data: a\n\ndata: b\n\n"
         assert decoder.done
+
+
+# Payloads that look like framing: CRLF inside, size lines, the last chunk "0".
+_PAYLOAD_BYTES = st.binary(max_size=40) | st.lists(
+    st.sampled_from([b"\r\n", b"\r", b"\n", b"0", b"3", b"a", b"abc", b"0\r\n\r\n"]), max_size=8
+).map(b"".join)
+
+
+@st.composite
+def _chunked_wires(draw: st.DrawFn) -> tuple[bytes, bytes]:
+    payloads = draw(st.lists(_PAYLOAD_BYTES.filter(bool), max_size=12))
+    wire = []
+    for payload in payloads:
+        size = draw(st.sampled_from([b"%x", b"%X", b"00%x", b"%x;ext=1", b"%x ; e"])) % len(payload)
+        wire.append(b"%s\r\n%s\r\n" % (size, payload))
+    wire.append(draw(st.sampled_from([b"0\r\n\r\n", b"0\r\nX-T: 1\r\n\r\n", b"3\r\nab"])))
+    return b"".join(wire), b"".join(payloads)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_chunked_wires(), st.lists(st.integers(1, 60), max_size=20))
+def test_chunk_runs_decode_as_one_chunk_at_a_time(
+    case: tuple[bytes, bytes], cuts: list[int]
+) -> None:
+    """The columnwise pass over whole chunks gives what the chunk-by-chunk loop gives,
+    wherever the reads split, whatever the payloads hold."""
+    wire, payload = case
+    reads, pos = [], 0
+    for cut in cuts:
+        reads.append(wire[pos : pos + cut])
+        pos += cut
+    reads.append(wire[pos:])
+    fast = BodyDecoder(Framing.CHUNKED, identity())
+    got = feed(fast, reads)
+    with mock.patch.object(_body, "_whole_chunks", return_value=0):
+        slow = BodyDecoder(Framing.CHUNKED, identity())
+        expected = feed(slow, reads)
+    assert got == expected
+    assert fast.done == slow.done
+    if fast.done:
+        assert got == payload
 
 
 def test_chunk_payload_comes_out_before_the_chunk_is_complete() -> None:
