@@ -9,7 +9,8 @@ turns into ``ReadError``.
 
 * Framing (RFC 9112, section 6): chunked (section 7.1, with chunk extensions and
   trailer fields, both read and ignored), a Content-Length, or "until the connection
-  closes".
+  closes".  A run of plain whole chunks is cut in one pass (``_whole_chunks``), the
+  rest chunk by chunk.
 * Content coding (RFC 9110, section 8.4.1): gzip (section 8.4.1.3, members in
   sequence), deflate (section 8.4.1.2: zlib-wrapped, or raw as some servers send it),
   identity.

@@ -8,6 +8,7 @@ stream stops its worker (``weakref.finalize``).
 
 from __future__ import annotations
 
+import itertools
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -128,23 +129,22 @@ class StreamBase:
 
 
 def _iterate(stream: StreamBase, channel: Channel, owner: Control | None) -> Iterator[Event]:
-    # ``stream`` is held only to keep it alive while someone iterates: in
-    # ``for event in EventStream(url)`` nothing else refers to it, and collecting it
-    # would stop its worker.  Takes everything queued at once, then yields from a
-    # local buffer without locking.
+    # The events come from the channel's readers, chained in C: no Python step per
+    # event.  ``stream`` is held (by the generator of readers) only to keep it alive
+    # while someone iterates: in ``for event in EventStream(url)`` nothing else
+    # refers to it, and collecting it would stop its worker.
+    return itertools.chain.from_iterable(_readers(stream, channel, owner))
+
+
+def _readers(
+    stream: StreamBase, channel: Channel, owner: Control | None
+) -> Iterator[Iterator[Event]]:
     try:
         while True:
-            batch = channel.take()
-            if batch is None:
+            reader = channel.take()
+            if reader is None:
                 return
-            for event in batch:
-                # The check and the record, with no call or backward jump between
-                # them, run without a thread switch under the GIL: a stop() sees both
-                # or neither (see Channel.cancel).
-                if channel.cancelled:
-                    return
-                channel.received = event  # the resume point if stop() drops the rest
-                yield event
+            yield reader
     finally:
         if owner is not None:  # the loop was left (break, exception, collection)
             owner.stop_and_cancel()

@@ -10,8 +10,10 @@ Nothing here touches a session or a socket; the caller's thread only wakes waite
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections import deque
+from collections.abc import Iterator
 
 from ._models import Event
 from ._stop import StopSignal
@@ -31,14 +33,13 @@ class Channel:
         self._events: deque[Event] = deque()
         self._capacity = capacity
         self._ended = False
-        # Whether a stop cancelled consumption: written under the lock, read without
-        # it by the consumer before each event (a plain attribute: that check is on
-        # the per-event path).
-        self.cancelled = False
-        # The last event the consumer got (set by the iterator), and the last one it
-        # has taken: they differ while taken events wait in the iterator's hands.
-        self.received: Event | None = None
-        self._tail: Event | None = None
+        self.cancelled = False  # a stop cancelled consumption
+        # The batch the consumer is going through, and the iterator it reads it with
+        # (events are not copied out one at a time: see take).  The iterator's
+        # position says which events the consumer has received.
+        self._batch: list[Event] = []
+        self._reader: Iterator[Event] = iter(self._batch)
+        self._before: Event | None = None  # the last event of the batches before
         self._error: BaseException | None = None
 
     def put(self, batch: list[Event], stop: StopSignal) -> bool:
@@ -77,31 +78,44 @@ class Channel:
 
         Returns whether events the consumer had not received were dropped, and the
         last event it received (None if none ever), so the stream can resume after it.
-        The iterator checks ``cancelled`` and then records ``received`` before it
-        yields each event; under the GIL no thread switch falls between the two, so
-        the answer is exact.  (Without a GIL, a stop racing with that step could name
-        the event before: it would be delivered once more after a start, never lost.)
+        The consumer's reader is a list iterator, and taking the next event from it
+        is one C call: asking where it stands and moving it to the end of its batch
+        are atomic against it under the GIL, so the answer is exact and no event of
+        the batch comes out after this returns.  (Without a GIL, a stop racing with
+        that step could name the event before: it would be delivered once more after
+        a start, never lost.)
         """
         with self._cond:
             self.cancelled = True
-            dropped = bool(self._events) or self.received is not self._tail
+            batch, reader = self._batch, self._reader
+            left = operator.length_hint(reader)
+            reader.__setstate__(len(batch))  # type: ignore[attr-defined]
+            taken = len(batch) - left
+            received = batch[taken - 1] if taken else self._before
+            dropped = bool(self._events) or left > 0
             self._events.clear()
-            self._tail = self.received
+            self._batch, self._reader, self._before = [], iter([]), received
             self._cond.notify_all()
-            return dropped, self.received
+            return dropped, received
 
     def wake(self) -> None:
         """Wake every waiter so it re-checks its stop signal."""
         with self._cond:
             self._cond.notify_all()
 
-    def take(self, timeout: float | None = None) -> list[Event] | None:
-        """Block until events are available; return all of them.
+    def take(self, timeout: float | None = None) -> Iterator[Event] | None:
+        """Block until events are available; return a reader of all of them.
 
-        Returns ``None`` at the end of the stream (or an empty list when ``timeout``
-        passed first).  Raises the producer's error once the queued events are taken.
+        Consumer thread only.  Returns ``None`` at the end of the stream (or an
+        empty reader when ``timeout`` passed first).  Raises the producer's error
+        once the queued events are taken.  A reader that was left before its end (a
+        ``for`` loop that broke) is returned again first, so that leaving a loop
+        loses nothing.  Iterating the reader costs no Python step per event, which
+        is most of what handing events to another thread costs.
         """
         with self._cond:
+            if operator.length_hint(self._reader):
+                return self._reader
             while not self._events:
                 if self.cancelled:
                     return None
@@ -111,9 +125,11 @@ class Channel:
                         raise error
                     return None
                 if not self._cond.wait(timeout):
-                    return []
-            batch = list(self._events)
-            self._tail = batch[-1]
+                    return iter([])
+            if self._batch:
+                self._before = self._batch[-1]
+            self._batch = list(self._events)
+            self._reader = iter(self._batch)
             self._events.clear()
             self._cond.notify_all()
-            return batch
+            return self._reader

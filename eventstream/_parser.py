@@ -18,6 +18,9 @@ How it stays exact and fast:
 * Interpreting only complete regions means a block's ``id:`` reaches the last event
   ID string exactly at its dispatch, as the spec's buffer/string pair does, and an
   unfinished block at end of body is dropped whole.
+* A region whose blocks all have the same lines (the usual stream) is interpreted
+  column by column, with C loops over all its blocks at once; anything else takes the
+  line loop.  Both read the same input the same way (tests/test_parser_properties.py).
 """
 
 from __future__ import annotations

@@ -55,6 +55,16 @@ def test_iterating_delivers_events_in_order(server: SSEServer) -> None:
     assert stream.last_event_id == "1"
 
 
+def test_leaving_a_loop_loses_nothing(server: SSEServer) -> None:
+    # Three events in one write arrive in one read, so in one batch: the rest of the
+    # batch must wait for the next loop, not go with the first one.
+    server.enqueue(Script().send(b"data: a\n\ndata: b\n\ndata: c\n\n").send(b"data: d\n\n").hold())
+    with EventStream(server.url) as stream:
+        assert [e.data for e in take(stream, 1)] == ["a"]
+        assert [e.data for e in take(stream, 2)] == ["b", "c"]
+        assert [e.data for e in take(stream, 1)] == ["d"]
+
+
 def test_request_carries_sse_headers_and_no_last_event_id_at_first(server: SSEServer) -> None:
     server.enqueue(Script().event("a").hold())
     with EventStream(server.url_for("/feed?x=1"), params={"y": "2"}) as stream:
