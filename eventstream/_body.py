@@ -264,18 +264,35 @@ def _whole_chunks(buf: bytes, out: list[bytes]) -> int:
     sizes = pieces[0 : 2 * pairs : 2]
     payloads = pieces[1 : 2 * pairs : 2]
     lengths = list(map(len, payloads))
-    hex_format = _UPPER if sizes[0].isupper() else _LOWER  # bytes.isupper: ASCII letters
-    valid = list(map(operator.eq, sizes, map(hex_format.__mod__, lengths)))
-    good = valid.index(False) if False in valid else pairs
+    hex_of = _UPPER_HEX if sizes[0].isupper() else _LOWER_HEX  # bytes.isupper: ASCII only
+    expected = list(map(hex_of.__getitem__, lengths))
+    good = pairs
+    if sizes != expected:
+        good = list(map(operator.eq, sizes, expected)).index(False)
     if 0 in lengths:  # the last chunk: its trailer section is the general loop's
         good = min(good, lengths.index(0))
     if not good:
         return 0
-    out.append(b"".join(payloads[:good]) if good < pairs else b"".join(payloads))
-    return sum(lengths[:good]) + sum(map(len, sizes[:good])) + 4 * good
+    if good < pairs:
+        out.append(b"".join(payloads[:good]))
+        return sum(lengths[:good]) + sum(map(len, sizes[:good])) + 4 * good
+    out.append(b"".join(payloads))
+    rest = pieces[2 * pairs :]  # one or two pieces: an unfinished chunk, or b""
+    return len(buf) - sum(map(len, rest)) - 2 * (len(rest) - 1)
 
 
-_LOWER, _UPPER = b"%x", b"%X"
+class _HexTable(dict[int, bytes]):
+    """Chunk sizes written in hex, as servers write them, made once per size."""
+
+    def __init__(self, template: bytes) -> None:
+        super().__init__()
+        self._template = template
+
+    def __missing__(self, size: int) -> bytes:
+        text = self._template % size
+        if len(self) < _SIZES_MAX:  # a dict shared by threads: one key, one value
+            self[size] = text
+        return text
 
 
 class _State(enum.Enum):
@@ -291,6 +308,7 @@ _SIZE, _DATA, _CRLF, _TRAILER, _DONE = _State
 
 _SIZES: dict[bytes, int] = {}  # chunk-size lines seen, bare hex digits only
 _SIZES_MAX = 4096
+_LOWER_HEX, _UPPER_HEX = _HexTable(b"%x"), _HexTable(b"%X")
 
 
 def _chunk_size(line: bytes) -> int:
