@@ -44,6 +44,7 @@ _FIELDS_BYTES = frozenset(name.encode() for name in _FIELDS)
 _UNIFORM_FIELDS = frozenset(("data", "id", "event"))
 _UNIFORM_MIN_BLOCKS = 4  # fewer blocks in a region: the line loop is as fast
 _UNIFORM_MAX_LINES = 32  # more lines in a block: the line loop is as fast
+_LONG_LINE = 256  # characters per line, on average, from which copies cost more than steps
 _NOT_LF = re.compile(rb"[^\n]")
 _SAMPLE = 4096  # bytes looked at to tell long lines from short ones
 _FEW_LINES = 2  # fewer line ends than this in the sample: take the long-line path
@@ -62,6 +63,24 @@ def _held_retry(held: bytes, current: int | None) -> int | None:
             if value.isdigit():  # bytes.isdigit is ASCII digits only
                 current = int(value)
     return current
+
+
+def _strip_column(column: list[str], prefix: str, long_lines: bool) -> list[str] | None:
+    """Every line of ``column`` without ``prefix``, or ``None`` if a line lacks it.
+
+    The first line has the prefix (the caller took it from that line).  Short
+    lines: join, then split at LF plus the prefix, which finds exactly the lines
+    that have it (a line holds no LF).  Long lines, where copying costs more than
+    stepping: strip each one and compare lengths, since a line loses the prefix or
+    nothing, so all of them lost it when the total fell by that much per line.
+    """
+    if not long_lines:
+        values = "\n".join(column)[len(prefix) :].split("\n" + prefix)
+        return values if len(values) == len(column) else None
+    values = list(map(str.removeprefix, column, repeat(prefix)))
+    if sum(map(len, column)) - sum(map(len, values)) != len(column) * len(prefix):
+        return None
+    return values
 
 
 def _last_blank_line(data: bytes, last_lf: int) -> int:
@@ -278,25 +297,25 @@ class Parser:
         are interpreted column by column; others by the loop, one line at a time.
         """
         lines = text.split("\n")
-        events = self._interpret_uniform(lines)
+        events = self._interpret_uniform(text, lines)
         return self._interpret_lines(lines) if events is None else events
 
-    def _interpret_uniform(self, lines: list[str]) -> list[Event] | None:
+    def _interpret_uniform(self, text: str, lines: list[str]) -> list[Event] | None:
         """Interpret blocks that repeat the first block's fields, or return ``None``.
 
         A stream usually writes every event with the same lines, say ``id``,
         ``event`` and ``data``, and a read brings hundreds of them.  Then line ``i``
         of every block is the same field, and the values of that field are one
-        column: ``lines[i::period]``.  Joining a column and splitting it at LF plus
-        the field's prefix checks that every line of the column starts with the
-        prefix and strips it, in C loops instead of a Python step per line.  Each
-        check is exact, so any other input gives ``None``, never a different
-        reading: the first block decides each prefix (``name: `` or ``name:``; with
-        ``name:`` no value may start with a space, which the spec would strip), and
-        a column with any other line fails the count.  Only ``data``, ``id`` and
+        column: ``lines[i::period]``, whose prefix :func:`_strip_column` checks and
+        strips in C loops instead of a Python step per line.  Each check is exact,
+        so any other input gives ``None``, never a different reading: the first
+        block decides each prefix (``name: `` or ``name:``; with ``name:`` no value
+        may start with a space, which the spec would strip), and a column with any
+        other line fails the strip.  ``lines`` is ``text.split("\n")``.  Only ``data``, ``id`` and
         ``event`` lines qualify; a comment, ``retry`` or a line without a colon
         sends the region to the loop.
         """
+        long_lines = len(text) > _LONG_LINE * len(lines)
         size = lines.index("")  # lines of the first block (the text ends with "\n\n")
         period = size + 1
         end = len(lines) - 1  # lines[-1] is the "" after the last LF
@@ -313,17 +332,16 @@ class Parser:
             if not colon or name not in _UNIFORM_FIELDS:
                 return None
             prefix = name + ": " if value[:1] == " " else name + ":"
-            column = "\n".join(lines[i:end:period])
-            if prefix[-1] == ":" and "\n" + name + ": " in column:
-                return None  # a value with a space to strip, in the "name:" form
-            values = column[len(prefix) :].split("\n" + prefix)
-            if len(values) != count:
+            values = _strip_column(lines[i:end:period], prefix, long_lines)
+            if values is None:
                 return None  # some line of the column is another field
+            if prefix[-1] == ":" and any(map(str.startswith, values, repeat(" "))):
+                return None  # a value with a space to strip, in the "name:" form
             if name == "data":
                 datas.append(values)
             elif name == "event":
                 etypes = values
-            elif "\0" in column:  # id: an id with U+0000 is ignored; leave it to the loop
+            elif "\0" in text:  # an id with U+0000 is ignored: leave that to the loop
                 return None
             else:
                 ids = values

@@ -174,7 +174,9 @@ def test_size_cap_skips_whole_events_only(data: st.DataObject, body: bytes, cap:
 UNIFORM_NAMES = st.sampled_from(["data", "data", "id", "event"])
 UNIFORM_SEPARATORS = st.sampled_from([b": ", b":", b": "])
 UNIFORM_VALUES = st.one_of(
-    TEXT, st.sampled_from(["", " ", " lead", "\0", "a\0", "x: y", "data: z", ":"])
+    TEXT,
+    st.sampled_from(["", " ", " lead", "\0", "a\0", "x: y", "data: z", ":"]),
+    TEXT.map(lambda text: (text + "~") * 300),  # long lines take another column path
 )
 
 
@@ -218,7 +220,7 @@ def test_uniform_blocks_take_the_column_path() -> None:
     """The property above is only worth something if the column path runs: it does
     for the usual stream, and declines a region with a comment in it."""
     body = "".join(f'id: {i}\nevent: tick\ndata: {{"n": {i}}}\ndata:x\n\n' for i in range(8))
-    lines = body.split("\n")
-    events = Parser(last_event_id="seed")._interpret_uniform(lines)
+    events = Parser(last_event_id="seed")._interpret_uniform(body, body.split("\n"))
     assert events == reference_parse(body.encode(), last_event_id="seed")[0]
-    assert Parser()._interpret_uniform([*lines[:4], ": ping", *lines[4:]]) is None
+    pinged = body.replace("\ndata:x\n", "\ndata:x\n: ping\n", 1)
+    assert Parser()._interpret_uniform(pinged, pinged.split("\n")) is None
