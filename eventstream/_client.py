@@ -161,10 +161,11 @@ class EventStream(StreamBase):
     Deliver events either by iterating (``for event in stream``, in the iterating
     thread; a bounded queue between the threads slows reading when the consumer
     lags, and drops nothing) or with ``on_event`` (then iterating is an error).
-    Leaving a ``for`` loop early does not stop the stream; ``stop()`` or leaving
-    the ``with`` block does.  Keep a reference to a stream that delivers to
-    callbacks: a stream that is garbage collected stops its worker (while a ``for``
-    loop runs, the loop keeps the stream alive).
+    Leaving a ``for`` loop early does not stop the stream, and the next loop goes on
+    with the next event; ``stop()`` or leaving the ``with`` block stops it.  Keep a
+    reference to a stream that delivers to callbacks: a stream that is garbage
+    collected stops its worker (while a ``for`` loop runs, the loop keeps the stream
+    alive).
 
     ``headers``, ``session_factory`` and the callbacks run on the worker thread; an
     exception from ``headers`` or ``session_factory`` ends the stream with it (the
