@@ -33,7 +33,7 @@ class Channel:
         self._events: deque[Event] = deque()
         self._capacity = capacity
         self._ended = False
-        self.cancelled = False  # a stop cancelled consumption
+        self._cancelled = False  # a stop cancelled consumption
         # The batch the consumer is going through, and the iterator it reads it with
         # (events are not copied out one at a time: see take).  The iterator's
         # position says which events the consumer has received.
@@ -48,7 +48,7 @@ class Channel:
         whoever sets it calls :meth:`wake` after, so a waiting put never misses it."""
         with self._cond:
             while True:
-                if stop.is_set() or self.cancelled:
+                if stop.is_set() or self._cancelled:
                     return False
                 if len(self._events) < self._capacity:
                     break
@@ -70,7 +70,7 @@ class Channel:
         """Accept a new producer after an end (a stream started again)."""
         with self._cond:
             self._ended = False
-            self.cancelled = False
+            self._cancelled = False
             self._error = None
 
     def cancel(self) -> tuple[bool, Event | None]:
@@ -86,7 +86,7 @@ class Channel:
         a start, never lost.)
         """
         with self._cond:
-            self.cancelled = True
+            self._cancelled = True
             batch, reader = self._batch, self._reader
             left = operator.length_hint(reader)
             reader.__setstate__(len(batch))  # type: ignore[attr-defined]
@@ -103,12 +103,11 @@ class Channel:
         with self._cond:
             self._cond.notify_all()
 
-    def take(self, timeout: float | None = None) -> Iterator[Event] | None:
+    def take(self) -> Iterator[Event] | None:
         """Block until events are available; return a reader of all of them.
 
-        Consumer thread only.  Returns ``None`` at the end of the stream (or an
-        empty reader when ``timeout`` passed first).  Raises the producer's error
-        once the queued events are taken.  A reader that was left before its end (a
+        Consumer thread only.  Returns ``None`` at the end of the stream.  Raises the
+        producer's error once the queued events are taken.  A reader that was left before its end (a
         ``for`` loop that broke) is returned again first, so that leaving a loop
         loses nothing.  Iterating the reader costs no Python step per event, which
         is most of what handing events to another thread costs.
@@ -117,15 +116,14 @@ class Channel:
             if operator.length_hint(self._reader):
                 return self._reader
             while not self._events:
-                if self.cancelled:
+                if self._cancelled:
                     return None
                 if self._ended:
                     error, self._error = self._error, None
                     if error is not None:
                         raise error
                     return None
-                if not self._cond.wait(timeout):
-                    return iter([])
+                self._cond.wait()
             if self._batch:
                 self._before = self._batch[-1]
             self._batch = list(self._events)

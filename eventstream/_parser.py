@@ -311,9 +311,9 @@ class Parser:
         so any other input gives ``None``, never a different reading: the first
         block decides each prefix (``name: `` or ``name:``; with ``name:`` no value
         may start with a space, which the spec would strip), and a column with any
-        other line fails the strip.  ``lines`` is ``text.split("\n")``.  Only ``data``, ``id`` and
-        ``event`` lines qualify; a comment, ``retry`` or a line without a colon
-        sends the region to the loop.
+        other line fails the strip.  Only ``data``, ``id`` and ``event`` lines
+        qualify; a comment, ``retry`` or a line without a colon sends the region to
+        the loop.  ``lines`` is ``text.split("\n")``.
         """
         long_lines = len(text) > _LONG_LINE * len(lines)
         size = lines.index("")  # lines of the first block (the text ends with "\n\n")
