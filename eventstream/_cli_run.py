@@ -30,7 +30,7 @@ from ._cli_output import (
 )
 from ._cli_state import Resume, StateError, StateFile
 from ._client import EventStream
-from ._exceptions import ConnectError, HTTPStatusError, ProtocolError, ReadError
+from ._exceptions import ProtocolError
 from ._models import ResponseInfo
 from ._oneshot import DEFAULT_RETRIES, OneShotStream, request
 from ._options import DEFAULT_TIMEOUT
@@ -43,7 +43,6 @@ _log = logging.getLogger(__name__)
 #: while connecting or waiting for headers; the worker is a daemon, so the process
 #: exits after this wait even then.
 STOP_TIMEOUT = 2.0
-_RETRIED_STATUSES = frozenset((408, 429, *range(500, 600)))  # as the worker retries them
 
 Stream = Union[EventStream, OneShotStream]
 
@@ -145,6 +144,7 @@ def _open(config: Config, start_id: str, progress: _Progress) -> Stream:
             last_event_id=start_id,
             on_error=progress.failed,
             on_open=progress.opened,
+            on_retry=progress.retrying,
         ).start()
     # A one-shot request has no resume option: it is an ordinary request, so the
     # resume point goes in as an ordinary header (unless -H gave one).
@@ -160,6 +160,7 @@ def _open(config: Config, start_id: str, progress: _Progress) -> Stream:
         retries=DEFAULT_RETRIES,
         on_error=progress.failed,
         on_open=progress.opened,
+        on_retry=progress.retrying,
     )
 
 
@@ -200,45 +201,28 @@ class _Progress:
     def __init__(self, reporter: Reporter, *, reconnect: bool) -> None:
         self._reporter = reporter
         self._reconnect = reconnect
-        # Only the worker thread touches these.
-        self._opened = False
-        # A one-shot request's retries: its last failure is fatal, not retried, and
-        # run() reports it; counting keeps "retrying" from announcing a retry too many.
-        self._retries_left = DEFAULT_RETRIES
+        self._opened = False  # only the worker thread touches it
 
     def opened(self, info: ResponseInfo) -> None:
         url = redact(info.url)
         if info.status_code == 204:
             self._reporter.status(f"HTTP 204 from {url}: no more events")
             return
-        # The worker reconnects after a clean end of the body without calling
-        # on_error; "reconnected" tells the reader that this is what happened.
+        # After a clean end of the body, on_retry said "reconnecting", not on_error.
         verb = "reconnected" if self._opened else "connected"
         self._opened = True
         phrase = status_phrase(info.status_code)
         self._reporter.status(f"{verb} to {url} (HTTP {info.status_code} {phrase})")
 
     def failed(self, exc: BaseException) -> None:
-        # on_error sees fatal errors too; the iteration raises those, and run()
-        # reports them once.  Here: only what the worker goes on after.
+        # on_error sees every error: fatal ones are raised by the iteration and
+        # reported once by run(), retried ones by retrying().  Left: skipped events.
         if isinstance(exc, ProtocolError):
             self._reporter.status(f"skipped an event: {exc}")
-        elif _retried(exc, reconnect=self._reconnect):
-            if self._reconnect:
-                self._reporter.status(f"{describe(exc)}; reconnecting")
-            elif self._retries_left > 0:
-                self._retries_left -= 1
-                self._reporter.status(f"{describe(exc)}; retrying")
 
-
-def _retried(exc: BaseException, *, reconnect: bool) -> bool:
-    """Whether the worker retries after ``exc`` (a one-shot request never retries a
-    read failure: part of the answer may have arrived)."""
-    if isinstance(exc, ConnectError):
-        return True
-    if isinstance(exc, ReadError):
-        return reconnect
-    return isinstance(exc, HTTPStatusError) and exc.status_code in _RETRIED_STATUSES
+    def retrying(self, exc: BaseException, delay: float) -> None:
+        verb = "reconnecting" if self._reconnect else "retrying"
+        self._reporter.status(f"{describe(exc)}; {verb} in {delay:.1f} s")
 
 
 class Watchdog:

@@ -16,7 +16,16 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from ._backoff import Backoff
-from ._control import DEFAULT_QUEUE_SIZE, Control, Delivery, OnError, OnEvent, OnOpen, abandon
+from ._control import (
+    DEFAULT_QUEUE_SIZE,
+    Control,
+    Delivery,
+    OnError,
+    OnEvent,
+    OnOpen,
+    OnRetry,
+    abandon,
+)
 from ._delivery import Channel
 from ._models import Event, ResponseInfo
 from ._options import DEFAULT_TIMEOUT, build_options, check_last_event_id
@@ -198,6 +207,11 @@ class EventStream(StreamBase):
         on_error: Called with every error, retried or fatal, on the worker thread.
         on_open: Called with a :class:`ResponseInfo` on every successful connect,
             on the worker thread.
+        on_retry: Called with the error and the delay in seconds before every wait
+            to connect again, on the worker thread: after each retried error, and
+            after a clean end of the body (a :class:`ReadError`, not given to
+            ``on_error``).  An exception it raises is logged and goes to
+            ``on_error``; the stream goes on.
         queue_size: Events buffered for an iterating consumer before reading pauses.
         session_factory: Zero-argument callable returning a ``requests.Session``,
             called on the worker thread; set ``verify``, ``cert``, ``proxies`` or
@@ -222,6 +236,7 @@ class EventStream(StreamBase):
         on_event: OnEvent | None = None,
         on_error: OnError | None = None,
         on_open: OnOpen | None = None,
+        on_retry: OnRetry | None = None,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         session_factory: Callable[[], Any] | None = None,
     ) -> None:
@@ -238,7 +253,7 @@ class EventStream(StreamBase):
             max_event_size=max_event_size,
             session_factory=session_factory,
         )
-        delivery = Delivery(on_event, on_error, on_open, queue_size)
+        delivery = Delivery(on_event, on_error, on_open, queue_size, on_retry)
         super().__init__(options, delivery, last_event_id=last_event_id)
 
     def restart(self) -> EventStream:

@@ -21,11 +21,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._delivery import Channel
+from ._exceptions import StreamError
 from ._models import Event, ResponseInfo
 from ._stop import StopSignal
 from ._worker import Options, Worker
 
-__all__ = ["DEFAULT_QUEUE_SIZE", "Control", "Delivery", "OnError", "OnEvent", "OnOpen", "abandon"]
+__all__ = [
+    "DEFAULT_QUEUE_SIZE",
+    "Control",
+    "Delivery",
+    "OnError",
+    "OnEvent",
+    "OnOpen",
+    "OnRetry",
+    "abandon",
+]
 
 _log = logging.getLogger(__name__)
 _thread_ids = itertools.count(1)
@@ -38,6 +48,7 @@ DEFAULT_QUEUE_SIZE = 1024
 OnEvent = Callable[[Event], Any]
 OnError = Callable[[BaseException], Any]
 OnOpen = Callable[[ResponseInfo], Any]
+OnRetry = Callable[[StreamError, float], Any]
 
 
 @dataclass(frozen=True)
@@ -52,9 +63,10 @@ class Delivery:
     on_error: OnError | None = None
     on_open: OnOpen | None = None
     queue_size: int = DEFAULT_QUEUE_SIZE
+    on_retry: OnRetry | None = None
 
     def __post_init__(self) -> None:
-        for name in ("on_event", "on_error", "on_open"):
+        for name in ("on_event", "on_error", "on_open", "on_retry"):
             callback = getattr(self, name)
             if callback is not None and not callable(callback):
                 raise TypeError(f"{name} must be callable, not {callback!r}")
@@ -193,6 +205,16 @@ class _Sink:
                 self.error(exc)
             control.last_event_id = event.id
         return True
+
+    def retrying(self, exc: StreamError, delay: float) -> None:
+        on_retry = self._control.delivery.on_retry
+        if on_retry is None or self._stop.is_set():
+            return
+        try:
+            on_retry(exc, delay)
+        except Exception as raised:  # like on_event: logged, reported, the stream goes on
+            _log.exception("on_retry callback raised")
+            self.error(raised)
 
     def error(self, exc: BaseException) -> None:
         on_error = self._control.delivery.on_error

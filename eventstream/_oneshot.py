@@ -12,7 +12,7 @@ from typing import Any
 
 from ._backoff import Backoff
 from ._client import StreamBase
-from ._control import DEFAULT_QUEUE_SIZE, Delivery, OnError, OnEvent, OnOpen
+from ._control import DEFAULT_QUEUE_SIZE, Delivery, OnError, OnEvent, OnOpen, OnRetry
 from ._models import ResponseInfo
 from ._options import DEFAULT_TIMEOUT, build_options
 from ._parser import DEFAULT_MAX_EVENT_SIZE
@@ -74,6 +74,7 @@ def request(
     on_event: OnEvent | None = None,
     on_error: OnError | None = None,
     on_open: OnOpen | None = None,
+    on_retry: OnRetry | None = None,
     queue_size: int = DEFAULT_QUEUE_SIZE,
     session_factory: Callable[[], Any] | None = None,
 ) -> OneShotStream:
@@ -105,7 +106,7 @@ def request(
         retries=retries,
     )
     stream = OneShotStream(
-        options, Delivery(on_event, on_error, on_open, queue_size), last_event_id=""
+        options, Delivery(on_event, on_error, on_open, queue_size, on_retry), last_event_id=""
     )
     return stream.start()
 

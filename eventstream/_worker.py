@@ -97,6 +97,9 @@ class Sink(Protocol):
 
     def error(self, exc: BaseException) -> None: ...
 
+    def retrying(self, exc: StreamError, delay: float) -> None:
+        """The worker will connect again in ``delay`` seconds, after ``exc``."""
+
     def end(self, exc: BaseException | None) -> None: ...
 
 
@@ -191,6 +194,7 @@ class Worker:
                 ) from error
             delay = 0.0 if immediate else self._delay(failures, wait_at_least)
             _log.debug("reconnecting to %s in %.3f s", options.safe_url, delay)
+            self._sink.retrying(error, delay)
             if self._stop.wait(delay):
                 return
 

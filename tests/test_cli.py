@@ -237,6 +237,16 @@ def test_no_reconnect_ends_with_the_body(server: SSEServer) -> None:
     assert len(server.requests) == 1
 
 
+def test_a_one_shot_request_says_when_it_retries(server: SSEServer) -> None:
+    server.enqueue(Script(503, headers={"Retry-After": "0"}), Script().event("a").close())
+    result = run_cli("--no-reconnect", "--format", "data", server.url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "a\n"
+    assert "HTTP 503" in result.stderr
+    assert "; retrying in " in result.stderr
+    assert "reconnecting" not in result.stderr
+
+
 def test_a_dropped_connection_is_reported_and_resumed(server: SSEServer) -> None:
     server.enqueue(
         Script().event("a", id="1", retry=QUICK).drop(),
@@ -421,6 +431,7 @@ def test_status_lines_go_to_stderr_unless_quiet(server: SSEServer) -> None:
     assert [line.split(" ")[1] for line in loud.stderr.splitlines()] == [
         "connecting",  # to URL
         "connected",  # to URL (HTTP 200 OK)
+        "the",  # server ended the stream; reconnecting in N s
         "HTTP",  # 204 from URL: no more events
         "the",  # stream has ended
     ]

@@ -188,6 +188,56 @@ def test_retry_after_seconds_is_honoured(server: SSEServer) -> None:
     assert opened - failed >= 0.95
 
 
+def test_on_retry_gets_each_retried_error_and_its_delay_on_the_worker(
+    server: SSEServer,
+) -> None:
+    server.enqueue(
+        Script(503, headers={"Retry-After": "1"}),
+        Script().event("a", retry=20).close(),  # a clean end: retried, not an error
+        Script().event("b").hold(),
+    )
+    retries: queue.Queue[tuple[BaseException, float, str]] = queue.Queue()
+    errors: queue.Queue[BaseException] = queue.Queue()
+
+    def on_retry(error: BaseException, delay: float) -> None:
+        retries.put((error, delay, threading.current_thread().name))
+
+    with EventStream(server.url, backoff=FAST, on_retry=on_retry, on_error=errors.put) as s:
+        assert [e.data for e in take(s, 2)] == ["a", "b"]
+    (status, after_503, thread), (ended, after_end, _) = retries.get(), retries.get()
+    assert isinstance(status, HTTPStatusError)
+    assert status.status_code == 503
+    assert after_503 >= 1.0  # Retry-After
+    assert isinstance(ended, ReadError)
+    assert after_end == pytest.approx(0.02)  # the server's retry: (FAST has no jitter)
+    assert thread.startswith("eventstream-")
+    assert errors.get_nowait() is status  # the clean end went to on_retry only
+    assert errors.empty()
+    assert retries.empty()
+
+
+def test_on_retry_is_not_called_for_a_fatal_error(server: SSEServer) -> None:
+    server.enqueue(Script(404))
+    retries: queue.Queue[tuple[BaseException, float]] = queue.Queue()
+    stream = EventStream(server.url, on_retry=lambda exc, delay: retries.put((exc, delay)))
+    with stream, pytest.raises(HTTPStatusError):
+        take(stream, 1)
+    assert retries.empty()
+
+
+def test_on_retry_that_raises_is_reported_and_the_stream_goes_on(server: SSEServer) -> None:
+    server.enqueue(Script(500), Script().event("ok").hold())
+    errors: queue.Queue[BaseException] = queue.Queue()
+
+    def on_retry(error: BaseException, delay: float) -> None:
+        raise RuntimeError("callback bug")
+
+    with EventStream(server.url, backoff=FAST, on_retry=on_retry, on_error=errors.put) as s:
+        assert take(s, 1)[0].data == "ok"
+    assert isinstance(errors.get(timeout=WAIT), HTTPStatusError)
+    assert str(errors.get(timeout=WAIT)) == "callback bug"
+
+
 def test_401_with_callable_headers_retries_once_with_fresh_headers(server: SSEServer) -> None:
     server.enqueue(Script(401), Script().event("ok").hold())
     tokens = iter(["old", "new"])
