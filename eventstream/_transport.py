@@ -25,6 +25,7 @@ import codecs
 import dataclasses
 import http.client
 import logging
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -196,6 +197,10 @@ def _send(session: requests.Session, spec: RequestSpec) -> requests.Response:
 
 
 _PROTOCOL_HEADERS = frozenset(("accept", "cache-control", "accept-encoding", "last-event-id"))
+# A host as RFC 3986 writes it: a reg-name (ASCII, maybe percent-encoded), an IPv4
+# address, or the inside of an IPv6 literal.  What requests does with anything else
+# (a space, raw non-ASCII) depends on its version: connect, refuse, or encode it.
+_HOST = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=%-]+|[0-9A-Fa-f:.]+")
 
 
 def _redirect_target(session: requests.Session, response: requests.Response) -> str | None:
@@ -210,7 +215,8 @@ def _redirect_target(session: requests.Session, response: requests.Response) -> 
             return None
         target = urljoin(response.url, location)
         parts = urlsplit(target)
-        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+        host, _ = parts.hostname or "", parts.port  # .port raises ValueError if out of range
+        usable = parts.scheme in ("http", "https") and bool(_HOST.fullmatch(host))
     except ValueError:  # UnicodeDecodeError included
         usable = False
     response.close()

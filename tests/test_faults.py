@@ -436,6 +436,7 @@ def test_a_response_rejected_while_opening_releases_its_socket_at_once(
     [
         "http://[::1",
         "http://:99999/x",
+        "http://127.0.0.1:99999/x",
         "http://exa mple.com/",
         "ftp://eventstream.invalid/",
         "http://\u00e9xample.invalid/",
