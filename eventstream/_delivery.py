@@ -79,17 +79,18 @@ class Channel:
         Returns whether events the consumer had not received were dropped, and the
         last event it received (None if none ever), so the stream can resume after it.
         The consumer's reader is a list iterator, and taking the next event from it
-        is one C call: asking where it stands and moving it to the end of its batch
-        are atomic against it under the GIL, so the answer is exact and no event of
-        the batch comes out after this returns.  (Without a GIL, a stop racing with
-        that step could name the event before: it would be delivered once more after
-        a start, never lost.)
+        is one C call; so is draining it here (``list(reader)``), which both ends it
+        and says how many events it still held.  Under the GIL the two cannot
+        interleave, so the answer is exact and no event of the batch comes out after
+        this returns.  (Two calls, one to ask where the reader stands and one to end
+        it, would let the consumer take more events in between: the stream would
+        then resume too early and deliver those again.  Without a GIL, a stop racing
+        with the consumer's step could do the same for one event, never lose one.)
         """
         with self._cond:
             self._cancelled = True
             batch, reader = self._batch, self._reader
-            left = operator.length_hint(reader)
-            reader.__setstate__(len(batch))  # type: ignore[attr-defined]
+            left = len(list(reader))
             taken = len(batch) - left
             received = batch[taken - 1] if taken else self._before
             dropped = bool(self._events) or left > 0
