@@ -3,6 +3,8 @@ what a stop drops and names as received, and what a broken loop leaves."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from eventstream import Event
 from eventstream._delivery import Channel
 from eventstream._stop import StopSignal
@@ -12,23 +14,25 @@ def events(*data: str) -> list[Event]:
     return [Event("message", d, d) for d in data]
 
 
-def test_a_reader_left_early_is_returned_again() -> None:
+def first_of_three() -> tuple[Channel, Iterator[Event]]:
+    """A channel with events a, b, c in one batch, and its reader after "a"."""
     channel = Channel(8)
     assert channel.put(events("a", "b", "c"), StopSignal())
     reader = channel.take()
     assert reader is not None
     assert next(reader).data == "a"
+    return channel, reader
+
+
+def test_a_reader_left_early_is_returned_again() -> None:
+    channel, reader = first_of_three()
     again = channel.take()
     assert again is reader
     assert [e.data for e in again] == ["b", "c"]
 
 
 def test_cancel_names_the_last_event_received_and_ends_the_reader() -> None:
-    channel = Channel(8)
-    assert channel.put(events("a", "b", "c"), StopSignal())
-    reader = channel.take()
-    assert reader is not None
-    assert next(reader).data == "a"
+    channel, reader = first_of_three()
     assert channel.put(events("d"), StopSignal())
     dropped, received = channel.cancel()
     assert dropped
