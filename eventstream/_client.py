@@ -253,7 +253,13 @@ class EventStream(StreamBase):
             max_event_size=max_event_size,
             session_factory=session_factory,
         )
-        delivery = Delivery(on_event, on_error, on_open, queue_size, on_retry)
+        delivery = Delivery(
+            on_event=on_event,
+            on_error=on_error,
+            on_open=on_open,
+            on_retry=on_retry,
+            queue_size=queue_size,
+        )
         super().__init__(options, delivery, last_event_id=last_event_id)
 
     def restart(self) -> EventStream:

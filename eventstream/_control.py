@@ -53,7 +53,8 @@ OnRetry = Callable[[StreamError, float], Any]
 
 @dataclass(frozen=True)
 class Delivery:
-    """Where a stream's events, errors and opens go; checked when the stream is made.
+    """Where a stream's events, errors, opens and retries go; checked when the stream
+    is made.  Build it by keyword.
 
     With ``on_event`` events go to the callbacks (on the worker thread); without it
     they go to a queue of ``queue_size`` events for an iterating consumer.
@@ -62,8 +63,8 @@ class Delivery:
     on_event: OnEvent | None = None
     on_error: OnError | None = None
     on_open: OnOpen | None = None
-    queue_size: int = DEFAULT_QUEUE_SIZE
     on_retry: OnRetry | None = None
+    queue_size: int = DEFAULT_QUEUE_SIZE
 
     def __post_init__(self) -> None:
         for name in ("on_event", "on_error", "on_open", "on_retry"):

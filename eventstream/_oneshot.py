@@ -105,9 +105,14 @@ def request(
         reconnect=False,
         retries=retries,
     )
-    stream = OneShotStream(
-        options, Delivery(on_event, on_error, on_open, queue_size, on_retry), last_event_id=""
+    delivery = Delivery(
+        on_event=on_event,
+        on_error=on_error,
+        on_open=on_open,
+        on_retry=on_retry,
+        queue_size=queue_size,
     )
+    stream = OneShotStream(options, delivery, last_event_id="")
     return stream.start()
 
 
