@@ -72,9 +72,11 @@ class Backoff:
             raise ValueError(f"attempt counts from 1, not {attempt}")
         base = self.initial if server_retry is None else server_retry
         cap = max(self.maximum, base)
-        # Exponent clamped so that huge attempt numbers cannot overflow a float.
-        growth = self.multiplier ** min(attempt - 1, 1000)
-        d = cap if base and growth > cap / base else min(cap, base * growth)
+        try:
+            growth = float(self.multiplier) ** (attempt - 1)
+        except OverflowError:  # past the largest float: only the cap is left
+            growth = math.inf
+        d = min(cap, base * growth) if base else 0.0
         return d * (1.0 + self.jitter * rng.random())
 
     def exhausted(self, failures: int, elapsed: float) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from email.utils import formatdate
 
 import pytest
@@ -111,3 +112,74 @@ def test_retry_after_http_date() -> None:
 @pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5", "\u0661"])
 def test_retry_after_unparsable_is_none(value: str | None) -> None:
     assert retry_after(value, now=0.0) is None
+
+
+def test_slow_growth_still_reaches_the_maximum_after_many_attempts() -> None:
+    # 1.001 ** 999_999 is far past the cap: clamping the exponent would stop at 2.7 s.
+    policy = Backoff(initial=1.0, maximum=3600.0, multiplier=1.001, jitter=0.0)
+    assert policy.delay(10**6, FixedRandom(0.0)) == 3600.0
+    assert policy.delay(1001, FixedRandom(0.0)) == pytest.approx(1.001**1000)
+
+
+def test_an_integer_multiplier_and_a_huge_attempt_number_answer_at_once() -> None:
+    # An int ** int would be computed exactly (10**8 bits); the cap applies instead.
+    policy = Backoff(initial=1, maximum=30, multiplier=2, jitter=0.0)
+    assert policy.delay(10**8, FixedRandom(0.0)) == 30.0
+
+
+def test_an_initial_delay_of_zero_stays_zero_at_any_attempt() -> None:
+    policy = Backoff(initial=0.0, maximum=30.0, jitter=0.5)
+    assert [policy.delay(n, FixedRandom(0.9)) for n in (1, 2, 50, 10**6)] == [0.0] * 4
+
+
+def test_a_multiplier_of_one_means_a_constant_delay() -> None:
+    policy = Backoff(initial=2.0, maximum=30.0, multiplier=1.0, jitter=0.0)
+    assert [policy.delay(n, FixedRandom(0.0)) for n in (1, 2, 10)] == [2.0, 2.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"initial": "1"}, TypeError, "initial must be a number of seconds, not '1'"),
+        ({"maximum": None}, TypeError, "maximum must be a number of seconds, not None"),
+        ({"reset_after": -2.0}, ValueError, r"reset_after must be finite and >= 0, not -2\.0"),
+        ({"multiplier": 0.5}, ValueError, r"multiplier must be >= 1, not 0\.5"),
+        ({"initial": 5.0, "maximum": 1.0}, ValueError, "maximum must be >= initial"),
+        ({"max_attempts": 1.5}, TypeError, r"max_attempts must be an int or None, not 1\.5"),
+        ({"max_attempts": True}, TypeError, "max_attempts must be an int or None, not True"),
+        ({"max_attempts": 0}, ValueError, "max_attempts must be >= 1, not 0"),
+        ({"max_elapsed": "5"}, TypeError, "max_elapsed must be a number of seconds"),
+    ],
+)
+def test_an_invalid_policy_says_which_option_and_why(
+    kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=f"^{message}"):
+        Backoff(**kwargs)  # type: ignore[arg-type]
+
+
+def test_retry_after_date_without_a_zone_is_gmt_whatever_the_local_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # formatdate() writes "-0000", for which email.utils returns a naive datetime;
+    # an HTTP-date is GMT (RFC 9110, 5.6.7), never the machine's local time.
+    if not hasattr(time, "tzset"):
+        pytest.skip("time.tzset() is POSIX only")
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        now = 1_800_000_000.0
+        value = formatdate(now + 30)
+        assert value.endswith("-0000")
+        assert retry_after(value, now=now) == pytest.approx(30.0)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_boundary_policies_are_accepted() -> None:
+    # A fixed delay (maximum == initial) and a single attempt are legitimate policies.
+    fixed = Backoff(initial=5.0, maximum=5.0, jitter=0.0)
+    assert fixed.delay(4, FixedRandom(0.0)) == 5.0
+    once = Backoff(max_attempts=1)
+    assert once.exhausted(1, 0.0)
