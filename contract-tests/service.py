@@ -160,7 +160,7 @@ class Handler(BaseHTTPRequestHandler):
     server: Service
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base's name)
+    def log_message(self, format: str, *args: Any) -> None:
         _log.debug("%s " + format, self.address_string(), *args)
 
     def do_GET(self) -> None:
