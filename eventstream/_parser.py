@@ -116,7 +116,7 @@ class Parser:
     the thread that calls :meth:`feed`, during that call, as soon as the line has
     ended (not at the next blank line), and in stream order with the other comments.
     Events complete in the same bytes are returned by :meth:`feed` after it.  A
-    comment inside an event larger than the cap is skipped with that event.  Without
+    comment inside an event larger than the cap may be skipped with it.  Without
     ``on_comment``, comments cost nothing beyond being skipped.
     """
 
