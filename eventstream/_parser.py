@@ -115,9 +115,11 @@ class Parser:
     follows the colon, leading space included: ``": ping"`` gives ``" ping"``), on
     the thread that calls :meth:`feed`, during that call, as soon as the line has
     ended (not at the next blank line), and in stream order with the other comments.
-    Events complete in the same bytes are returned by :meth:`feed` after it.  A
-    comment inside an event larger than the cap may be skipped with it.  Without
-    ``on_comment``, comments cost nothing beyond being skipped.
+    The events that the same bytes complete are returned by that :meth:`feed` once it
+    is done, whether they come before or after the comment in the stream
+    (:class:`EventStream` hands both over in stream order).  A comment inside an event
+    larger than the cap may be skipped with it.  Without ``on_comment``, comments
+    cost nothing beyond being skipped.
     """
 
     __slots__ = (
