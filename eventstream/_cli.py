@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no status lines on stderr; a fatal error is still reported",
     )
+    output.add_argument(
+        "--comments",
+        action="store_true",
+        help="also show the stream's comment lines (heartbeats such as ': ping') on "
+        "stderr, as 'eventstream: comment: TEXT' status lines (not with -q)",
+    )
     ending = parser.add_argument_group("when to stop")
     ending.add_argument("-n", "--max-events", type=_count, metavar="N", help="after N events")
     ending.add_argument("--max-time", type=_seconds, metavar="SECONDS", help="after SECONDS in all")
@@ -214,6 +220,7 @@ def _config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Config
         max_events=args.max_events,
         max_time=args.max_time,
         idle_exit=args.idle_exit,
+        comments=args.comments,
     )
 
 

@@ -81,6 +81,7 @@ class Config:
     max_events: int | None = None
     max_time: float | None = None
     idle_exit: float | None = None
+    comments: bool = False  # show comment lines on stderr
 
 
 def run(config: Config, reporter: Reporter, output: Output) -> int:
@@ -145,6 +146,7 @@ def _open(config: Config, start_id: str, progress: _Progress) -> Stream:
             on_error=progress.failed,
             on_open=progress.opened,
             on_retry=progress.retrying,
+            on_comment=progress.comment if config.comments else None,
         ).start()
     # A one-shot request has no resume option: it is an ordinary request, so the
     # resume point goes in as an ordinary header (unless -H gave one).
@@ -161,6 +163,7 @@ def _open(config: Config, start_id: str, progress: _Progress) -> Stream:
         on_error=progress.failed,
         on_open=progress.opened,
         on_retry=progress.retrying,
+        on_comment=progress.comment if config.comments else None,
     )
 
 
@@ -223,6 +226,11 @@ class _Progress:
     def retrying(self, exc: BaseException, delay: float) -> None:
         verb = "reconnecting" if self._reconnect else "retrying"
         self._reporter.status(f"{describe(exc)}; {verb} in {delay:.1f} s")
+
+    def comment(self, text: str) -> None:
+        # On stderr, so stdout stays events only.  One leading space is dropped, as
+        # from a field's value: ": ping" shows as "comment: ping".
+        self._reporter.status(f"comment: {text[1:] if text[:1] == ' ' else text}")
 
 
 class Watchdog:

@@ -20,6 +20,7 @@ from ._control import (
     DEFAULT_QUEUE_SIZE,
     Control,
     Delivery,
+    OnComment,
     OnError,
     OnEvent,
     OnOpen,
@@ -212,6 +213,17 @@ class EventStream(StreamBase):
             after a clean end of the body (a :class:`ReadError`, not given to
             ``on_error``).  An exception it raises is logged and goes to
             ``on_error``; the stream goes on.
+        on_comment: Called with the text of each comment line (all after the
+            colon, leading space included: ``": ping"`` gives ``" ping"``), on the
+            worker thread, as soon as the line has arrived, in stream order with the
+            events.  With ``on_event``, every event before the comment has returned
+            from ``on_event`` and none after it has been passed yet.  When iterating,
+            every event before the comment is in the queue when ``on_comment`` runs
+            (available to the iterating thread, which may not have taken it yet), and
+            no event after it is queued until ``on_comment`` returns.  Heartbeats
+            (``: ping``) show the server is alive even when no event comes.  An
+            exception it raises is logged and goes to ``on_error``; the stream goes
+            on.
         queue_size: Events buffered for an iterating consumer before reading pauses.
         session_factory: Zero-argument callable returning a ``requests.Session``,
             called on the worker thread; set ``verify``, ``cert``, ``proxies`` or
@@ -237,6 +249,7 @@ class EventStream(StreamBase):
         on_error: OnError | None = None,
         on_open: OnOpen | None = None,
         on_retry: OnRetry | None = None,
+        on_comment: OnComment | None = None,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         session_factory: Callable[[], Any] | None = None,
     ) -> None:
@@ -258,6 +271,7 @@ class EventStream(StreamBase):
             on_error=on_error,
             on_open=on_open,
             on_retry=on_retry,
+            on_comment=on_comment,
             queue_size=queue_size,
         )
         super().__init__(options, delivery, last_event_id=last_event_id)

@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_QUEUE_SIZE",
     "Control",
     "Delivery",
+    "OnComment",
     "OnError",
     "OnEvent",
     "OnOpen",
@@ -49,6 +50,7 @@ OnEvent = Callable[[Event], Any]
 OnError = Callable[[BaseException], Any]
 OnOpen = Callable[[ResponseInfo], Any]
 OnRetry = Callable[[StreamError, float], Any]
+OnComment = Callable[[str], Any]
 
 
 @dataclass(frozen=True)
@@ -64,10 +66,11 @@ class Delivery:
     on_error: OnError | None = None
     on_open: OnOpen | None = None
     on_retry: OnRetry | None = None
+    on_comment: OnComment | None = None
     queue_size: int = DEFAULT_QUEUE_SIZE
 
     def __post_init__(self) -> None:
-        for name in ("on_event", "on_error", "on_open", "on_retry"):
+        for name in ("on_event", "on_error", "on_open", "on_retry", "on_comment"):
             callback = getattr(self, name)
             if callback is not None and not callable(callback):
                 raise TypeError(f"{name} must be callable, not {callback!r}")
@@ -167,6 +170,7 @@ class _Sink:
     def __init__(self, control: Control, stop: StopSignal) -> None:
         self._control = control
         self._stop = stop
+        self.wants_comments = control.delivery.on_comment is not None
 
     def opened(self, info: ResponseInfo) -> None:
         control = self._control
@@ -206,6 +210,22 @@ class _Sink:
                 self.error(exc)
             control.last_event_id = event.id
         return True
+
+    def comment(self, text: str, stop: StopSignal) -> bool:
+        control = self._control
+        on_comment = control.delivery.on_comment
+        assert on_comment is not None
+        # Under deliver_lock, as on_event: across a restart, the old worker's last
+        # callback ends before the new worker hands anything over.
+        with control.deliver_lock:
+            if stop.is_set():
+                return False
+            try:
+                on_comment(text)
+            except Exception as exc:  # like on_event: logged, reported, the stream goes on
+                _log.exception("on_comment callback raised")
+                self.error(exc)
+            return not stop.is_set()
 
     def retrying(self, exc: StreamError, delay: float) -> None:
         on_retry = self._control.delivery.on_retry

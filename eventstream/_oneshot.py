@@ -12,7 +12,15 @@ from typing import Any
 
 from ._backoff import Backoff
 from ._client import StreamBase
-from ._control import DEFAULT_QUEUE_SIZE, Delivery, OnError, OnEvent, OnOpen, OnRetry
+from ._control import (
+    DEFAULT_QUEUE_SIZE,
+    Delivery,
+    OnComment,
+    OnError,
+    OnEvent,
+    OnOpen,
+    OnRetry,
+)
 from ._models import ResponseInfo
 from ._options import DEFAULT_TIMEOUT, build_options
 from ._parser import DEFAULT_MAX_EVENT_SIZE
@@ -75,6 +83,7 @@ def request(
     on_error: OnError | None = None,
     on_open: OnOpen | None = None,
     on_retry: OnRetry | None = None,
+    on_comment: OnComment | None = None,
     queue_size: int = DEFAULT_QUEUE_SIZE,
     session_factory: Callable[[], Any] | None = None,
 ) -> OneShotStream:
@@ -110,6 +119,7 @@ def request(
         on_error=on_error,
         on_open=on_open,
         on_retry=on_retry,
+        on_comment=on_comment,
         queue_size=queue_size,
     )
     stream = OneShotStream(options, delivery, last_event_id="")

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from itertools import repeat
 
 from ._exceptions import ProtocolError
 from ._models import Event
 
-__all__ = ["DEFAULT_MAX_EVENT_SIZE", "Parser"]
+__all__ = ["DEFAULT_MAX_EVENT_SIZE", "Parser", "comment_positions"]
 
 #: Default cap, in bytes, on one line or one event (16 MiB).
 DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
@@ -109,11 +110,23 @@ class Parser:
     event grows past ``max_event_size`` bytes (``None`` disables the cap).
 
     ``last_event_id`` seeds the last event ID, as when resuming a stream.
+
+    ``on_comment``, if given, is called with the text of each comment line (all that
+    follows the colon, leading space included: ``": ping"`` gives ``" ping"``), on
+    the thread that calls :meth:`feed`, during that call, as soon as the line has
+    ended (not at the next blank line), and in stream order with the other comments.
+    The events that the same bytes complete are returned by that :meth:`feed` once it
+    is done, whether they come before or after the comment in the stream
+    (:class:`EventStream` hands both over in stream order).  A comment inside an event
+    larger than the cap may be skipped with it.  Without ``on_comment``, comments
+    cost nothing beyond being skipped.
     """
 
     __slots__ = (
         "_at_start",
         "_cap",
+        "_comment_at",
+        "_comment_base",
         "_discarding",
         "_last_id",
         "_max",
@@ -128,7 +141,10 @@ class Parser:
         *,
         max_event_size: int | None = DEFAULT_MAX_EVENT_SIZE,
         last_event_id: str = "",
+        on_comment: Callable[[str], object] | None = None,
     ) -> None:
+        if on_comment is not None and not callable(on_comment):
+            raise TypeError(f"on_comment must be callable, not {on_comment!r}")
         if max_event_size is not None and (
             isinstance(max_event_size, bool) or not isinstance(max_event_size, int)
         ):
@@ -150,6 +166,12 @@ class Parser:
         self._at_start = True  # a leading BOM may still come
         self._skip_lf = False  # the previous read ended with CR
         self._discarding = False  # skipping the rest of an oversized event
+        # Comments go to _comment_at(text, n): n is how many of the events the
+        # current feed() returns come before the comment (see comment_positions).
+        self._comment_at: Callable[[str, int], object] | None = None
+        self._comment_base = 0  # events of this feed() before the region interpreted
+        if on_comment is not None:
+            self._comment_at = lambda text, _: on_comment(text)
 
     @property
     def last_event_id(self) -> str:
@@ -227,6 +249,8 @@ class Parser:
                         return []
                 parts.append(data)
                 self._size += len(data)
+                if self._comment_at is not None and last_lf >= 0:
+                    self._held_comments(0)
                 if self._size > self._cap:
                     self._overflow([], discard=True)
                 return []
@@ -242,15 +266,41 @@ class Parser:
         self._parts = [rest] if rest else []
         self._size = len(rest)
         if self._max is None:
-            return self._interpret_region(region)
+            events = self._interpret_region(region)
+            if self._comment_at is not None and rest:
+                self._held_comments(len(events))
+            return events
         if len(region) > self._max:
             events, skipped = self._interpret_checked(region)
         else:
             events, skipped = self._interpret_region(region), False
+        if self._comment_at is not None and rest:
+            self._held_comments(len(events))
         tail_too_long = self._size > self._max
         if skipped or tail_too_long:
             self._overflow(events, discard=tail_too_long)
         return events
+
+    def _held_comments(self, count: int) -> None:
+        """Report the complete comment lines of the unfinished event, and drop them.
+
+        A comment takes effect when its line ends, not at the blank line that ends
+        the event around it; dropping it from the held bytes changes nothing else
+        (a comment line has no meaning for the event), and it is not reported twice.
+        """
+        assert self._comment_at is not None
+        held = b"".join(self._parts)
+        end = held.rfind(b"\n") + 1  # the complete lines; held has no blank line
+        if not held.startswith(b":") and b"\n:" not in held[: end - 1]:
+            self._hold(held)  # one part now: the next join copies less
+            return
+        kept = []
+        for line in held[:end].split(b"\n")[:-1]:
+            if line[:1] == b":":
+                self._comment_at(line[1:].decode("utf-8", "replace"), count)
+            else:
+                kept.append(line + b"\n")
+        self._hold(b"".join(kept) + held[end:])
 
     def _take_held(self) -> bytes:
         held = b"".join(self._parts)
@@ -376,6 +426,7 @@ class Parser:
         data: str | None = None  # first data line; None means an empty data buffer
         more: list[str] | None = None  # all data lines once there are two or more
         etype = "message"
+        comment_at = self._comment_at
         for line in lines:
             if not line:
                 # Blank line: dispatch.  The last event ID string takes the buffer's
@@ -413,7 +464,9 @@ class Parser:
                 etype = value or "message"
             elif name == "retry" and value.isdigit() and value.isascii():
                 retry = int(value)  # only a value of ASCII digits counts
-            # Anything else (comments, unknown fields) is ignored.
+            elif not name and comment_at is not None:  # a comment: ":" starts the line
+                comment_at(value, self._comment_base + len(events))
+            # Anything else (unknown fields, unwatched comments) is ignored.
         self._last_id = last_id
         self._retry = retry
         return events
@@ -450,6 +503,9 @@ class Parser:
                 start = j if colon < 0 else colon + 1
                 if start < j and region[start] == 32:
                     start += 1  # exactly one leading space is dropped
+                if colon == i and self._comment_at is not None:  # a watched comment
+                    text = str(view[i + 1 : j], "utf-8", "replace")
+                    self._comment_at(text, self._comment_base + len(events))
                 i = j + 1
                 if name not in _FIELDS_BYTES:
                     continue  # a comment or an unknown field: never decoded
@@ -491,11 +547,14 @@ class Parser:
             end += 2
             if end - start > self._max:
                 if run < start:
+                    self._comment_base = len(events)
                     events += self._interpret_region(region[run:start])
                 skipped, run = True, end
             start = end
         if run < len(region):
+            self._comment_base = len(events)
             events += self._interpret_region(region[run:])
+        self._comment_base = 0
         return events, skipped
 
     def _discard(self, data: bytes) -> bytes:
@@ -522,3 +581,13 @@ class Parser:
             "; it was skipped",
             events=events,
         )
+
+
+def comment_positions(parser: Parser, hook: Callable[[str, int], object]) -> None:
+    """Send ``parser``'s comments to ``hook(text, n)`` instead of its ``on_comment``.
+
+    ``n`` is how many of the events returned by the ``feed()`` during which the hook
+    runs come before the comment in the stream: what a reader needs to hand events
+    and comments over in stream order (eventstream's worker does).
+    """
+    parser._comment_at = hook

@@ -64,7 +64,7 @@ class RequestSpec:
     """The stream's request, resolved: what ``open_stream`` sends on each connection.
 
     ``headers`` are the caller's, already merged (``Last-Event-ID`` included); the
-    transport adds ``Accept: text/event-stream`` and ``Cache-Control: no-store``
+    transport adds ``Accept: text/event-stream`` and ``Cache-Control: no-cache``
     unless given, and always sends ``Accept-Encoding: gzip, deflate``.
     ``connect_timeout`` bounds DNS, connect and the TLS handshake; ``read_timeout``
     bounds the wait for the response headers and then each silence in the body (the
@@ -238,7 +238,7 @@ def _unusable_location(redirect: requests.Response) -> HTTPStatusError:
 def request_headers(user: Mapping[str, str]) -> dict[str, str]:
     """The request headers: our defaults, the caller's over them, our Accept-Encoding."""
     merged: requests.structures.CaseInsensitiveDict[str] = requests.structures.CaseInsensitiveDict(
-        {"Accept": EVENT_STREAM, "Cache-Control": "no-store"}
+        {"Accept": EVENT_STREAM, "Cache-Control": "no-cache"}
     )
     merged.update(user)
     merged["Accept-Encoding"] = ACCEPT_ENCODING  # _body decodes: offer only what it undoes

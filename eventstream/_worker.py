@@ -30,7 +30,7 @@ from ._exceptions import (
 )
 from ._httputil import redact_url
 from ._models import Event, ResponseInfo
-from ._parser import Parser
+from ._parser import Parser, comment_positions
 from ._stop import StopSignal
 from ._transport import RequestSpec, make_session, open_stream
 
@@ -89,11 +89,18 @@ class Sink(Protocol):
     Every method is called on the worker thread.
     """
 
+    #: Whether the owner wants comments; the parser reports them only then.
+    wants_comments: bool
+
     def opened(self, info: ResponseInfo) -> None: ...
 
     def deliver(self, events: list[Event], last_event_id: str, stop: StopSignal) -> bool:
         """Hand over one read's events (maybe none) and the last event ID after them;
         False when the stream is stopping and nothing more should be read."""
+
+    def comment(self, text: str, stop: StopSignal) -> bool:
+        """Hand over one comment, after the events before it in the stream; False
+        when the stream is stopping and nothing more should be read."""
 
     def error(self, exc: BaseException) -> None: ...
 
@@ -130,6 +137,7 @@ class Worker:
         self._resume = resume  # gives the last event ID to resume from, on this thread
         self._healthy = False  # the current attempt delivered an event or lasted
         self._got_bytes = False  # the current attempt received body bytes
+        self._comments: list[tuple[int, str]] = []  # (events before it, text) of a feed
 
     def run(self) -> None:
         """The thread body: never raises; the outcome goes to ``sink.end``."""
@@ -138,6 +146,8 @@ class Worker:
             self._parser = Parser(
                 max_event_size=self._options.max_event_size, last_event_id=self._resume()
             )
+            if self._sink.wants_comments:
+                comment_positions(self._parser, self._note_comment)
             session = make_session(self._options.session_factory)
             try:
                 self._loop(session)
@@ -258,7 +268,28 @@ class Worker:
             self._report(exc)
         if events:
             self._healthy = True
-        if not self._sink.deliver(events, self._parser.last_event_id, self._stop):
+        if self._comments:
+            self._deliver_with_comments(events)
+        elif not self._sink.deliver(events, self._parser.last_event_id, self._stop):
+            raise _Stopped
+
+    def _note_comment(self, text: str, events_before: int) -> None:
+        self._comments.append((events_before, text))  # during feed(): delivered after it
+
+    def _deliver_with_comments(self, events: list[Event]) -> None:
+        """Hand over one read's events and comments in stream order: the events before
+        each comment, then the comment."""
+        comments, self._comments = self._comments, []
+        sink, stop = self._sink, self._stop
+        start = 0
+        for count, text in comments:
+            # A resume point between events: the ID of the last event handed over.
+            if count > start and not sink.deliver(events[start:count], events[count - 1].id, stop):
+                raise _Stopped
+            start = max(start, count)
+            if not sink.comment(text, stop):
+                raise _Stopped
+        if not sink.deliver(events[start:], self._parser.last_event_id, stop):
             raise _Stopped
 
     def _request_headers(self) -> dict[str, str]:

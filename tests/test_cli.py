@@ -438,6 +438,19 @@ def test_status_lines_go_to_stderr_unless_quiet(server: SSEServer) -> None:
     assert quiet.stderr == ""
 
 
+def test_comments_show_on_stderr_with_the_comments_flag(server: SSEServer) -> None:
+    script = Script().send(b": ping\n").event("a", retry=QUICK).send(b":pong\n\n")
+    server.enqueue(script)
+    plain = run_cli("--format", "data", server.url)
+    server.enqueue(script)
+    shown = run_cli("--comments", "--format", "data", server.url)
+    assert plain.returncode == shown.returncode == 0
+    assert plain.stdout == shown.stdout == "a\n"  # stdout stays events only
+    assert "comment" not in plain.stderr
+    comments = [line for line in shown.stderr.splitlines() if ": comment: " in line]
+    assert comments == ["eventstream: comment: ping", "eventstream: comment: pong"]
+
+
 def test_demo_runs_against_its_built_in_server() -> None:
     result = run_cli("--demo", "--format", "json")
     assert result.returncode == 0, result.stderr

@@ -72,7 +72,7 @@ def test_request_carries_sse_headers_and_no_last_event_id_at_first(server: SSESe
     (request,) = server.requests
     assert request.path == "/feed"
     assert request.headers["Accept"] == "text/event-stream"
-    assert request.headers["Cache-Control"] == "no-store"
+    assert request.headers["Cache-Control"] == "no-cache"
     assert request.headers["Accept-Encoding"] == "gzip, deflate"
     assert "Last-Event-ID" not in request.headers
 

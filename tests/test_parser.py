@@ -24,6 +24,7 @@ from _helpers import (
 )
 
 from eventstream import DEFAULT_MAX_EVENT_SIZE, Event, EventStreamError, Parser, ProtocolError
+from eventstream._parser import comment_positions
 
 FFFD = "\ufffd"
 
@@ -580,3 +581,97 @@ def test_event_size_does_not_depend_on_read_boundaries() -> None:
             events, _ = feed_capped(Parser(max_event_size=8), reads)
         outcomes.add(tuple(events))
     assert len(outcomes) == 1, outcomes
+
+
+# --- Comments (on_comment).  The generated streams of test_parser_properties.py check
+# order and timing on every chunking; these pin the API and the paths those miss.
+
+
+def _positioned(reads: Iterable[bytes], **kwargs: Any) -> list[tuple[str, object]]:
+    """Events and comments of ``reads``, merged in the order the parser places them."""
+    parser = Parser(**kwargs)
+    notes: list[tuple[int, str]] = []
+    comment_positions(parser, lambda text, before: notes.append((before, text)))
+    items: list[tuple[str, object]] = []
+    for read in reads:
+        try:
+            events = parser.feed(read)
+        except ProtocolError as exc:
+            events = exc.events
+        start = 0
+        for before, text in notes:
+            items += [("event", e.data) for e in events[start:before]]
+            items.append(("comment", text))
+            start = max(start, before)
+        items += [("event", e.data) for e in events[start:]]
+        notes.clear()
+    return items
+
+
+def test_on_comment_gets_the_text_after_the_colon() -> None:
+    texts: list[str] = []
+    parser = Parser(on_comment=texts.append)
+    assert parser.feed(b": ping\n:\n::x\n:data: y\ndata: z\n\n") == [ev("z")]
+    assert texts == [" ping", "", ":x", "data: y"]
+
+
+def test_a_comment_is_reported_when_its_line_ends_not_at_the_blank_line() -> None:
+    texts: list[str] = []
+    parser = Parser(on_comment=texts.append)
+    assert parser.feed(b"data: a\n: half") == []
+    assert texts == []  # the line has not ended
+    assert parser.feed(b" done\r") == []
+    assert texts == [" half done"]  # a CR ends it; the event is not finished
+    assert parser.feed(b"\n\n") == [ev("a")]  # the LF of the CRLF, then the blank line
+    assert texts == [" half done"]  # not twice
+
+
+def test_comments_between_events_of_one_read_keep_their_place() -> None:
+    body = b": 0\ndata: a\n\n: 1\ndata: b\n: 2\n\ndata: c\n\n: 3\n"
+    expected = [
+        ("comment", " 0"),
+        ("event", "a"),
+        ("comment", " 1"),
+        ("comment", " 2"),  # inside b's block, so before b is dispatched
+        ("event", "b"),
+        ("event", "c"),
+        ("comment", " 3"),
+    ]
+    for label, reads in chunkings(body):
+        assert _positioned(reads) == expected, label
+
+
+def test_comments_between_long_lines_keep_their_place() -> None:
+    # A region of long lines is read from the bytes (_interpret_long).
+    long = "x" * 10_000
+    body = f"data: {long}\n\n: between\ndata: {long}\n\n:after {long}\n\n".encode()
+    expected = [("event", long), ("comment", " between"), ("event", long)]
+    expected.append(("comment", f"after {long}"))
+    assert _positioned([body]) == expected
+
+
+def test_comments_around_a_skipped_oversized_event_keep_their_place() -> None:
+    oversized = b"data: " + b"x" * 2 * CAP + b"\n\n"
+    body = b": 0\ndata: a\n\n" + oversized + b": 1\ndata: b\n\n" + oversized + b": 2\n"
+    expected = [("comment", " 0"), ("event", "a"), ("comment", " 1"), ("event", "b")]
+    expected.append(("comment", " 2"))
+    assert _positioned([body], max_event_size=CAP) == expected
+
+
+def test_uniform_blocks_with_a_comment_keep_it_in_place() -> None:
+    # Blocks of the same fields are read column by column, unless a comment is there.
+    blocks = [b"id: %d\ndata: %d\n\n" % (n, n) for n in range(8)]
+    body = b"".join(blocks[:5]) + b": here\n" + b"".join(blocks[5:])
+    expected: list[tuple[str, object]] = [("event", str(n)) for n in range(5)]
+    expected += [("comment", " here")] + [("event", str(n)) for n in range(5, 8)]
+    assert _positioned([body]) == expected
+
+
+def test_without_on_comment_comments_are_skipped() -> None:
+    assert Parser().feed(b": ping\ndata: a\n\n: pong\n") == [ev("a")]
+
+
+@pytest.mark.parametrize("callback", ["print", 1])
+def test_on_comment_must_be_callable(callback: object) -> None:
+    with pytest.raises(TypeError, match="on_comment"):
+        Parser(on_comment=callback)  # type: ignore[arg-type]

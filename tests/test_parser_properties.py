@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from _helpers import cpu_deadline, feed_capped, reference_parse, run_body
+from _helpers import cpu_deadline, feed_all, feed_capped, reference_parse, run_body
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventstream import Event, Parser
+from eventstream import DEFAULT_MAX_EVENT_SIZE, Event, Parser
+from eventstream._parser import comment_positions
 
 SETTINGS = settings(max_examples=200, deadline=None)
 
@@ -224,3 +225,72 @@ def test_uniform_blocks_take_the_column_path() -> None:
     assert events == reference_parse(body.encode(), last_event_id="seed")[0]
     pinged = body.replace("\ndata:x\n", "\ndata:x\n: ping\n", 1)
     assert Parser()._interpret_uniform(pinged, pinged.split("\n")) is None
+
+
+# --- Comments.
+
+Positioned = tuple[str, int, int]  # (text, events before it in the stream, read index)
+
+
+def _reference_comments(body: bytes, reads: Sequence[bytes]) -> list[Positioned]:
+    """Each comment line of ``body``, the number of events the spec dispatches before
+    it, and the read that brings its line end (where it must be reported)."""
+    read_of = [index for index, read in enumerate(reads) for _ in read]
+    start = len(BOM) if body.startswith(BOM) else 0
+    found = []
+    line_start = i = start
+    while i < len(body):
+        if body[i] in b"\r\n":
+            line = body[line_start:i]
+            if line.startswith(b":"):
+                before = len(reference_parse(body[: i + 1])[0])
+                found.append((line[1:].decode("utf-8", "replace"), before, read_of[i]))
+            if body[i : i + 2] == b"\r\n":
+                i += 1
+            line_start = i + 1
+        i += 1
+    return found
+
+
+def _watched(
+    reads: Sequence[bytes], parser: Parser
+) -> tuple[list[tuple[object, ...]], list[Positioned]]:
+    comments: list[Positioned] = []
+    seen = 0  # events returned by the feeds before the current one
+    current = 0
+
+    def hook(text: str, before: int) -> None:
+        comments.append((text, seen + before, current))
+
+    comment_positions(parser, hook)
+    outcomes = []
+    events: list[Event] = []
+    for current, read in enumerate(reads):  # noqa: B007 (hook reads it)
+        events += parser.feed(read)
+        seen = len(events)
+        outcomes.append((list(events), parser.last_event_id, parser.retry))
+    return outcomes, comments
+
+
+@SETTINGS
+@given(st.data(), streams(), st.sampled_from([DEFAULT_MAX_EVENT_SIZE, None]))
+def test_comments_are_reported_in_stream_order_when_their_line_ends(
+    data: st.DataObject, body: bytes, cap: int | None
+) -> None:
+    # Each comment comes out during the feed that completes its line, after exactly
+    # the events the spec dispatches before it; the events and the state are those
+    # of a parser that does not watch comments.
+    reads = data.draw(split(body))
+    outcomes, comments = _watched(reads, Parser(max_event_size=cap))
+    assert outcomes == _prefix_outcomes(Parser(), reads)
+    assert comments == _reference_comments(body, reads)
+
+
+@SETTINGS
+@given(streams())
+def test_on_comment_gets_every_comment_byte_by_byte(body: bytes) -> None:
+    reads = [body[i : i + 1] for i in range(len(body))]
+    texts: list[str] = []
+    events = feed_all(Parser(on_comment=texts.append), reads)
+    assert events == feed_all(Parser(), reads)
+    assert texts == [text for text, _, _ in _reference_comments(body, reads)]

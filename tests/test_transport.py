@@ -269,7 +269,7 @@ def test_request_headers(server: SSEServer, session: requests.Session) -> None:
     read_all(session, server.url, headers={"Accept": "text/event-stream, */*;q=0.1"})
     first, second = server.wait_for_requests(2)
     assert first.headers["Accept"] == "text/event-stream"
-    assert first.headers["Cache-Control"] == "no-store"
+    assert first.headers["Cache-Control"] == "no-cache"
     assert first.headers["Accept-Encoding"] == "gzip, deflate"  # we decode: ours always wins
     assert first.headers["Last-Event-ID"] == "7"
     assert second.headers["Accept"] == "text/event-stream, */*;q=0.1"  # the caller's wins
