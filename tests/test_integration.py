@@ -29,7 +29,7 @@ for _module in ("uvicorn", "httptools", "sse_starlette", "tornado", "proxy"):
 
 import _servers  # noqa: E402 - only once the servers' packages are known to be there
 
-from eventstream import Backoff, Event, EventStream, ResponseInfo  # noqa: E402
+from eventstream import Backoff, Event, EventStream, ReadError, ResponseInfo  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -170,12 +170,19 @@ def stop_once(route: Route) -> float:
         return time.monotonic() - started
 
 
-def test_resume_with_last_event_id_after_the_server_ends_the_stream(route: Route) -> None:
+@pytest.mark.parametrize("ending", ["end", "drop"])
+def test_resume_with_last_event_id_after_the_server_ends_the_stream(
+    route: Route, ending: str
+) -> None:
+    # "end": the response ends cleanly; "drop": the connection is cut mid-body.
     got = Collected()
     fast = Backoff(initial=0.01, maximum=0.05, jitter=0.0)
-    with got.stream(route, "/events?count=3", backoff=fast):
+    path = "/events?count=3" + ("&drop=1" if ending == "drop" else "")
+    with got.stream(route, path, backoff=fast):
         events = [event for _, event in got.take(9)]
     assert [e.id for e in events] == [str(n) for n in range(1, 10)]
     seen = [e.data.split("\n")[0] for e in events]
     assert seen == [f"{n} after {'-' if n <= 3 else (n - 1) // 3 * 3}" for n in range(1, 10)]
     assert len(got.opened) >= 3
+    dropped = [error for error in got.errors if isinstance(error, ReadError)]
+    assert bool(dropped) == (ending == "drop")  # the drop really cut the body

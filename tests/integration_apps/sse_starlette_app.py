@@ -4,7 +4,8 @@ Routes (all ``text/event-stream``):
 
 * ``/events?count=N``: N ``tick`` events with ids after the request's
   ``Last-Event-ID`` (data: the event's number, the ID the server was sent, and a
-  second line), then the response ends: the server closes the stream.
+  second line), then the response ends: the server closes the stream.  With
+  ``&drop=1`` the app fails instead, and uvicorn cuts the connection mid-body.
 * ``/silence?seconds=S``: ``ready``, then S seconds of silence, then ``late`` whose
   data is the server's ``time.monotonic()`` when it sent it, then silence.
 * ``/hold``: ``ready``, then silence until the client leaves.
@@ -35,11 +36,14 @@ async def events(request: Request) -> EventSourceResponse:
     last = request.headers.get("last-event-id", "")
     first = int(last) + 1 if last.isdigit() else 1
     count = int(request.query_params.get("count", "5"))
+    drop = request.query_params.get("drop") == "1"
 
     async def generate() -> AsyncIterator[ServerSentEvent]:
         for number in range(first, first + count):
             data = f"{number} after {last or '-'}\nsecond line \u00e9\u2713"
             yield ServerSentEvent(data=data, event="tick", id=str(number))
+        if drop:
+            raise ConnectionAbortedError("the integration test asked for a drop")
 
     return _stream(generate())
 

@@ -2,8 +2,9 @@
 
 Tornado gzips ``text/*`` responses and flushes the compressor on every
 ``RequestHandler.flush()``, so each event leaves compressed at once.  Same routes
-as ``sse_starlette_app.py``.  Run as ``python tornado_app.py FD``: it serves on the
-listening socket it inherits as file descriptor FD and prints ``ready`` to stderr.
+as ``sse_starlette_app.py`` (``&drop=1`` closes the connection mid-body).  Run as
+``python tornado_app.py FD``: it serves on the listening socket it inherits as file
+descriptor FD and prints ``ready`` to stderr.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class Events(_Stream):
         for number in range(first, first + int(self.get_argument("count", "5"))):
             data = f"{number} after {last or '-'}\nsecond line \u00e9\u2713"
             await self.send(data, "tick", str(number))
+        if self.get_argument("drop", "") == "1":
+            self.request.connection.close()
 
 
 class Silence(_Stream):
