@@ -137,7 +137,10 @@ class TunnelSource:
         # What http.client buffered with the headers.  read1() reads its buffer
         # first, and calls the transport only when that is empty; the transport
         # then raises SSLWantReadError instead of blocking (the outer socket is
-        # non-blocking), having kept whatever it read in the incoming BIO.
+        # non-blocking), having kept whatever it read in the incoming BIO.  (It also
+        # sends what the inner TLS has to send, with sendall(): on a non-blocking
+        # socket that could only fail with a full send buffer, which one request
+        # cannot fill.)
         assert self._buffered is not None
         try:
             data = self._buffered.read1(READ_SIZE)
