@@ -27,7 +27,7 @@ from typing import Final
 from ._body import Framing
 from ._stop import StopSignal, WakePair
 
-__all__ = ["READ_SIZE", "SocketSource", "body_framing", "locate_socket"]
+__all__ = ["READ_SIZE", "SocketSource", "body_framing", "locate_connection", "locate_socket"]
 
 READ_SIZE: Final = 64 * 1024
 
@@ -91,8 +91,23 @@ def locate_socket(raw: object) -> tuple[http.client.HTTPResponse, socket.socket]
 
     urllib3 1.26 and 2.x: ``raw._fp`` is the ``http.client.HTTPResponse``, ``.fp`` its
     ``BufferedReader`` over a ``socket.SocketIO`` whose ``_sock`` is the connection's
-    socket (an ``ssl.SSLSocket`` on TLS).  Private attributes, so every step is
-    checked, and the socket must be the connection's own.  ``None`` means "use the
+    socket (an ``ssl.SSLSocket`` on TLS).  ``None`` means "use another path".
+    """
+    located = locate_connection(raw)
+    if located is None:
+        return None
+    fp, sock = located
+    if not isinstance(sock, socket.socket) or sock.fileno() < 0:
+        return None
+    return fp, sock
+
+
+def locate_connection(raw: object) -> tuple[http.client.HTTPResponse, object] | None:
+    """The http.client response under ``raw`` and the object its reader reads from.
+
+    That object is the connection's socket, or what urllib3 put in its place (its
+    ``SSLTransport`` for TLS inside a TLS proxy).  Private attributes, so every step
+    is checked, and the object must be the connection's own; ``None`` means "use the
     fallback".
     """
     fp = getattr(raw, "_fp", None)
@@ -104,15 +119,14 @@ def locate_socket(raw: object) -> tuple[http.client.HTTPResponse, socket.socket]
     if not isinstance(buffered, io.BufferedReader) or not isinstance(buffered.raw, socket.SocketIO):
         return None
     sock: object = getattr(buffered.raw, "_sock", None)
-    if not isinstance(sock, socket.socket) or sock.fileno() < 0:
+    if sock is None:
         return None
-    located = fp, sock
     # The connection's own socket; http.client hands it over to the response (the
     # connection forgets it: ``sock`` is None) when the body ends at connection close.
     connection_sock = getattr(getattr(raw, "_connection", None), "sock", None)
     if connection_sock is not None and connection_sock is not sock:
         return None
-    return located
+    return fp, sock
 
 
 def body_framing(fp: http.client.HTTPResponse) -> tuple[Framing, int | None]:

@@ -9,8 +9,11 @@ and the socket.  The only object shared with another thread is the
 (ARCHITECTURE.md, "The read loop") it takes the socket from under ``http.client``
 once the headers are in and reads it directly, non-blocking, with ``poll()`` on the
 socket and a wake-up socket (``_sockread``, standard library only), undoing the
-framing and the content coding itself (``_body``).  When the socket cannot be
-reached safely (a mocked or custom adapter, a TLS-in-TLS proxy), the fallback here
+framing and the content coding itself (``_body``).  Through an ``https://`` proxy to
+an ``https://`` origin (TLS inside TLS) there is no socket to read directly but
+urllib3's ``SSLTransport`` over one; ``_tunnelread`` then feeds its inner TLS from
+the outer socket, non-blocking, with the same ``poll()``.  When neither can be
+reached safely (a mocked or custom adapter: no socket at all), the fallback here
 reads through urllib3, checking the stop signal between reads, so a stop then waits
 at most the read timeout.
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import functools
 import http.client
 import logging
 import re
@@ -41,6 +45,7 @@ from ._exceptions import ConnectError, ContentTypeError, HTTPStatusError, ReadEr
 from ._httputil import caused_by, describe, leaves_origin, redact_url, release_frames
 from ._sockread import READ_SIZE, SocketSource, body_framing, locate_socket
 from ._stop import StopSignal, WakePair
+from ._tunnelread import TunnelSource, locate_tunnel
 
 __all__ = ["Body", "RequestSpec", "make_session", "open_stream"]
 
@@ -89,11 +94,48 @@ class RequestSpec:
 
 
 def make_session(factory: Callable[[], requests.Session] | None = None) -> requests.Session:
-    """Create the stream's session on the calling (worker) thread."""
+    """Create the stream's session on the calling (worker) thread.
+
+    Its ``requests`` adapters are set to verify an ``https://`` proxy's certificate
+    for ``http://`` URLs too, with the session's ``verify`` (see ``_cert_verify``).
+    """
     session = requests.Session() if factory is None else factory()
     if not isinstance(session, requests.Session):
         raise TypeError(f"session_factory must return a requests.Session, not {session!r}")
+    _verify_tls_proxies(session)
     return session
+
+
+def _verify_tls_proxies(session: requests.Session) -> None:
+    # The session is the worker's own (made just now, on this thread): wrapping its
+    # adapters' method touches nothing another stream or thread uses.
+    for adapter in session.adapters.values():
+        wrapped_already = "cert_verify" in vars(adapter)
+        if isinstance(adapter, requests.adapters.HTTPAdapter) and not wrapped_already:
+            wrapped = functools.partial(_cert_verify, adapter.cert_verify)
+            adapter.cert_verify = wrapped  # type: ignore[method-assign]
+
+
+def _cert_verify(
+    adapter_cert_verify: Callable[[Any, str, Any, Any], None],
+    conn: Any,
+    url: str,
+    verify: Any,
+    cert: Any,
+) -> None:
+    """requests' ``cert_verify``, but an ``https://`` proxy is verified for http URLs too.
+
+    urllib3 sends an ``http://`` request through an ``https://`` proxy on a TLS
+    connection to the proxy, with the TLS settings of the pool, and requests sets
+    those from the URL's scheme: none at all for ``http``, so any proxy certificate
+    was accepted.  Here such a pool gets the settings an ``https://`` URL gets: the
+    session's ``verify`` (``True``, a CA bundle or directory; ``False`` still turns
+    it off).  ``https://`` URLs need nothing: urllib3 verifies their proxy already.
+    """
+    proxy = getattr(conn, "proxy", None)
+    if getattr(proxy, "scheme", None) == "https" and urlsplit(url).scheme.lower() == "http":
+        url = "https" + url[len("http") :]
+    adapter_cert_verify(conn, url, verify, cert)
 
 
 def open_stream(session: requests.Session, spec: RequestSpec, stop: StopSignal) -> Body:
@@ -272,15 +314,9 @@ class Body:
         # An unsupported coding only reaches here on an error body: read it as is.
         coding = supported_coding(self.headers.get("Content-Encoding", "")) or "identity"
         content = ContentDecoder(coding)
-        located = None if empty else locate_socket(response.raw)
-        if located is not None:
-            try:
-                self._wake = WakePair(stop)
-            except OSError as exc:  # out of fds, say: the fallback needs none
-                _log.debug("no wake-up socket pair: %r", exc)
-                located = None
-        self._source: SocketSource | _FallbackSource
-        if located is None or self._wake is None:
+        source = None if empty else self._fast_source(response.raw, stop)
+        self._source: SocketSource | TunnelSource | _FallbackSource
+        if source is None:
             if not empty:
                 _log.debug("reading %s through urllib3 (fallback path)", redact_url(self.url))
             self._source = _FallbackSource(response.raw)
@@ -288,10 +324,29 @@ class Body:
             framing = Framing.LENGTH if empty else Framing.CLOSE  # urllib3 undoes framing
             self._decoder = BodyDecoder(framing, content, length)
             return
-        fp, sock = located
-        self._source = SocketSource(fp.fp, sock, self._wake, stop)
+        self._source, fp = source
         framing, length = body_framing(fp)
         self._decoder = BodyDecoder(framing, content, length)
+
+    def _fast_source(
+        self, raw: object, stop: StopSignal
+    ) -> tuple[SocketSource | TunnelSource, http.client.HTTPResponse] | None:
+        """A reader the stop signal interrupts: the socket, or TLS inside a TLS proxy."""
+        located = locate_socket(raw)
+        tunnel = None if located is not None else locate_tunnel(raw)
+        if located is None and tunnel is None:
+            return None  # no socket to wait on (a mocked or custom adapter)
+        try:
+            self._wake = WakePair(stop)
+        except OSError as exc:  # out of fds, say: the fallback needs none
+            _log.debug("no wake-up socket pair: %r", exc)
+            return None
+        if located is not None:
+            fp, sock = located
+            return SocketSource(fp.fp, sock, self._wake, stop), fp
+        assert tunnel is not None
+        fp, parts = tunnel
+        return TunnelSource(fp.fp, parts, self._wake, stop), fp
 
     def chunks(self) -> Iterator[bytes]:
         """Yield decoded body bytes as soon as they arrive (never an empty chunk).
