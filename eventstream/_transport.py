@@ -289,6 +289,7 @@ class Body:
             self._decoder = BodyDecoder(framing, content, length)
             return
         fp, sock = located
+        _log.debug("reading %s from its socket (fast path)", redact_url(self.url))
         self._source = SocketSource(fp.fp, sock, self._wake, stop)
         framing, length = body_framing(fp)
         self._decoder = BodyDecoder(framing, content, length)
@@ -496,3 +497,35 @@ def _send_error(exc: requests.RequestException, url: str) -> Exception:
         # fails before the response: it connected, so this is a read failure.
         return ReadError(f"{safe} closed the connection: {describe(exc)}", url=safe)
     return ConnectError(f"cannot connect to {safe}: {describe(exc)}", url=safe)
+
+
+def configured_session(
+    *,
+    verify: bool | str = True,
+    cert: str | tuple[str, str] | None = None,
+    proxy: str | None = None,
+) -> requests.Session:
+    """A new session with these TLS and proxy settings: a ``session_factory`` body.
+
+    ``verify`` is True, False or a CA bundle file; ``cert`` a client certificate file
+    (with its key) or a (certificate, key) pair; ``proxy`` a proxy URL for both http
+    and https, which wins over the ``*_PROXY`` environment variables.  Runs on the
+    worker thread, like any session factory.
+    """
+    session = requests.Session() if proxy is None else _ExplicitProxySession()
+    session.verify = verify
+    if cert is not None:
+        session.cert = cert
+    if proxy is not None:
+        session.proxies = {"http": proxy, "https": proxy}
+    return session
+
+
+class _ExplicitProxySession(requests.Session):
+    # requests merges the environment's proxies over the session's (an HTTPS_PROXY
+    # variable would beat an explicit proxy): hand ours in as the request's own.
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        merged = {**self.proxies, **(proxies or {})}
+        return super().merge_environment_settings(url, merged, stream, verify, cert)
