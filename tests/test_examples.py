@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -62,14 +64,96 @@ def test_cron_job_resumes_where_the_last_run_ended(server: SSEServer, tmp_path: 
         return script.hold()
 
     server.default = feed
-    state = tmp_path / "last-id"
-    first = run_example("cron_job.py", server.url, str(state))
+    state, output = tmp_path / "last-id", tmp_path / "events.jsonl"
+    args = (server.url, str(state), str(output), "--idle", "0.5")
+    first = run_example("cron_job.py", *args)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.splitlines() == ["event 1", "event 2", "event 3"]
+    assert [json.loads(line)["data"] for line in output.read_text().splitlines()] == [
+        "event 1",
+        "event 2",
+        "event 3",
+    ]
     published[0] = 5
-    second = run_example("cron_job.py", server.url, str(state))
+    second = run_example("cron_job.py", *args)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.splitlines() == ["event 4", "event 5"]  # none lost or repeated
+    assert [json.loads(line)["id"] for line in output.read_text().splitlines()] == [
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+    ]  # none lost or repeated
+    assert state.read_text() == "5\n"
+
+
+def test_cron_job_repairs_what_a_kill_can_leave(server: SSEServer, tmp_path: Path) -> None:
+    # A kill between the write and the save of the ID, then mid-write: the output is
+    # ahead of the state file by one event and ends with a torn line.
+    server.default = busy_feed
+    state, output = tmp_path / "last-id", tmp_path / "events.jsonl"
+    state.write_text("1\n")
+    output.write_bytes(b'{"id": "1", "data": "1"}\n{"id": "2", "data": "2"}\n{"id": "3", "da')
+    result = run_example("cron_job.py", server.url, str(state), str(output), "--max-time", "0.5")
+    assert result.returncode == 0, result.stderr
+    assert server.requests[0].headers["Last-Event-ID"] == "2"  # not 1: event 2 is written
+    assert_exactly_once(output, state)
+
+
+BUSY_BURST = 10  # events per write burst of the busy feed
+BUSY_EVENTS = 200  # events per response; then the body ends and the client reconnects
+
+
+def busy_feed(request: RecordedRequest) -> Script:
+    """Numbered events after the request's Last-Event-ID, about 1000 a second."""
+    start = int(request.headers.get("Last-Event-ID", "0"))
+    script = Script()
+    for n in range(start + 1, start + BUSY_EVENTS + 1):
+        script = script.event(str(n), id=str(n), retry=10)
+        if n % BUSY_BURST == 0:
+            script = script.pause(0.01)
+    return script
+
+
+def assert_exactly_once(output: Path, state: Path) -> list[int]:
+    ids = [int(json.loads(line)["id"]) for line in output.read_text().splitlines()]
+    assert ids, "no event was written"
+    repeated = len(ids) - len(set(ids))
+    lost = sorted(set(range(1, max(ids) + 1)) - set(ids))
+    assert (repeated, lost[:10]) == (0, []), f"{repeated} repeated, lost: {lost[:10]}..."
+    assert ids == sorted(ids)
+    assert state.read_text() == f"{ids[-1]}\n"
+    return ids
+
+
+KILLS = 24  # half SIGKILL, half SIGTERM, in a random order
+
+
+def test_cron_job_killed_at_random_points_loses_and_repeats_nothing(
+    server: SSEServer, tmp_path: Path
+) -> None:
+    server.default = busy_feed
+    state, output = tmp_path / "last-id", tmp_path / "events.jsonl"
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    kinds = [signal.SIGKILL, signal.SIGTERM] * (KILLS // 2)
+    rng.shuffle(kinds)
+    args = [sys.executable, str(EXAMPLES / "cron_job.py"), server.url, str(state), str(output)]
+    clean_stops = 0
+    for kind in kinds:
+        with subprocess.Popen([*args, "--idle", "5", "--max-time", "20"]) as process:
+            try:
+                process.wait(timeout=rng.uniform(0.05, 0.9))  # a random point of the run
+            except subprocess.TimeoutExpired:
+                process.send_signal(kind)
+            returncode = process.wait(timeout=TIMEOUT)
+        assert returncode in (0, -kind), (seed, kind, returncode)  # -15: before its handler
+        clean_stops += kind == signal.SIGTERM and returncode == 0
+    final = run_example("cron_job.py", server.url, str(state), str(output), "--max-time", "1")
+    assert final.returncode == 0, final.stderr
+    ids = assert_exactly_once(output, state)
+    print(f"seed {seed}: {KILLS} kills, {clean_stops} clean SIGTERM stops, {len(ids)} events")
+    assert clean_stops >= 1  # the SIGTERM handler's path was taken
+    assert len(ids) > 2 * BUSY_EVENTS  # runs were killed mid-stream, and read across bodies
 
 
 def test_wsgi_app_serves_events_from_the_background_stream(server: SSEServer) -> None:
