@@ -75,8 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Run as a program (``argv`` None), a worker still connecting when the run ends
     (DNS, connect, TLS and the wait for headers cannot be interrupted) is left
-    behind: the output is flushed and the process exits at once, instead of
-    waiting out the worker's timeout.
+    behind, and so is the interpreter's clean-up after a signal: the output is
+    flushed and the process exits at once (Ctrl-C within milliseconds in every
+    state), instead of waiting out the worker's timeout.
     """
     parser = build_parser()
     try:
@@ -102,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 outcome = run(dataclasses.replace(config, url=url), reporter, output)
     except KeyboardInterrupt:  # before the stream started
         return ExitStatus.INTERRUPTED
-    if outcome.abandoned and argv is None:
+    signalled = outcome.status in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED)
+    if argv is None and (outcome.abandoned or signalled):
         _leave_now(outcome.status)
     return outcome.status
 

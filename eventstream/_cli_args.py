@@ -1,7 +1,7 @@
 """The command-line tool's argument checks: each says what is wrong, never echoing a
 value that may be a credential (a header value, the user info of a URL).
 
-Rule: standard library only; the only I/O is reading a request body given as
+Rule: standard library only (and ``_httputil``'s URL redaction); the only I/O is reading a request body given as
 ``@FILE`` or ``@-``, and checking that a file is readable.  The
 argument types raise ``ArgumentTypeError``, which argparse reports with exit status 2.
 """
@@ -16,6 +16,8 @@ import re
 import sys
 import urllib.parse
 from pathlib import Path
+
+from ._httputil import redact_url
 
 __all__ = [
     "TOKEN",
@@ -59,11 +61,9 @@ def url_problem(url: str) -> str | None:
 
 
 def shown(url: str) -> str:
-    # The URL as an error may show it: without user info (a credential).
-    parts = urllib.parse.urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+    """The URL as an error may show it: without user info (a credential), even when
+    it cannot be parsed."""
+    return redact_url(url)
 
 
 def header(text: str) -> tuple[str, str]:

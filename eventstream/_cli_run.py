@@ -48,7 +48,7 @@ _log = logging.getLogger(__name__)
 #: Seconds to wait for the worker when leaving.  Stopping takes milliseconds except
 #: while connecting or waiting for headers, which nothing can interrupt; the worker
 #: is a daemon, so it is then left behind and the process exits without it.
-LEAVE_TIMEOUT = 0.1
+LEAVE_TIMEOUT = 0.05
 
 Stream = Union[EventStream, OneShotStream]
 
