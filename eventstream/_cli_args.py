@@ -1,9 +1,10 @@
 """The command-line tool's argument checks: each says what is wrong, never echoing a
 value that may be a credential (a header value, the user info of a URL).
 
-Rule: standard library only (and ``_httputil``'s URL redaction); the only I/O is reading a request body given as
-``@FILE`` or ``@-``, and checking that a file is readable.  The
-argument types raise ``ArgumentTypeError``, which argparse reports with exit status 2.
+Rule: standard library only (and ``_httputil``'s URL redaction); the only I/O is
+reading a request body given as ``@FILE`` or ``@-``, and checking that a file is
+readable.  The argument types raise ``ArgumentTypeError``, which argparse reports
+with exit status 2.
 """
 
 from __future__ import annotations

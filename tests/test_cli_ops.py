@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import socket
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +19,11 @@ from typing import IO
 
 import pytest
 import trustme
+from test_cli import TIMEOUT, read_line, run_cli, start_cli
 
 from eventstream._cli import main
 from eventstream._cli_health import Health
 from eventstream.testing import Script, SSEServer
-from test_cli import TIMEOUT, read_line, run_cli, start_cli
 
 UNHEALTHY = 3
 #: The issue's bound for Ctrl-C, in every state.
@@ -299,9 +300,8 @@ def test_an_unusable_url_never_shows_its_password(capsys: pytest.CaptureFixture[
 # -- Ctrl-C in every state ---------------------------------------------------------------
 
 
-def interrupt(process: object, *, sig: int = signal.SIGINT) -> float:
+def interrupt(process: subprocess.Popen[str], *, sig: int = signal.SIGINT) -> float:
     """Send ``sig`` and return the seconds until the process has exited."""
-    assert hasattr(process, "send_signal") and hasattr(process, "wait")
     started = time.monotonic()
     process.send_signal(sig)
     process.wait(timeout=TIMEOUT)
