@@ -197,7 +197,7 @@ class Worker:
                 ) from error
             delay = 0.0 if immediate else self._delay(failures, wait_at_least)
             if quiet:
-                _log.debug("%s: reconnecting in %.3f s", options.safe_url, delay)
+                _log.debug("%s: the body ended; reconnecting in %.3f s", options.safe_url, delay)
             else:
                 self._retry_log.failed(error, delay)  # WARNING, rate-limited
             self._sink.retrying(error, delay)
