@@ -6,7 +6,7 @@ and the socket.  The only object shared with another thread is the
 
 ``open_stream`` sends the request and checks the status and Content-Type;
 :meth:`Body.chunks` then yields body bytes the moment they arrive.  On the fast path
-(ARCHITECTURE.md, "The read loop") it takes the socket from under ``http.client``
+(docs/architecture.rst, "The read loop") it takes the socket from under ``http.client``
 once the headers are in and reads it directly, non-blocking, with ``poll()`` on the
 socket and a wake-up socket (``_sockread``, standard library only), undoing the
 framing and the content coding itself (``_body``).  When the socket cannot be

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import subprocess
 import sys
+import textwrap
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -231,3 +234,75 @@ def test_testing_example_passes() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+# -- README's migration section and names --------------------------------------------
+
+README = EXAMPLES.parent / "README.rst"
+
+
+def migration_blocks() -> list[str]:
+    """The ``.. code-block:: python`` blocks of README's migration section."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("Migrating from sseclient-py\n", 1)[1].split("\nThe parser on its own\n")[
+        0
+    ]
+    blocks = re.findall(r"\.\. code-block:: python\n\n((?:    .*\n|\n)+)", section)
+    return [textwrap.dedent(block) for block in blocks]
+
+
+def run_follow(block: str, url: str) -> list[str]:
+    namespace: dict[str, object] = {}
+    exec(compile(block, "README.rst", "exec"), namespace)
+    handled: list[str] = []
+    follow = namespace["follow"]
+    assert callable(follow)
+    follow(url, handled.append)
+    return handled
+
+
+@pytest.mark.parametrize("side", ["sseclient-py", "eventstream"])
+def test_migration_code_reads_the_same_events(server: SSEServer, side: str) -> None:
+    pytest.importorskip("sseclient")
+    before, after = migration_blocks()
+    server.enqueue(Script().event("one", id="1", retry=10).event("two", id="2").close())
+    server.default = Script(204)  # what eventstream's reconnect gets: the stream is over
+    block = before if side == "sseclient-py" else after
+    assert run_follow(block, server.url) == ["one", "two"]
+
+
+@pytest.mark.parametrize("side", ["sseclient-py", "eventstream"])
+def test_migration_code_maps_a_404(
+    server: SSEServer, side: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("sseclient")
+    before, after = migration_blocks()
+    assert run_follow(before if side == "sseclient-py" else after, server.url) == []
+    assert capsys.readouterr().out == "refused: 404\n"
+
+
+def test_public_exceptions_print_their_public_path() -> None:
+    import eventstream
+
+    for name in ("EventStreamError", "HTTPStatusError", "RetriesExhausted", "ConnectError"):
+        cls = getattr(eventstream, name)
+        assert repr(cls) == f"<class 'eventstream.{name}'>"
+    error = eventstream.HTTPStatusError("HTTP 404 from u", status_code=404)
+    assert traceback.format_exception_only(type(error), error) == [
+        "eventstream.HTTPStatusError: HTTP 404 from u\n"
+    ]
+
+
+def test_docstrings_cite_sections_that_exist() -> None:
+    doc = (EXAMPLES.parent / "docs" / "architecture.rst").read_text(encoding="utf-8")
+    headings = set(re.findall(r"\n([^\n]+)\n-{3,}\n", doc))
+    package = EXAMPLES.parent / "eventstream"
+    cited = {
+        match
+        for path in package.rglob("*.py")
+        for match in re.findall(r'docs/architecture\.rst, "([^"]+)"', path.read_text("utf-8"))
+    }
+    assert cited  # the docstrings do cite it
+    assert cited <= headings
+    for path in [*package.rglob("*.py"), README]:
+        assert "ARCHITECTURE.md" not in path.read_text(encoding="utf-8"), path
