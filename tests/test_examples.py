@@ -244,9 +244,8 @@ README = EXAMPLES.parent / "README.rst"
 def migration_blocks() -> list[str]:
     """The ``.. code-block:: python`` blocks of README's migration section."""
     text = README.read_text(encoding="utf-8")
-    section = text.split("Migrating from sseclient-py\n", 1)[1].split("\nThe parser on its own\n")[
-        0
-    ]
+    section = text.split("Migrating from sseclient-py\n", 1)[1]
+    section = section.split("\nThe parser on its own\n", 1)[0]
     blocks = re.findall(r"\.\. code-block:: python\n\n((?:    .*\n|\n)+)", section)
     return [textwrap.dedent(block) for block in blocks]
 
