@@ -53,6 +53,11 @@ class Health:
             if self._down_since is None:
                 self._down_since = now
 
+    def silent(self) -> bool:
+        """Whether nothing at all has happened yet: no response, and no error."""
+        with self._lock:
+            return not self._connected and self._last_error is None
+
     def problem(self) -> str | None:
         """Why the stream is unhealthy now, in one line; None when it is not."""
         now = self._clock()

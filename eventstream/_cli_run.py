@@ -32,7 +32,7 @@ from ._cli_output import (
 )
 from ._cli_signals import Signals, Terminated
 from ._cli_state import Resume, StateError, StateFile
-from ._cli_watch import Ending, Watchdog
+from ._cli_watch import Ending, Notice, Watchdog
 from ._client import EventStream
 from ._exceptions import ProtocolError, RetriesExhausted
 from ._models import ResponseInfo
@@ -41,7 +41,7 @@ from ._options import DEFAULT_TIMEOUT
 from ._parser import DEFAULT_MAX_EVENT_SIZE
 from ._transport import configured_session
 
-__all__ = ["LEAVE_TIMEOUT", "Config", "ExitStatus", "Outcome", "run"]
+__all__ = ["LEAVE_TIMEOUT", "SLOW_NOTICE", "Config", "ExitStatus", "Outcome", "run"]
 
 _log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ _log = logging.getLogger(__name__)
 #: while connecting or waiting for headers, which nothing can interrupt; the worker
 #: is a daemon, so it is then left behind and the process exits without it.
 LEAVE_TIMEOUT = 0.05
+#: Seconds without any answer after which the tool says it is still waiting.
+SLOW_NOTICE = 5.0
 
 Stream = Union[EventStream, OneShotStream]
 
@@ -86,6 +88,7 @@ class Config:
     max_event_size: int | None = DEFAULT_MAX_EVENT_SIZE
     max_retries: int | None = None
     fail_after: float | None = None
+    slow_notice: float = SLOW_NOTICE
 
 
 @dataclass
@@ -113,6 +116,7 @@ def run(config: Config, reporter: Reporter, output: Output) -> Outcome:
         return Outcome(ExitStatus.USAGE)
     watchdog = None
     outcome = Outcome(ExitStatus.OK)
+    notice = Notice(config.slow_notice, functools.partial(_still_waiting, config, reporter, health))
     with Signals() as signals:
         try:
             if config.max_time is not None or config.idle_exit is not None:
@@ -128,10 +132,23 @@ def run(config: Config, reporter: Reporter, output: Output) -> Outcome:
         except Exception as exc:  # the stream's fatal error, or the state file's
             outcome.status = _failed(exc, reporter)
         finally:
+            notice.close()
             if watchdog is not None:
                 watchdog.close()
             outcome.abandoned = not stream.stop(LEAVE_TIMEOUT)
     return outcome
+
+
+def _still_waiting(config: Config, reporter: Reporter, health: Health) -> None:
+    # Runs on the notice's thread.  A server that accepts and never answers would
+    # otherwise show nothing after "connecting to" until the read timeout.
+    if health.silent():
+        timeout = config.timeout
+        read = timeout[1] if isinstance(timeout, tuple) else timeout
+        reporter.status(
+            f"no answer from {redact(config.url)} after {config.slow_notice:g} s; "
+            f"waiting up to the read timeout ({read:g} s, --read-timeout)"
+        )
 
 
 def _ended(ending: Ending, config: Config, reporter: Reporter, health: Health) -> int:

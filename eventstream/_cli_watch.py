@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["Ending", "Watchdog"]
+__all__ = ["Ending", "Notice", "Watchdog"]
 
 
 class Ending(enum.Enum):
@@ -80,3 +80,26 @@ class Watchdog:
                 return
             if self._closed.wait(left):
                 return
+
+
+class Notice:
+    """Calls ``callback`` once, ``delay`` seconds from now, unless closed first.
+
+    Its thread (``eventstream-cli-notice``) waits on an event, never sleeps; the
+    callback runs there.  :meth:`close` wakes and joins it.
+    """
+
+    def __init__(self, delay: float, callback: Callable[[], object]) -> None:
+        self._closed = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(delay, callback), name="eventstream-cli-notice", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join()
+
+    def _run(self, delay: float, callback: Callable[[], object]) -> None:
+        if not self._closed.wait(delay):
+            callback()

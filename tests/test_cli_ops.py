@@ -8,6 +8,7 @@ never answers).  Nothing sleeps: tests wait on the process, its pipes or the ser
 
 from __future__ import annotations
 
+import io
 import signal
 import socket
 import ssl
@@ -23,6 +24,8 @@ from test_cli import TIMEOUT, read_line, run_cli, start_cli
 
 from eventstream._cli import main
 from eventstream._cli_health import Health
+from eventstream._cli_output import Output, Reporter
+from eventstream._cli_run import Config, run
 from eventstream.testing import Script, SSEServer
 
 UNHEALTHY = 3
@@ -359,3 +362,18 @@ def test_sigterm_while_waiting_for_headers_exits_143(server: SSEServer) -> None:
         elapsed = interrupt(process, sig=signal.SIGTERM)
     assert process.returncode == 128 + signal.SIGTERM
     assert elapsed < CTRL_C_LIMIT
+
+
+def test_a_silent_server_is_reported_before_the_read_timeout(server: SSEServer) -> None:
+    # In-process, to shorten the notice's delay: run() is what main() calls.
+    server.default = Script.no_response()
+    stderr, stdout = io.StringIO(), io.StringIO()
+    config = Config(url=server.url, timeout=(1.0, 0.8), max_time=0.6, slow_notice=0.2)
+    outcome = run(config, Reporter(stderr, quiet=False), Output(stdout))
+    assert outcome.status == UNHEALTHY
+    lines = stderr.getvalue().splitlines()
+    assert lines[1] == (
+        f"eventstream: no answer from {server.url} after 0.2 s; "
+        "waiting up to the read timeout (0.8 s, --read-timeout)"
+    )
+    assert lines[-1].startswith("eventstream: error: unhealthy: no connection in 0.6 s")
