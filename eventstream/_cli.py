@@ -21,7 +21,7 @@ from pathlib import Path
 from . import __version__
 from . import _cli_args as args_
 from ._cli_output import Format, Output, Reporter
-from ._cli_run import Config, ExitStatus, run
+from ._cli_run import Config, ExitStatus, Outcome, run
 from ._oneshot import DEFAULT_RETRIES
 from ._options import DEFAULT_TIMEOUT
 from ._parser import DEFAULT_MAX_EVENT_SIZE
@@ -101,8 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             with demo_url() as url:
                 reporter.status(f"demo server listening at {url}")
                 outcome = run(dataclasses.replace(config, url=url), reporter, output)
-    except KeyboardInterrupt:  # before the stream started
-        return ExitStatus.INTERRUPTED
+    except KeyboardInterrupt:  # before the stream started, or while it was stopped
+        outcome = Outcome(ExitStatus.INTERRUPTED)
     signalled = outcome.status in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED)
     if argv is None and (outcome.abandoned or signalled):
         _leave_now(outcome.status)

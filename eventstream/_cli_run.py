@@ -108,44 +108,70 @@ def run(config: Config, reporter: Reporter, output: Output) -> Outcome:
         return Outcome(ExitStatus.ERROR)
     reporter.status(f"connecting to {redact(config.url)}")
     health = Health()
+    signals = Signals()
+    parts = _Run(config, reporter, output, health, resume, signals)
     progress = _Progress(reporter, health, reconnect=config.reconnect)
-    try:
-        stream = _open(config, start_id, progress)
-    except (TypeError, ValueError) as exc:  # options the argument checks let through
-        reporter.error(str(exc))
-        return Outcome(ExitStatus.USAGE)
-    watchdog = None
     outcome = Outcome(ExitStatus.OK)
-    notice = Notice(config.slow_notice, functools.partial(_still_waiting, config, reporter, health))
-    with Signals() as signals:
+    stream: Stream | None = None
+    # The handlers go in before the worker starts: a signal at any later point
+    # stops it (below), and never reaches the interpreter's default handling.
+    with signals:
+        try:
+            stream = _open(config, start_id, progress)
+            outcome.status = parts.watch(stream)
+        except (TypeError, ValueError) as exc:  # options the argument checks let through
+            reporter.error(str(exc))
+            outcome.status = ExitStatus.USAGE
+        except (KeyboardInterrupt, Terminated) as exc:  # before watch() took over
+            outcome.status = _signalled(exc, reporter, health)
+        finally:
+            if stream is not None:
+                outcome.abandoned = not stream.stop(LEAVE_TIMEOUT)
+    return outcome
+
+
+@dataclass
+class _Run:
+    """One run's parts, for the main thread's part of it."""
+
+    config: Config
+    reporter: Reporter
+    output: Output
+    health: Health
+    resume: Resume | None
+    signals: Signals
+
+    def watch(self, stream: Stream) -> int:
+        """Consume the stream with the notice and the watchdog running; the status."""
+        config, reporter, health = self.config, self.reporter, self.health
+        notice = Notice(config.slow_notice, functools.partial(_still_waiting, self))
+        watchdog = None
         try:
             if config.max_time is not None or config.idle_exit is not None:
                 watchdog = Watchdog(stream.stop, max_time=config.max_time, idle=config.idle_exit)
-            ending = _consume(
-                stream, config, output=output, resume=resume, watchdog=watchdog, signals=signals
-            )
-            outcome.status = _ended(ending, config, reporter, health)
+            ending = _consume(stream, self, watchdog)
+            return _ended(ending, config, reporter, health)
         except (KeyboardInterrupt, Terminated) as exc:
-            outcome.status = _signalled(exc, reporter, health)
+            return _signalled(exc, reporter, health)
         except BrokenPipeError:  # the reader left (`| head -1`): a normal end for a filter
             silence_stdout()
+            return ExitStatus.OK
         except Exception as exc:  # the stream's fatal error, or the state file's
-            outcome.status = _failed(exc, reporter)
+            return _failed(exc, reporter)
         finally:
             notice.close()
             if watchdog is not None:
                 watchdog.close()
-            outcome.abandoned = not stream.stop(LEAVE_TIMEOUT)
-    return outcome
 
 
-def _still_waiting(config: Config, reporter: Reporter, health: Health) -> None:
+def _still_waiting(run: _Run) -> None:
     # Runs on the notice's thread.  A server that accepts and never answers would
     # otherwise show nothing after "connecting to" until the read timeout.
-    if health.silent():
+    config = run.config
+    if run.health.silent():
         timeout = config.timeout
         read = timeout[1] if isinstance(timeout, tuple) else timeout
-        reporter.status(
+        run.reporter.status(
             f"no answer from {redact(config.url)} after {config.slow_notice:g} s; "
             f"waiting up to the read timeout ({read:g} s, --read-timeout)"
         )
@@ -236,22 +262,15 @@ def _open(config: Config, start_id: str, progress: _Progress) -> Stream:
     )
 
 
-def _consume(
-    stream: Stream,
-    config: Config,
-    *,
-    output: Output,
-    resume: Resume | None,
-    watchdog: Watchdog | None,
-    signals: Signals,
-) -> Ending:
+def _consume(stream: Stream, run: _Run, watchdog: Watchdog | None) -> Ending:
+    config, output, resume = run.config, run.output, run.resume
     renderer = Renderer(config.format)
     for count, event in enumerate(stream, 1):
         if watchdog is not None:
             watchdog.touch()
         # Written (and synced to a file) before its ID is saved: a crash in between
         # repeats one event, never loses one; a signal waits for the section's end.
-        with signals.critical():
+        with run.signals.critical():
             output.write(renderer.render(event))
             if resume is not None:
                 resume.delivered(event.id)
