@@ -55,11 +55,12 @@ exit status:
   1    a fatal error (another 4xx, a wrong Content-Type, the state file), reported
        on one line of stderr (even with -q)
   2    bad arguments or an unusable URL, with the reason
-  3    unhealthy: the run ended (a limit, a signal) while the stream was down (it
-       never connected during the run, or has failed to reconnect for 10 s or
-       more), or it gave up retrying (--max-retries, --fail-after); one line
-       "eventstream: error: ..." on stderr, even with -q
-  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)
+  3    unhealthy: a limit (--max-time, --idle-exit) ended the run while the
+       stream was down (it never connected during the run, or has failed to
+       reconnect for 10 s or more), or it gave up retrying (--max-retries,
+       --fail-after); one line "eventstream: error: ..." on stderr, even with -q
+  130  interrupted (Ctrl-C); 143 terminated (SIGTERM); the unhealthy line is
+       printed too if the stream was down
 
 examples:
   eventstream https://example.com/stream
