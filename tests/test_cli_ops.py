@@ -8,7 +8,10 @@ never answers).  Nothing sleeps: tests wait on the process, its pipes or the ser
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
+import random
 import signal
 import socket
 import ssl
@@ -26,7 +29,7 @@ from eventstream._cli import main
 from eventstream._cli_health import Health
 from eventstream._cli_output import Output, Reporter
 from eventstream._cli_run import Config, run
-from eventstream.testing import Script, SSEServer
+from eventstream.testing import RecordedRequest, Script, SSEServer
 
 UNHEALTHY = 3
 #: The issue's bound for Ctrl-C, in every state.
@@ -377,3 +380,44 @@ def test_a_silent_server_is_reported_before_the_read_timeout(server: SSEServer) 
         "waiting up to the read timeout (0.8 s, --read-timeout)"
     )
     assert lines[-1].startswith("eventstream: error: unhealthy: no connection in 0.6 s")
+
+
+# -- --state under SIGTERM ----------------------------------------------------------------
+
+
+def busy_feed(request: RecordedRequest) -> Script:
+    """Numbered events after the request's Last-Event-ID, in bursts, then the body ends."""
+    start = int(request.headers.get("Last-Event-ID", "0"))
+    script = Script()
+    for n in range(start + 1, start + 101):
+        script = script.event(str(n), id=str(n), retry=10)
+        if n % 10 == 0:
+            script = script.pause(0.01)
+    return script
+
+
+def test_sigterm_never_splits_an_event_from_its_saved_id(server: SSEServer, tmp_path: Path) -> None:
+    # SIGTERM waits for the event being written and its ID being saved: runs stopped
+    # at random points, then a last one, write every event exactly once.
+    server.default = busy_feed
+    state, output = tmp_path / "feed.id", tmp_path / "feed.jsonl"
+    args = ["-q", "--state", str(state), "--format", "json", server.url]
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    for attempt in range(12):
+        before = output.stat().st_size if output.exists() else 0
+        with output.open("ab") as sink, start_cli(*args, stdout=sink) as process:
+            deadline = time.monotonic() + TIMEOUT
+            # Every other run is stopped once events flow, the others at any point.
+            while attempt % 2 and output.stat().st_size == before and time.monotonic() < deadline:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=0.01)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=rng.uniform(0.0, 0.5))
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=TIMEOUT) in (143, -signal.SIGTERM), seed
+    with output.open("ab") as sink, start_cli("--max-time", "1", *args, stdout=sink) as last:
+        assert last.wait(timeout=TIMEOUT) == 0
+    ids = [int(json.loads(line)["id"]) for line in output.read_text().splitlines()]
+    assert ids == list(range(1, len(ids) + 1)), seed  # none lost, none repeated
+    assert state.read_text() == f"{ids[-1]}\n"
