@@ -46,8 +46,8 @@ def test_retry_log_warns_once_then_summarises_per_interval(
     now[0] = 31.0
     log.failed(ConnectionError("still refused"), 1.0)
     assert messages(caplog, logging.WARNING) == [
-        "http://h/: refused; retrying in 0.5 s",
-        "http://h/: still refused; retrying in 1.0 s (5 failures since the last warning)",
+        "refused; retrying in 0.5 s",
+        "still refused; retrying in 1.0 s (5 failures since the last warning)",
     ]
     assert messages(caplog, logging.INFO) == ["http://h/: connected again (HTTP 200)"]
     assert len(messages(caplog, logging.DEBUG)) == 4 + 1  # 4 failures, 1 quiet connect
@@ -63,7 +63,7 @@ def test_a_stream_retrying_against_a_refused_port_warns_and_then_errors(
         list(EventStream(url, backoff=backoff))
     warnings = messages(caplog, logging.WARNING)
     assert len(warnings) == 1  # six failures in milliseconds: one line
-    assert warnings[0].startswith(f"{url}: cannot connect to {url}")
+    assert warnings[0].startswith(f"cannot connect to {url}: ConnectionRefusedError")
     (error,) = messages(caplog, logging.ERROR)
     assert error.startswith(f"{url}: the stream failed: gave up after 6 consecutive")
     assert messages(caplog, logging.DEBUG).count(f"connecting to {url}") == 6
