@@ -43,14 +43,14 @@ class RetryLog:
         now = self._clock()
         self._since_warning += 1
         if self._last_warning is not None and now - self._last_warning < self._interval:
-            self._log.debug("%s; retrying in %.1f s", error, delay)
+            self._log.debug("%s; reconnecting in %.1f s", error, delay)
             return
         # The package's errors name the URL already (without user info).
         if self._since_warning == 1:
-            self._log.warning("%s; retrying in %.1f s", error, delay)
+            self._log.warning("%s; reconnecting in %.1f s", error, delay)
         else:
             self._log.warning(
-                "%s; retrying in %.1f s (%d failures since the last warning)",
+                "%s; reconnecting in %.1f s (%d failures since the last warning)",
                 error,
                 delay,
                 self._since_warning,

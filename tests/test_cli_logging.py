@@ -46,8 +46,8 @@ def test_retry_log_warns_once_then_summarises_per_interval(
     now[0] = 31.0
     log.failed(ConnectionError("still refused"), 1.0)
     assert messages(caplog, logging.WARNING) == [
-        "refused; retrying in 0.5 s",
-        "still refused; retrying in 1.0 s (5 failures since the last warning)",
+        "refused; reconnecting in 0.5 s",
+        "still refused; reconnecting in 1.0 s (5 failures since the last warning)",
     ]
     assert messages(caplog, logging.INFO) == ["http://h/: connected again (HTTP 200)"]
     assert len(messages(caplog, logging.DEBUG)) == 4 + 1  # 4 failures, 1 quiet connect

@@ -311,7 +311,9 @@ def interrupt(process: subprocess.Popen[str], *, sig: int = signal.SIGINT) -> fl
     started = time.monotonic()
     process.send_signal(sig)
     process.wait(timeout=TIMEOUT)
-    return time.monotonic() - started
+    elapsed = time.monotonic() - started
+    print(f"signal {sig} to exit: {elapsed * 1000:.1f} ms")  # shown with -s
+    return elapsed
 
 
 def wait_for_stderr(stream: IO[str] | None, text: str) -> None:
