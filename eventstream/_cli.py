@@ -1,9 +1,11 @@
 """The command-line tool: ``eventstream URL`` and ``python -m eventstream URL``.
 
 Rule: this module only turns arguments into a :class:`~eventstream._cli_run.Config`
-(argparse reports every bad argument, with exit status 2) and hands over to
-``_cli_run``, which reads the stream through the public API.  The tool is the only
-part of the package that prints; it never imports ``requests``.
+(argparse reports every bad argument and an unusable URL, with exit status 2; the
+checks are in ``_cli_args``) and hands over to ``_cli_run``, which reads the stream
+through the public API (and ``_transport.configured_session`` for the TLS and proxy
+options).  The tool is the only part of the package that prints; it never imports
+``requests`` itself.  Exit statuses: see ``_cli_run.ExitStatus`` and ``--help``.
 """
 
 from __future__ import annotations
