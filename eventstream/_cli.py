@@ -58,8 +58,9 @@ exit status:
        on one line of stderr (even with -q)
   2    bad arguments or an unusable URL, with the reason
   3    unhealthy: a limit (--max-time, --idle-exit) ended the run while the
-       stream was down (it never connected during the run, or has failed to
-       reconnect for 10 s or more), or it gave up retrying (--max-retries,
+       stream was down (it never connected during the run, or has been failing
+       for 10 s or more: no event, no connection that lasted 10 s), or it gave
+       up retrying (--max-retries,
        --fail-after); one line "eventstream: error: ..." on stderr, even with -q
   130  interrupted (Ctrl-C); 143 terminated (SIGTERM); the unhealthy line is
        printed too if the stream was down

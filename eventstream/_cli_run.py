@@ -266,6 +266,7 @@ def _consume(stream: Stream, run: _Run, watchdog: Watchdog | None) -> Ending:
     config, output, resume = run.config, run.output, run.resume
     renderer = Renderer(config.format)
     for count, event in enumerate(stream, 1):
+        run.health.event()
         if watchdog is not None:
             watchdog.touch()
         # Written (and synced to a file) before its ID is saved: a crash in between

@@ -159,6 +159,7 @@ def test_health_forgives_a_short_blip_but_not_a_long_outage() -> None:
     health = Health(grace=10.0, clock=lambda: now[0])
     assert health.problem() is not None  # never connected
     health.opened()
+    health.event()
     assert health.problem() is None
     now[0] += 30
     health.failed(ConnectionError("refused"))
@@ -167,8 +168,34 @@ def test_health_forgives_a_short_blip_but_not_a_long_outage() -> None:
     health.failed(ConnectionError("refused again"))
     now[0] += 0.1
     problem = health.problem()
-    assert problem == "no connection for the last 10.0 s; the last error: refused again"
+    assert problem == "failing for the last 10.0 s; the last error: refused again"
     health.opened()
+    health.event()
+    assert health.problem() is None
+
+
+def test_health_sees_a_server_that_accepts_and_drops_as_down() -> None:
+    now = [0.0]
+    health = Health(grace=10.0, clock=lambda: now[0])
+    for _ in range(20):  # open, drop at once, reconnect: no event, for 20 s
+        health.opened()
+        now[0] += 0.5
+        health.failed(ConnectionResetError("dropped"))
+        now[0] += 0.5
+    health.opened()  # the run ends while one of those short connections is open
+    assert health.problem() == "failing for the last 19.5 s; the last error: dropped"
+
+
+def test_health_counts_a_lasting_connection_as_up() -> None:
+    now = [0.0]
+    health = Health(grace=10.0, clock=lambda: now[0])
+    health.opened()
+    health.failed(ConnectionResetError("dropped"))
+    health.opened()  # a quiet stream: no event, but the connection lasts
+    now[0] += 60
+    assert health.problem() is None
+    health.failed(TimeoutError("idle"))  # the read timeout drops it: a new outage
+    now[0] += 1
     assert health.problem() is None
 
 
