@@ -60,8 +60,8 @@ exit status:
   3    unhealthy: a limit (--max-time, --idle-exit) ended the run while the
        stream was down (it never connected during the run, or has been failing
        for 10 s or more: no event, no connection that lasted 10 s), or it gave
-       up retrying (--max-retries,
-       --fail-after); one line "eventstream: error: ..." on stderr, even with -q
+       up retrying (--max-retries, --fail-after); one line
+       "eventstream: error: ..." on stderr, even with -q
   130  interrupted (Ctrl-C); 143 terminated (SIGTERM); the unhealthy line is
        printed too if the stream was down
 
