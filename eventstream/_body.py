@@ -3,7 +3,7 @@
 Bytes from the connection go in, body bytes come out, as soon as they can be decoded:
 nothing waits for a chunk, a length or a block to fill.  That is why the transport
 does not read through ``http.client``'s chunked reader or ``urllib3``'s decoders on
-its fast path (they buffer; see ARCHITECTURE.md, "The read loop").  No sockets,
+its fast path (they buffer; see docs/architecture.rst, "The read loop").  No sockets,
 clocks or threads here; every error is a :class:`BodyError`, which the transport
 turns into ``ReadError``.
 

@@ -1,37 +1,45 @@
 """The command-line tool: ``eventstream URL`` and ``python -m eventstream URL``.
 
 Rule: this module only turns arguments into a :class:`~eventstream._cli_run.Config`
-(argparse reports every bad argument, with exit status 2) and hands over to
-``_cli_run``, which reads the stream through the public API.  The tool is the only
-part of the package that prints; it never imports ``requests``.
+(argparse reports every bad argument and an unusable URL, with exit status 2; the
+checks are in ``_cli_args``) and hands over to ``_cli_run``, which reads the stream
+through the public API (and ``_transport.configured_session`` for the TLS and proxy
+options).  The tool is the only part of the package that prints; it never imports
+``requests`` itself.  Exit statuses: see ``_cli_run.ExitStatus`` and ``--help``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
-import json
-import math
-import re
+import logging
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from . import _cli_args as args_
 from ._cli_output import Format, Output, Reporter
-from ._cli_run import Config, ExitStatus, run
+from ._cli_run import Config, ExitStatus, Outcome, run
+from ._oneshot import DEFAULT_RETRIES
 from ._options import DEFAULT_TIMEOUT
+from ._parser import DEFAULT_MAX_EVENT_SIZE
 
 __all__ = ["build_parser", "main"]
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # a header name (RFC 9110 token)
 
 _DESCRIPTION = """\
 Read a Server-Sent Events stream and write its events to stdout, each flushed as
 it arrives, so the output pipes cleanly.  Status lines (connecting, connected,
-reconnecting, errors) go to stderr.  The stream reconnects after drops and server
+reconnecting, errors) go to stderr.  A GET stream reconnects after drops and server
 errors, resuming with Last-Event-ID, until it ends (HTTP 204), a limit is
-reached, a fatal error happens (another 4xx, a wrong Content-Type) or Ctrl-C."""
+reached, a fatal error happens (another 4xx, a wrong Content-Type) or Ctrl-C.
+With a request body (-d, --json) or another method (-X), the tool makes ONE
+request and ends with its body, as curl does: retried only before the first byte
+of the answer, never reconnected unless --reconnect is given."""
 
 _EPILOG = """\
 formats:
@@ -44,38 +52,75 @@ formats:
         written as spaces (multi-line JSON stays valid; use json for exact data)
 
 exit status:
-  0    the stream ended (HTTP 204, or the body with --no-reconnect), a limit was
-       reached, or the reader of stdout went away
-  1    a fatal error, reported on one line of stderr (even with -q)
-  2    bad arguments
-  130  interrupted (Ctrl-C)
+  0    the stream ended (HTTP 204, or the body of a one-request run), a limit was
+       reached while the stream was healthy, or the reader of stdout went away
+  1    a fatal error (another 4xx, a wrong Content-Type, the state file), reported
+       on one line of stderr (even with -q)
+  2    bad arguments or an unusable URL, with the reason
+  3    unhealthy: a limit (--max-time, --idle-exit) ended the run while the
+       stream was down (it never connected during the run, or has been failing
+       for 10 s or more: no event, no connection that lasted 10 s), or it gave
+       up retrying (--max-retries, --fail-after); one line
+       "eventstream: error: ..." on stderr, even with -q
+  130  interrupted (Ctrl-C); 143 terminated (SIGTERM); the unhealthy line is
+       printed too if the stream was down
 
 examples:
   eventstream https://example.com/stream
   eventstream -n 1 --format data https://example.com/stream
-  eventstream -H 'Authorization: Bearer TOKEN' --json '{"q": 1}' --no-reconnect URL
-  eventstream -q --state feed.id --idle-exit 30 --max-time 300 URL >> feed.log
+  eventstream -H 'Authorization: Bearer TOKEN' --json '{"q": 1}' URL
+  eventstream -q --state feed.id --idle-exit 30 --max-time 280 URL >> feed.log
+  eventstream --cacert ca.pem --cert me.pem --key me.key https://internal/stream
   eventstream --demo"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the tool with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    """Run the tool with ``argv`` (default: ``sys.argv[1:]``); return the exit status.
+
+    Run as a program (``argv`` None), a worker still connecting when the run ends
+    (DNS, connect, TLS and the wait for headers cannot be interrupted) is left
+    behind, and so is the interpreter's clean-up after a signal: the output is
+    flushed and the process exits at once (Ctrl-C within milliseconds in every
+    state), instead of waiting out the worker's timeout.
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
         config = _config(parser, args)
         reporter = Reporter(sys.stderr, quiet=args.quiet)
-        output = Output(sys.stdout)
+        if args.verbose:
+            logging.basicConfig(format="%(name)s: %(levelname)s: %(message)s")
+            logging.getLogger("eventstream").setLevel(logging.DEBUG)
+        if config.verify is False:
+            reporter.warning("--insecure: TLS certificates and host names are not checked")
+            # urllib3 would warn again on every connect; the line above says it once.
+            warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+        output = Output(sys.stdout, sync=config.state is not None)
         if not args.demo:
-            return run(config, reporter, output)
-        # Imported only for --demo: the test server is of no use to any other run.
-        from ._cli_demo import demo_url  # noqa: PLC0415
+            outcome = run(config, reporter, output)
+        else:
+            # Imported only for --demo: the test server is of no use to any other run.
+            from ._cli_demo import demo_url  # noqa: PLC0415
 
-        with demo_url() as url:
-            reporter.status(f"demo server listening at {url}")
-            return run(dataclasses.replace(config, url=url), reporter, output)
-    except KeyboardInterrupt:  # before the stream started, or again while stopping it
-        return ExitStatus.INTERRUPTED
+            with demo_url() as url:
+                reporter.status(f"demo server listening at {url}")
+                outcome = run(dataclasses.replace(config, url=url), reporter, output)
+    except KeyboardInterrupt:  # before the stream started, or while it was stopped
+        outcome = Outcome(ExitStatus.INTERRUPTED)
+    signalled = outcome.status in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED)
+    if argv is None and (outcome.abandoned or signalled):
+        _leave_now(outcome.status)
+    return outcome.status
+
+
+def _leave_now(status: int) -> None:
+    # The worker is a daemon blocked in a call nothing can interrupt, and the
+    # library's exit hook would wait for it: flush what the tool wrote, and go.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    logging.shutdown()
+    os._exit(status)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
         "-q",
         "--quiet",
         action="store_true",
-        help="no status lines on stderr; a fatal error is still reported",
+        help="no status lines on stderr; a fatal error or an unhealthy end is still "
+        "reported, on one line",
+    )
+    output.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also write the library's log (logger 'eventstream', DEBUG) to stderr",
     )
     output.add_argument(
         "--comments",
@@ -114,11 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
         "stderr, as 'eventstream: comment: TEXT' status lines (not with -q)",
     )
     ending = parser.add_argument_group("when to stop")
-    ending.add_argument("-n", "--max-events", type=_count, metavar="N", help="after N events")
-    ending.add_argument("--max-time", type=_seconds, metavar="SECONDS", help="after SECONDS in all")
+    ending.add_argument("-n", "--max-events", type=args_.count, metavar="N", help="after N events")
+    ending.add_argument(
+        "--max-time", type=args_.seconds, metavar="SECONDS", help="after SECONDS in all"
+    )
     ending.add_argument(
         "--idle-exit",
-        type=_seconds,
+        type=args_.seconds,
         metavar="SECONDS",
         help="once SECONDS pass without an event (from the start, or the last event)",
     )
@@ -126,8 +180,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--state",
         metavar="FILE",
         help="resume from the event ID saved in FILE (if it exists; it wins over "
-        "--last-event-id) and save the ID there, atomically, after each event",
+        "--last-event-id) and save the ID there, atomically, after each event (written, "
+        "and synced when stdout is a file, first)",
     )
+    ending.add_argument(
+        "--max-retries",
+        type=args_.whole,
+        metavar="N",
+        help="give up (exit 3) after N retries in a row without a healthy connection "
+        f"(default: forever; {DEFAULT_RETRIES} for a one-request run)",
+    )
+    ending.add_argument(
+        "--fail-after",
+        type=args_.seconds,
+        metavar="SECONDS",
+        help="give up (exit 3) once the stream has failed to connect for SECONDS "
+        "(checked after each failed attempt)",
+    )
+    _tls_options(parser)
     return parser
 
 
@@ -140,7 +210,7 @@ def _request_options(parser: argparse.ArgumentParser) -> None:
         "-H",
         "--header",
         action="append",
-        type=_header,
+        type=args_.header,
         default=[],
         metavar="'NAME: VALUE'",
         help="a request header; repeat for more (a repeated name joins values with ', ')",
@@ -156,20 +226,20 @@ def _request_options(parser: argparse.ArgumentParser) -> None:
     body.add_argument(
         "--json",
         metavar="JSON",
-        type=_json_text,
+        type=args_.json_text,
         help="a JSON request body, checked, then sent as typed with "
         "Content-Type: application/json (unless -H sets one)",
     )
     group.add_argument(
         "--last-event-id",
         metavar="ID",
-        type=_event_id,
+        type=args_.event_id,
         default="",
         help="resume after this event ID: sent as the Last-Event-ID header",
     )
     group.add_argument(
         "--timeout",
-        type=_timeout,
+        type=args_.timeout,
         metavar="SECONDS",
         default=DEFAULT_TIMEOUT,
         help="'CONNECT,READ' or one number for both (default: "
@@ -177,10 +247,73 @@ def _request_options(parser: argparse.ArgumentParser) -> None:
         "seconds is dropped and reopened",
     )
     group.add_argument(
+        "--connect-timeout",
+        type=args_.seconds,
+        metavar="SECONDS",
+        help="seconds for DNS, connect and the TLS handshake (overrides --timeout)",
+    )
+    group.add_argument(
+        "--read-timeout",
+        type=args_.seconds,
+        metavar="SECONDS",
+        help="seconds to wait for the response headers, then for each byte of the "
+        "body: a connection silent that long is dropped (overrides --timeout)",
+    )
+    group.add_argument(
+        "--max-event-size",
+        type=args_.count,
+        metavar="BYTES",
+        default=DEFAULT_MAX_EVENT_SIZE,
+        help=f"skip (and report) any event larger than BYTES (default: {DEFAULT_MAX_EVENT_SIZE})",
+    )
+    again = group.add_mutually_exclusive_group()
+    again.add_argument(
+        "--reconnect",
+        dest="reconnect",
+        action="store_const",
+        const=True,
+        help="reconnect after the body ends or fails, resuming with Last-Event-ID, even "
+        "with a body or a method other than GET (it sends the request again)",
+    )
+    again.add_argument(
         "--no-reconnect",
+        dest="reconnect",
+        action="store_const",
+        const=False,
+        help="make one request and end with its body (retried only before the first "
+        "byte arrives): the default with a body or a method other than GET",
+    )
+
+
+def _tls_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("TLS and proxy")
+    group.add_argument(
+        "--cacert",
+        metavar="FILE",
+        type=args_.readable,
+        help="trust the CA certificates in FILE (PEM) instead of the default ones",
+    )
+    group.add_argument(
+        "-k",
+        "--insecure",
         action="store_true",
-        help="send one request; the stream ends with its body (retried only before "
-        "the first byte arrives); suits a POST",
+        help="do not verify the server's certificate or host name (a warning is printed)",
+    )
+    group.add_argument(
+        "--cert",
+        metavar="FILE",
+        type=args_.readable,
+        help="a client certificate (PEM), with its key unless --key is given",
+    )
+    group.add_argument(
+        "--key", metavar="FILE", type=args_.readable, help="the private key of --cert (PEM)"
+    )
+    group.add_argument(
+        "--proxy",
+        metavar="URL",
+        type=args_.proxy,
+        help="send requests through this proxy (http://, https://, socks5://...); it "
+        "wins over HTTP_PROXY/HTTPS_PROXY, which are used otherwise",
     )
 
 
@@ -192,113 +325,54 @@ def _config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Config
     if not args.demo:
         if url is None:
             parser.error("a URL is required (or --demo)")
-        if not url.lower().startswith(("http://", "https://")):
-            parser.error(f"the URL must start with http:// or https://, not {url!r}")
+        problem = args_.url_problem(url)
+        if problem is not None:
+            parser.error(f"unusable URL {args_.shown(url)!r}: {problem}")
+    if args.key is not None and args.cert is None:
+        parser.error("--key needs --cert")
+    if args.insecure and args.cacert is not None:
+        parser.error("--insecure and --cacert contradict each other")
     if args.state is not None and not Path(args.state).resolve().parent.is_dir():
         parser.error(f"--state: the directory of {args.state!r} does not exist")
-    headers = _merge_headers(args.header)
+    headers = args_.merge_headers(args.header)
     data: bytes | None = None
     if args.json is not None:
         data = args.json.encode("utf-8")
         if "content-type" not in {name.lower() for name in headers}:
             headers["Content-Type"] = "application/json"
     elif args.data is not None:
-        data = _read_data(parser, args.data)
+        data = args_.read_data(parser, args.data)
     method = args.method or ("GET" if data is None else "POST")
-    if not _TOKEN.fullmatch(method):
+    if not args_.TOKEN.fullmatch(method):
         parser.error(f"-X: not an HTTP method: {method!r}")
+    # One request unless asked: re-sending a body or a POST may repeat its effect.
+    reconnect = args.reconnect
+    if reconnect is None:
+        reconnect = method == "GET" and data is None
     return Config(
         url=url,
         method=method,
         headers=headers,
         data=data,
-        timeout=args.timeout,
+        timeout=_timeouts(args),
         last_event_id=args.last_event_id,
-        reconnect=not args.no_reconnect,
+        reconnect=reconnect,
         format=Format(args.format),
         state=args.state,
         max_events=args.max_events,
         max_time=args.max_time,
         idle_exit=args.idle_exit,
+        verify=False if args.insecure else (args.cacert or True),
+        cert=args.cert if args.key is None else (args.cert, args.key),
+        proxy=args.proxy,
+        max_event_size=args.max_event_size,
+        max_retries=args.max_retries,
+        fail_after=args.fail_after,
         comments=args.comments,
     )
 
 
-def _read_data(parser: argparse.ArgumentParser, value: str) -> bytes:
-    if not value.startswith("@"):
-        return value.encode("utf-8")
-    name = value[1:]
-    try:
-        if name == "-":
-            return sys.stdin.buffer.read()
-        return Path(name).read_bytes()
-    except (OSError, AttributeError) as exc:  # AttributeError: no stdin at all
-        reason = getattr(exc, "strerror", None) or str(exc)
-        parser.error(f"-d: cannot read {name!r}: {reason}")
-
-
-def _merge_headers(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    spelling: dict[str, str] = {}  # lower-case name -> the first spelling given
-    for name, value in pairs:
-        key = spelling.setdefault(name.lower(), name)
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    return headers
-
-
-# -- argument types: each raises ArgumentTypeError, which argparse reports ---------------
-
-
-def _header(text: str) -> tuple[str, str]:
-    # Errors never echo the argument: a header value may be a credential.
-    name, colon, value = text.partition(":")
-    if not colon:
-        raise argparse.ArgumentTypeError("expected 'NAME: VALUE' (no colon found)")
-    if not _TOKEN.fullmatch(name):
-        raise argparse.ArgumentTypeError("expected 'NAME: VALUE'; the name is not a valid token")
-    value = value.strip(" \t")
-    if any(c in value for c in "\0\r\n"):
-        raise argparse.ArgumentTypeError(f"the value of {name} holds a line break or NUL")
-    return name, value
-
-
-def _json_text(text: str) -> str:
-    try:
-        json.loads(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
-    return text
-
-
-def _event_id(text: str) -> str:
-    if any(c in text for c in "\0\r\n"):
-        raise argparse.ArgumentTypeError("an event ID cannot hold a line break or NUL")
-    return text
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text!r}")
-    return value
-
-
-def _timeout(text: str) -> float | tuple[float, float]:
-    parts = text.split(",")
-    if len(parts) > 2:
-        raise argparse.ArgumentTypeError(f"expected SECONDS or CONNECT,READ, not {text!r}")
-    values = [_seconds(part.strip()) for part in parts]
-    return values[0] if len(values) == 1 else (values[0], values[1])
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 1, not {text!r}")
-    return value
+def _timeouts(args: argparse.Namespace) -> tuple[float, float]:
+    timeout = args.timeout
+    connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+    return (args.connect_timeout or connect, args.read_timeout or read)

@@ -12,6 +12,7 @@ import enum
 import http
 import json
 import os
+import stat
 import sys
 import threading
 import urllib.parse
@@ -76,13 +77,15 @@ class Output:
     """Writes rendered events to stdout as UTF-8, flushing after each one.
 
     Writes to the binary buffer when there is one, so the encoding does not depend
-    on the locale: an event stream is UTF-8.  A closed pipe raises
-    ``BrokenPipeError`` to the caller.
+    on the locale: an event stream is UTF-8.  With ``sync`` (``--state``), each write
+    to a regular file is also fsynced, so the event is on disk before its ID is
+    saved.  A closed pipe raises ``BrokenPipeError`` to the caller.
     """
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, sync: bool = False) -> None:
         self._text = stream
         self._binary: BinaryIO | None = getattr(stream, "buffer", None)
+        self._sync_fd = _regular_file_fd(stream) if sync else None
 
     def write(self, text: str) -> None:
         if self._binary is not None:
@@ -91,6 +94,17 @@ class Output:
         else:
             self._text.write(text)
             self._text.flush()
+        if self._sync_fd is not None:
+            os.fsync(self._sync_fd)
+
+
+def _regular_file_fd(stream: TextIO) -> int | None:
+    # A pipe or a terminal cannot be synced (and needs not be): only a file can.
+    try:
+        fd = stream.fileno()
+        return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def silence_stdout() -> None:
@@ -127,6 +141,10 @@ class Reporter:
 
     def error(self, message: str) -> None:
         self._write(f"{PROG}: error: {message}")
+
+    def warning(self, message: str) -> None:
+        """A line written even with ``quiet``: something the user must know."""
+        self._write(f"{PROG}: warning: {message}")
 
     def _write(self, line: str) -> None:
         line = line.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")  # one line

@@ -1,23 +1,25 @@
 """Running one stream for the command-line tool: open it, consume it, stop it.
 
-Rule: the main thread iterates the stream, so Ctrl-C interrupts the wait for the
-next event.  ``--max-time`` and ``--idle-exit`` are enforced by a watchdog thread
-that this module starts, owns and joins; it ends a blocked iteration the one way
-that is safe from another thread, ``stream.stop()``.  Every way out (the end of the
-stream, a limit, a fatal error, Ctrl-C, a closed pipe) stops the stream, joins the
-watchdog and gives an exit status.
+Rule: the main thread iterates the stream and is never blocked on the connection,
+so a signal ends the run at once in every state: connecting, waiting for headers,
+reading, backing off (``_cli_signals``).  ``--max-time`` and ``--idle-exit`` are
+enforced by a watchdog thread (``_cli_watch``).  Every way out stops the stream,
+waits for its worker only ``LEAVE_TIMEOUT`` (a worker still connecting cannot be
+cut short; it is a daemon, and :func:`run` says it was left behind) and gives an
+exit status; a retried outage never gives 0 (``_cli_health``).
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import logging
-import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union
 
+from ._backoff import Backoff
+from ._cli_health import Health
 from ._cli_output import (
     Format,
     Output,
@@ -28,21 +30,27 @@ from ._cli_output import (
     silence_stdout,
     status_phrase,
 )
+from ._cli_signals import Signals, Terminated
 from ._cli_state import Resume, StateError, StateFile
+from ._cli_watch import Ending, Notice, Watchdog
 from ._client import EventStream
-from ._exceptions import ProtocolError
+from ._exceptions import ProtocolError, RetriesExhausted
 from ._models import ResponseInfo
 from ._oneshot import DEFAULT_RETRIES, OneShotStream, request
 from ._options import DEFAULT_TIMEOUT
+from ._parser import DEFAULT_MAX_EVENT_SIZE
+from ._transport import configured_session
 
-__all__ = ["STOP_TIMEOUT", "Config", "ExitStatus", "run"]
+__all__ = ["LEAVE_TIMEOUT", "SLOW_NOTICE", "Config", "ExitStatus", "Outcome", "run"]
 
 _log = logging.getLogger(__name__)
 
 #: Seconds to wait for the worker when leaving.  Stopping takes milliseconds except
-#: while connecting or waiting for headers; the worker is a daemon, so the process
-#: exits after this wait even then.
-STOP_TIMEOUT = 2.0
+#: while connecting or waiting for headers, which nothing can interrupt; the worker
+#: is a daemon, so it is then left behind and the process exits without it.
+LEAVE_TIMEOUT = 0.05
+#: Seconds without any answer after which the tool says it is still waiting.
+SLOW_NOTICE = 5.0
 
 Stream = Union[EventStream, OneShotStream]
 
@@ -52,17 +60,10 @@ class ExitStatus(enum.IntEnum):
 
     OK = 0  # the stream ended, a limit was reached, or stdout was closed
     ERROR = 1  # a fatal error, reported on one stderr line
-    USAGE = 2  # bad arguments (argparse's own status)
+    USAGE = 2  # bad arguments (argparse's own status), an unusable URL
+    UNHEALTHY = 3  # the run ended while the stream was down, or gave up retrying
     INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as shells report it
-
-
-class Ending(enum.Enum):
-    """Why a run that went well stopped."""
-
-    END = "end"
-    MAX_EVENTS = "max-events"
-    MAX_TIME = "max-time"
-    IDLE = "idle-exit"
+    TERMINATED = 143  # 128 + SIGTERM
 
 
 @dataclass(frozen=True)
@@ -81,47 +82,131 @@ class Config:
     max_events: int | None = None
     max_time: float | None = None
     idle_exit: float | None = None
+    verify: bool | str = True  # False with --insecure, a file with --cacert
+    cert: str | tuple[str, str] | None = None
+    proxy: str | None = None
+    max_event_size: int | None = DEFAULT_MAX_EVENT_SIZE
+    max_retries: int | None = None
+    fail_after: float | None = None
+    slow_notice: float = SLOW_NOTICE
     comments: bool = False  # show comment lines on stderr
 
 
-def run(config: Config, reporter: Reporter, output: Output) -> int:
-    """Read the stream ``config`` describes and write its events; return the exit status."""
+@dataclass
+class Outcome:
+    """The exit status, and whether the worker was left running (still connecting)."""
+
+    status: int
+    abandoned: bool = False
+
+
+def run(config: Config, reporter: Reporter, output: Output) -> Outcome:
+    """Read the stream ``config`` describes and write its events; return the outcome."""
     try:
         resume, start_id = _resume(config)
     except StateError as exc:
         reporter.error(str(exc))
-        return ExitStatus.ERROR
+        return Outcome(ExitStatus.ERROR)
     reporter.status(f"connecting to {redact(config.url)}")
-    try:
-        stream = _open(config, start_id, _Progress(reporter, reconnect=config.reconnect))
-    except (TypeError, ValueError) as exc:  # options the argument checks let through
-        reporter.error(str(exc))
-        return ExitStatus.ERROR
-    watchdog = None
-    try:
-        if config.max_time is not None or config.idle_exit is not None:
-            watchdog = Watchdog(stream.stop, max_time=config.max_time, idle=config.idle_exit)
-        ending = _consume(stream, config, output, resume, watchdog)
-    except KeyboardInterrupt:
-        reporter.status("interrupted")
-        return ExitStatus.INTERRUPTED
-    except BrokenPipeError:  # the reader left (`| head -1`): a normal end for a filter
-        silence_stdout()
-        return ExitStatus.OK
-    except StateError as exc:
-        reporter.error(str(exc))
-        return ExitStatus.ERROR
-    except Exception as exc:  # the stream's fatal error, re-raised by the iteration
-        _log.debug("the stream failed", exc_info=True)
-        reporter.error(describe(exc))
-        return ExitStatus.ERROR
-    finally:
-        if watchdog is not None:
-            watchdog.close()
-        if not stream.stop(STOP_TIMEOUT):
-            _log.debug("the worker was still connecting after %s s; leaving it", STOP_TIMEOUT)
+    health = Health()
+    signals = Signals()
+    parts = _Run(config, reporter, output, health, resume, signals)
+    progress = _Progress(reporter, health, reconnect=config.reconnect)
+    outcome = Outcome(ExitStatus.OK)
+    stream: Stream | None = None
+    # The handlers go in before the worker starts: a signal at any later point
+    # stops it (below), and never reaches the interpreter's default handling.
+    with signals:
+        try:
+            stream = _open(config, start_id, progress)
+            outcome.status = parts.watch(stream)
+        except (TypeError, ValueError) as exc:  # options the argument checks let through
+            reporter.error(str(exc))
+            outcome.status = ExitStatus.USAGE
+        except (KeyboardInterrupt, Terminated) as exc:  # before watch() took over
+            outcome.status = _signalled(exc, reporter, health)
+        finally:
+            if stream is not None:
+                outcome.abandoned = not stream.stop(LEAVE_TIMEOUT)
+    return outcome
+
+
+@dataclass
+class _Run:
+    """One run's parts, for the main thread's part of it."""
+
+    config: Config
+    reporter: Reporter
+    output: Output
+    health: Health
+    resume: Resume | None
+    signals: Signals
+
+    def watch(self, stream: Stream) -> int:
+        """Consume the stream with the notice and the watchdog running; the status."""
+        config, reporter, health = self.config, self.reporter, self.health
+        notice = Notice(config.slow_notice, functools.partial(_still_waiting, self))
+        watchdog = None
+        try:
+            if config.max_time is not None or config.idle_exit is not None:
+                watchdog = Watchdog(stream.stop, max_time=config.max_time, idle=config.idle_exit)
+            ending = _consume(stream, self, watchdog)
+            return _ended(ending, config, reporter, health)
+        except (KeyboardInterrupt, Terminated) as exc:
+            return _signalled(exc, reporter, health)
+        except BrokenPipeError:  # the reader left (`| head -1`): a normal end for a filter
+            silence_stdout()
+            return ExitStatus.OK
+        except Exception as exc:  # the stream's fatal error, or the state file's
+            return _failed(exc, reporter)
+        finally:
+            notice.close()
+            if watchdog is not None:
+                watchdog.close()
+
+
+def _still_waiting(run: _Run) -> None:
+    # Runs on the notice's thread.  A server that accepts and never answers would
+    # otherwise show nothing after "connecting to" until the read timeout.
+    config = run.config
+    if run.health.silent():
+        timeout = config.timeout
+        read = timeout[1] if isinstance(timeout, tuple) else timeout
+        run.reporter.status(
+            f"no answer from {redact(config.url)} after {config.slow_notice:g} s; "
+            f"waiting up to the read timeout ({read:g} s, --read-timeout)"
+        )
+
+
+def _ended(ending: Ending, config: Config, reporter: Reporter, health: Health) -> int:
+    problem = None if ending is Ending.END else health.problem()
+    if problem is not None:
+        reporter.error(f"unhealthy: {problem}")
+        return ExitStatus.UNHEALTHY
     reporter.status(_farewell(ending, config))
     return ExitStatus.OK
+
+
+def _signalled(exc: BaseException, reporter: Reporter, health: Health) -> int:
+    terminated = isinstance(exc, Terminated)
+    reporter.status("terminated" if terminated else "interrupted")
+    problem = health.problem()
+    if problem is not None:
+        reporter.error(f"unhealthy: {problem}")
+    return ExitStatus.TERMINATED if terminated else ExitStatus.INTERRUPTED
+
+
+def _failed(exc: Exception, reporter: Reporter) -> int:
+    if isinstance(exc, StateError):
+        reporter.error(str(exc))
+        return ExitStatus.ERROR
+    _log.debug("the stream failed", exc_info=True)
+    reporter.error(describe(exc))
+    if isinstance(exc, RetriesExhausted):
+        return ExitStatus.UNHEALTHY
+    if isinstance(exc, (ValueError, TypeError)):  # the URL or a header, refused on sending
+        return ExitStatus.USAGE
+    return ExitStatus.ERROR
 
 
 def _resume(config: Config) -> tuple[Resume | None, str]:
@@ -134,19 +219,35 @@ def _resume(config: Config) -> tuple[Resume | None, str]:
     return Resume(file, start, fresh_parser=not config.reconnect), start
 
 
+def _session_factory(config: Config) -> Callable[[], Any] | None:
+    if config.verify is True and config.cert is None and config.proxy is None:
+        return None
+    return functools.partial(
+        configured_session, verify=config.verify, cert=config.cert, proxy=config.proxy
+    )
+
+
 def _open(config: Config, start_id: str, progress: _Progress) -> Stream:
+    common: dict[str, Any] = {
+        "method": config.method,
+        "data": config.data,
+        "timeout": config.timeout,
+        "max_event_size": config.max_event_size,
+        "session_factory": _session_factory(config),
+        "on_error": progress.failed,
+        "on_open": progress.opened,
+        "on_retry": progress.retrying,
+        "on_comment": progress.comment if config.comments else None,
+    }
     if config.reconnect:
+        attempts = None if config.max_retries is None else config.max_retries + 1
+        backoff = Backoff(max_attempts=attempts, max_elapsed=config.fail_after)
         return EventStream(
             config.url,
-            method=config.method,
             headers=dict(config.headers),
-            data=config.data,
-            timeout=config.timeout,
             last_event_id=start_id,
-            on_error=progress.failed,
-            on_open=progress.opened,
-            on_retry=progress.retrying,
-            on_comment=progress.comment if config.comments else None,
+            backoff=backoff,
+            **common,
         ).start()
     # A one-shot request has no resume option: it is an ordinary request, so the
     # resume point goes in as an ordinary header (unless -H gave one).
@@ -157,30 +258,25 @@ def _open(config: Config, start_id: str, progress: _Progress) -> Stream:
         config.method,
         config.url,
         headers=headers,
-        data=config.data,
-        timeout=config.timeout,
-        retries=DEFAULT_RETRIES,
-        on_error=progress.failed,
-        on_open=progress.opened,
-        on_retry=progress.retrying,
-        on_comment=progress.comment if config.comments else None,
+        retries=DEFAULT_RETRIES if config.max_retries is None else config.max_retries,
+        backoff=Backoff(max_elapsed=config.fail_after),
+        **{name: value for name, value in common.items() if name != "method"},
     )
 
 
-def _consume(
-    stream: Stream,
-    config: Config,
-    output: Output,
-    resume: Resume | None,
-    watchdog: Watchdog | None,
-) -> Ending:
+def _consume(stream: Stream, run: _Run, watchdog: Watchdog | None) -> Ending:
+    config, output, resume = run.config, run.output, run.resume
     renderer = Renderer(config.format)
     for count, event in enumerate(stream, 1):
+        run.health.event()
         if watchdog is not None:
             watchdog.touch()
-        output.write(renderer.render(event))
-        if resume is not None:  # after the write: a crash between repeats, never loses
-            resume.delivered(event.id)
+        # Written (and synced to a file) before its ID is saved: a crash in between
+        # repeats one event, never loses one; a signal waits for the section's end.
+        with run.signals.critical():
+            output.write(renderer.render(event))
+            if resume is not None:
+                resume.delivered(event.id)
         if config.max_events is not None and count >= config.max_events:
             return Ending.MAX_EVENTS
     if watchdog is not None and watchdog.fired is not None:
@@ -201,12 +297,15 @@ def _farewell(ending: Ending, config: Config) -> str:
 class _Progress:
     """The stream's callbacks, turned into status lines; they run on the worker thread."""
 
-    def __init__(self, reporter: Reporter, *, reconnect: bool) -> None:
+    def __init__(self, reporter: Reporter, health: Health, *, reconnect: bool) -> None:
         self._reporter = reporter
+        self._health = health
         self._reconnect = reconnect
-        self._opened = False  # only the worker thread touches it
+        self._opened = False  # only the worker thread touches these
+        self._reported: BaseException | None = None
 
     def opened(self, info: ResponseInfo) -> None:
+        self._health.opened()
         url = redact(info.url)
         if info.status_code == 204:
             self._reporter.status(f"HTTP 204 from {url}: no more events")
@@ -220,10 +319,15 @@ class _Progress:
     def failed(self, exc: BaseException) -> None:
         # on_error sees every error: fatal ones are raised by the iteration and
         # reported once by run(), retried ones by retrying().  Left: skipped events.
+        self._reported = exc
         if isinstance(exc, ProtocolError):
             self._reporter.status(f"skipped an event: {exc}")
 
     def retrying(self, exc: BaseException, delay: float) -> None:
+        # A clean end of the body comes here without going through on_error first:
+        # it is no failure, and does not make the stream unhealthy.
+        if exc is self._reported:
+            self._health.failed(exc)
         verb = "reconnecting" if self._reconnect else "retrying"
         self._reporter.status(f"{describe(exc)}; {verb} in {delay:.1f} s")
 
@@ -231,61 +335,3 @@ class _Progress:
         # On stderr, so stdout stays events only.  One leading space is dropped, as
         # from a field's value: ": ping" shows as "comment: ping".
         self._reporter.status(f"comment: {text[1:] if text[:1] == ' ' else text}")
-
-
-class Watchdog:
-    """Stops the stream once ``max_time`` seconds have passed, or ``idle`` seconds
-    after the last event (or the start) with no event.
-
-    Its thread (``eventstream-cli-watchdog``) waits on an event with a timeout, never
-    sleeps.  :meth:`touch` runs on the main thread for each event; it only stores a
-    time, which the watchdog reads when its current wait ends.  :meth:`close` wakes
-    and joins the thread.
-    """
-
-    def __init__(
-        self,
-        stop: Callable[[], object],
-        *,
-        max_time: float | None,
-        idle: float | None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._stop = stop
-        self._clock = clock
-        start = clock()
-        self._end = None if max_time is None else start + max_time
-        self._idle = idle
-        self._last_event = start
-        self._closed = threading.Event()
-        self.fired: Ending | None = None
-        self._thread = threading.Thread(
-            target=self._run, name="eventstream-cli-watchdog", daemon=True
-        )
-        self._thread.start()
-
-    def touch(self) -> None:
-        self._last_event = self._clock()
-
-    def close(self) -> None:
-        self._closed.set()
-        self._thread.join()
-
-    def _next(self) -> tuple[float, Ending]:
-        deadlines = []
-        if self._end is not None:
-            deadlines.append((self._end, Ending.MAX_TIME))
-        if self._idle is not None:
-            deadlines.append((self._last_event + self._idle, Ending.IDLE))
-        return min(deadlines, key=lambda pair: pair[0])
-
-    def _run(self) -> None:
-        while True:
-            deadline, ending = self._next()
-            left = deadline - self._clock()
-            if left <= 0:
-                self.fired = ending
-                self._stop()
-                return
-            if self._closed.wait(left):
-                return

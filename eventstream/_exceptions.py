@@ -121,3 +121,20 @@ class ContentTypeError(ResponseError):
 
 class RetriesExhausted(StreamError):
     """The retry limit was reached; ``__cause__`` is the last error seen."""
+
+
+# Tracebacks and reprs name the public path (``eventstream.HTTPStatusError``), where
+# users import these from, not this private module.
+for _public in (
+    EventStreamError,
+    ProtocolError,
+    StreamError,
+    ConnectError,
+    ReadError,
+    ResponseError,
+    HTTPStatusError,
+    ContentTypeError,
+    RetriesExhausted,
+):
+    _public.__module__ = "eventstream"
+del _public

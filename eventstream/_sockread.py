@@ -8,7 +8,7 @@ whose wake-up socket interrupts :meth:`SocketSource.read`'s ``poll()``.
 
 :func:`locate_socket` finds the ``http.client`` response and the socket under a
 urllib3 response once the headers are in, checking every private attribute on the
-way (ARCHITECTURE.md, "The read loop", step 2); :class:`SocketSource` drains what
+way (docs/architecture.rst, "The read loop", step 2); :class:`SocketSource` drains what
 ``http.client`` buffered, then reads the socket itself.  The body's framing and
 content coding are undone by ``_body``, not here.
 """

@@ -6,7 +6,7 @@ and the socket.  The only object shared with another thread is the
 
 ``open_stream`` sends the request and checks the status and Content-Type;
 :meth:`Body.chunks` then yields body bytes the moment they arrive.  On the fast path
-(ARCHITECTURE.md, "The read loop") it takes the socket from under ``http.client``
+(docs/architecture.rst, "The read loop") it takes the socket from under ``http.client``
 once the headers are in and reads it directly, non-blocking, with ``poll()`` on the
 socket and a wake-up socket (``_sockread``, standard library only), undoing the
 framing and the content coding itself (``_body``).  Through an ``https://`` proxy to
@@ -325,6 +325,11 @@ class Body:
             self._decoder = BodyDecoder(framing, content, length)
             return
         self._source, fp = source
+        _log.debug(
+            "reading %s from its %s (fast path)",
+            redact_url(self.url),
+            "socket" if isinstance(self._source, SocketSource) else "TLS tunnel",
+        )
         framing, length = body_framing(fp)
         self._decoder = BodyDecoder(framing, content, length)
 
@@ -551,3 +556,35 @@ def _send_error(exc: requests.RequestException, url: str) -> Exception:
         # fails before the response: it connected, so this is a read failure.
         return ReadError(f"{safe} closed the connection: {describe(exc)}", url=safe)
     return ConnectError(f"cannot connect to {safe}: {describe(exc)}", url=safe)
+
+
+def configured_session(
+    *,
+    verify: bool | str = True,
+    cert: str | tuple[str, str] | None = None,
+    proxy: str | None = None,
+) -> requests.Session:
+    """A new session with these TLS and proxy settings: a ``session_factory`` body.
+
+    ``verify`` is True, False or a CA bundle file; ``cert`` a client certificate file
+    (with its key) or a (certificate, key) pair; ``proxy`` a proxy URL for both http
+    and https, which wins over the ``*_PROXY`` environment variables.  Runs on the
+    worker thread, like any session factory.
+    """
+    session = requests.Session() if proxy is None else _ExplicitProxySession()
+    session.verify = verify
+    if cert is not None:
+        session.cert = cert
+    if proxy is not None:
+        session.proxies = {"http": proxy, "https": proxy}
+    return session
+
+
+class _ExplicitProxySession(requests.Session):
+    # requests merges the environment's proxies over the session's (an HTTPS_PROXY
+    # variable would beat an explicit proxy): hand ours in as the request's own.
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        merged = {**self.proxies, **(proxies or {})}
+        return super().merge_environment_settings(url, merged, stream, verify, cert)

@@ -31,6 +31,7 @@ from ._exceptions import (
 from ._httputil import redact_url
 from ._models import Event, ResponseInfo
 from ._parser import Parser, comment_positions
+from ._retrylog import RetryLog
 from ._stop import StopSignal
 from ._transport import RequestSpec, make_session, open_stream
 
@@ -138,6 +139,7 @@ class Worker:
         self._healthy = False  # the current attempt delivered an event or lasted
         self._got_bytes = False  # the current attempt received body bytes
         self._comments: list[tuple[int, str]] = []  # (events before it, text) of a feed
+        self._retry_log = RetryLog(_log, options.safe_url, clock=clock)
 
     def run(self) -> None:
         """The thread body: never raises; the outcome goes to ``sink.end``."""
@@ -158,6 +160,7 @@ class Worker:
         except BaseException as exc:  # handed to the owner, never lost
             outcome = exc
             if isinstance(exc, Exception):
+                _log.error("%s: the stream failed: %s", self._options.safe_url, exc)
                 self._report(exc)
         finally:
             self._sink.end(outcome)
@@ -203,7 +206,10 @@ class Worker:
                     f"gave up after {failures} consecutive failed attempts", url=options.safe_url
                 ) from error
             delay = 0.0 if immediate else self._delay(failures, wait_at_least)
-            _log.debug("reconnecting to %s in %.3f s", options.safe_url, delay)
+            if quiet:
+                _log.debug("%s: the body ended; reconnecting in %.3f s", options.safe_url, delay)
+            else:
+                self._retry_log.failed(error, delay)  # WARNING, rate-limited
             self._sink.retrying(error, delay)
             if self._stop.wait(delay):
                 return
@@ -243,7 +249,9 @@ class Worker:
             connect_timeout=options.connect_timeout,
             read_timeout=options.read_timeout,
         )
+        _log.debug("connecting to %s", options.safe_url)
         with open_stream(session, spec, self._stop) as body:
+            self._retry_log.connected(body.status_code)
             # requests keeps "user:password@" in the final URL: not for on_open's eyes.
             info = ResponseInfo(body.status_code, body.headers, redact_url(body.url))
             self._sink.opened(info)

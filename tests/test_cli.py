@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -44,7 +44,7 @@ def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
     )
 
 
-def start_cli(*args: str) -> subprocess.Popen[str]:
+def start_cli(*args: str, stdout: Any = subprocess.PIPE) -> subprocess.Popen[str]:
     # A shell starts background jobs with SIGINT ignored, and an ignored signal stays
     # ignored across exec, so a suite run with `&` would give a child deaf to Ctrl-C.
     # Start it as from a terminal: a Python handler here becomes the default there.
@@ -53,7 +53,7 @@ def start_cli(*args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "eventstream", *args],
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=stdout,
             stderr=subprocess.PIPE,
             encoding="utf-8",
             cwd=ROOT,

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
+import re
+import signal
 import subprocess
 import sys
+import textwrap
+import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,14 +68,121 @@ def test_cron_job_resumes_where_the_last_run_ended(server: SSEServer, tmp_path: 
         return script.hold()
 
     server.default = feed
-    state = tmp_path / "last-id"
-    first = run_example("cron_job.py", server.url, str(state))
+    state, output = tmp_path / "last-id", tmp_path / "events.jsonl"
+    args = (server.url, str(state), str(output), "--idle", "0.5")
+    first = run_example("cron_job.py", *args)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.splitlines() == ["event 1", "event 2", "event 3"]
+    assert [json.loads(line)["data"] for line in output.read_text().splitlines()] == [
+        "event 1",
+        "event 2",
+        "event 3",
+    ]
     published[0] = 5
-    second = run_example("cron_job.py", server.url, str(state))
+    second = run_example("cron_job.py", *args)
     assert second.returncode == 0, second.stderr
-    assert second.stdout.splitlines() == ["event 4", "event 5"]  # none lost or repeated
+    assert [json.loads(line)["id"] for line in output.read_text().splitlines()] == [
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+    ]  # none lost or repeated
+    assert state.read_text() == "5\n"
+
+
+def test_cron_job_repairs_what_a_kill_can_leave(server: SSEServer, tmp_path: Path) -> None:
+    # A kill between the write and the save of the ID, then mid-write: the output is
+    # ahead of the state file by one event and ends with a torn line.
+    server.default = busy_feed
+    state, output = tmp_path / "last-id", tmp_path / "events.jsonl"
+    state.write_text("1\n")
+    output.write_bytes(b'{"id": "1", "data": "1"}\n{"id": "2", "data": "2"}\n{"id": "3", "da')
+    result = run_example("cron_job.py", server.url, str(state), str(output), "--max-time", "0.5")
+    assert result.returncode == 0, result.stderr
+    assert server.requests[0].headers["Last-Event-ID"] == "2"  # not 1: event 2 is written
+    assert_exactly_once(output, state)
+
+
+BUSY_BURST = 10  # events per write burst of the busy feed
+BUSY_EVENTS = 100  # events per response; then the body ends and the client reconnects
+
+
+def busy_feed(request: RecordedRequest) -> Script:
+    """Numbered events after the request's Last-Event-ID, about 1000 a second."""
+    start = int(request.headers.get("Last-Event-ID", "0"))
+    script = Script()
+    for n in range(start + 1, start + BUSY_EVENTS + 1):
+        script = script.event(str(n), id=str(n), retry=10)
+        if n % BUSY_BURST == 0:
+            script = script.pause(0.01)
+    return script
+
+
+def assert_exactly_once(output: Path, state: Path) -> list[int]:
+    ids = [int(json.loads(line)["id"]) for line in output.read_text().splitlines()]
+    assert ids, "no event was written"
+    repeated = len(ids) - len(set(ids))
+    lost = sorted(set(range(1, max(ids) + 1)) - set(ids))
+    assert (repeated, lost[:10]) == (0, []), f"{repeated} repeated, lost: {lost[:10]}..."
+    assert ids == sorted(ids)
+    assert state.read_text() == f"{ids[-1]}\n"
+    return ids
+
+
+KILLS = 24  # half SIGKILL, half SIGTERM, in a random order
+
+
+def size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def wait_for_growth(process: subprocess.Popen[bytes], output: Path, start: int) -> None:
+    """Wait (bounded, on the process) until this run has written an event."""
+    deadline = time.monotonic() + TIMEOUT
+    while size(output) == start and time.monotonic() < deadline:
+        try:
+            process.wait(timeout=0.01)
+        except subprocess.TimeoutExpired:
+            continue
+        return  # it ended by itself: the caller's check reports it
+
+
+def test_cron_job_killed_at_random_points_loses_and_repeats_nothing(
+    server: SSEServer, tmp_path: Path
+) -> None:
+    server.default = busy_feed
+    state, output = tmp_path / "last-id", tmp_path / "events.jsonl"
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    kinds = [signal.SIGKILL, signal.SIGTERM] * (KILLS // 2)
+    rng.shuffle(kinds)
+    args = [sys.executable, str(EXAMPLES / "cron_job.py"), server.url, str(state), str(output)]
+    clean_stops = mid_stream = 0
+    for run, kind in enumerate(kinds):
+        before = size(output)
+        with subprocess.Popen([*args, "--idle", "5", "--max-time", "20"]) as process:
+            # Every other run is killed at any point (starting up, connecting...),
+            # the others once events flow: a machine under load then still tests
+            # kills mid-stream.
+            if run % 2:
+                wait_for_growth(process, output, before)
+            try:
+                process.wait(timeout=rng.uniform(0.0, 0.3) if run % 2 else rng.uniform(0.05, 0.9))
+            except subprocess.TimeoutExpired:
+                process.send_signal(kind)
+            returncode = process.wait(timeout=TIMEOUT)
+        assert returncode in (0, -kind), (seed, run, kind, returncode)  # -15: before its handler
+        clean_stops += kind == signal.SIGTERM and returncode == 0
+        mid_stream += size(output) > before
+    final = run_example("cron_job.py", server.url, str(state), str(output), "--max-time", "1")
+    assert final.returncode == 0, final.stderr
+    ids = assert_exactly_once(output, state)
+    print(
+        f"seed {seed}: {KILLS} kills ({mid_stream} mid-stream, {clean_stops} clean SIGTERM "
+        f"stops), {len(ids)} events checked: 0 lost, 0 repeated"
+    )
+    assert clean_stops >= 1  # the SIGTERM handler's path was taken
+    assert mid_stream >= KILLS // 2
 
 
 def test_wsgi_app_serves_events_from_the_background_stream(server: SSEServer) -> None:
@@ -147,3 +260,74 @@ def test_testing_example_passes() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+# -- README's migration section and names --------------------------------------------
+
+README = EXAMPLES.parent / "README.rst"
+
+
+def migration_blocks() -> list[str]:
+    """The ``.. code-block:: python`` blocks of README's migration section."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("Migrating from sseclient-py\n", 1)[1]
+    section = section.split("\nThe parser on its own\n", 1)[0]
+    blocks = re.findall(r"\.\. code-block:: python\n\n((?:    .*\n|\n)+)", section)
+    return [textwrap.dedent(block) for block in blocks]
+
+
+def run_follow(block: str, url: str) -> list[str]:
+    namespace: dict[str, object] = {}
+    exec(compile(block, "README.rst", "exec"), namespace)
+    handled: list[str] = []
+    follow = namespace["follow"]
+    assert callable(follow)
+    follow(url, handled.append)
+    return handled
+
+
+@pytest.mark.parametrize("side", ["sseclient-py", "eventstream"])
+def test_migration_code_reads_the_same_events(server: SSEServer, side: str) -> None:
+    pytest.importorskip("sseclient")
+    before, after = migration_blocks()
+    server.enqueue(Script().event("one", id="1", retry=10).event("two", id="2").close())
+    server.default = Script(204)  # what eventstream's reconnect gets: the stream is over
+    block = before if side == "sseclient-py" else after
+    assert run_follow(block, server.url) == ["one", "two"]
+
+
+@pytest.mark.parametrize("side", ["sseclient-py", "eventstream"])
+def test_migration_code_maps_a_404(
+    server: SSEServer, side: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("sseclient")
+    before, after = migration_blocks()
+    assert run_follow(before if side == "sseclient-py" else after, server.url) == []
+    assert capsys.readouterr().out == "refused: 404\n"
+
+
+def test_public_exceptions_print_their_public_path() -> None:
+    import eventstream
+
+    for name in ("EventStreamError", "HTTPStatusError", "RetriesExhausted", "ConnectError"):
+        cls = getattr(eventstream, name)
+        assert repr(cls) == f"<class 'eventstream.{name}'>"
+    error = eventstream.HTTPStatusError("HTTP 404 from u", status_code=404)
+    assert traceback.format_exception_only(type(error), error) == [
+        "eventstream.HTTPStatusError: HTTP 404 from u\n"
+    ]
+
+
+def test_docstrings_cite_sections_that_exist() -> None:
+    doc = (EXAMPLES.parent / "docs" / "architecture.rst").read_text(encoding="utf-8")
+    headings = set(re.findall(r"\n([^\n]+)\n-{3,}\n", doc))
+    package = EXAMPLES.parent / "eventstream"
+    cited = {
+        match
+        for path in package.rglob("*.py")
+        for match in re.findall(r'docs/architecture\.rst, "([^"]+)"', path.read_text("utf-8"))
+    }
+    assert cited  # the docstrings do cite it
+    assert cited <= headings
+    for path in [*package.rglob("*.py"), README]:
+        assert "ARCHITECTURE.md" not in path.read_text(encoding="utf-8"), path

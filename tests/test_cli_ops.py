@@ -1,0 +1,452 @@
+"""The command-line tool as cron and operators run it: exit statuses for outages, TLS
+and proxy options, one request for a body, signals in every state, unusable URLs.
+
+Each run is a real ``python -m eventstream`` subprocess against a server on
+127.0.0.1 (the scripted test server, or a bare socket where a state needs one that
+never answers).  Nothing sleeps: tests wait on the process, its pipes or the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import random
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+import trustme
+from test_cli import TIMEOUT, read_line, run_cli, start_cli
+
+from eventstream._cli import main
+from eventstream._cli_health import Health
+from eventstream._cli_output import Output, Reporter
+from eventstream._cli_run import Config, run
+from eventstream.testing import RecordedRequest, Script, SSEServer
+
+UNHEALTHY = 3
+#: The issue's bound for Ctrl-C, in every state.
+CTRL_C_LIMIT = 0.2
+
+
+@pytest.fixture
+def server() -> Iterator[SSEServer]:
+    with SSEServer() as sse_server:
+        sse_server.default = Script(204)
+        yield sse_server
+
+
+@pytest.fixture
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_server(ca: trustme.CA) -> Iterator[SSEServer]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    with SSEServer(ssl_context=context) as sse_server:
+        sse_server.default = Script().event("secure").hold()
+        yield sse_server
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[socket.socket]:
+    """A socket that accepts connections and never says a byte."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(TIMEOUT)
+        yield listener
+
+
+def refused_url() -> str:
+    with socket.socket() as probe:  # a port that was free a moment ago: refused now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def assert_one_unhealthy_line(result_stderr: str, *fragments: str) -> None:
+    lines = result_stderr.splitlines()
+    assert len(lines) == 1, result_stderr
+    assert lines[0].startswith("eventstream: error: unhealthy: no connection in "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+# -- exit statuses: a retried outage never looks like success ----------------------------
+
+
+def test_refused_for_the_whole_run_exits_3() -> None:
+    result = run_cli("-q", "--max-time", "1", refused_url())
+    assert (result.returncode, result.stdout) == (UNHEALTHY, "")
+    assert_one_unhealthy_line(result.stderr, "ConnectionRefusedError")
+
+
+def test_a_dns_failure_for_the_whole_run_exits_3() -> None:
+    # .invalid never resolves (RFC 6761); whether the resolver answers at once or
+    # not at all, the run ends at --max-time with the stream down.
+    result = run_cli("-q", "--max-time", "1", "http://eventstream-test.invalid/")
+    assert (result.returncode, result.stdout) == (UNHEALTHY, "")
+    assert_one_unhealthy_line(result.stderr)
+
+
+def test_an_untrusted_certificate_exits_3(tls_server: SSEServer) -> None:
+    result = run_cli("-q", "--max-time", "1", tls_server.url)
+    assert (result.returncode, result.stdout) == (UNHEALTHY, "")
+    assert_one_unhealthy_line(result.stderr, "CERTIFICATE_VERIFY_FAILED")
+
+
+def test_5xx_for_the_whole_run_exits_3(server: SSEServer) -> None:
+    server.default = Script(503, headers={"Retry-After": "0"})
+    result = run_cli("-q", "--max-time", "1", server.url)
+    assert (result.returncode, result.stdout) == (UNHEALTHY, "")
+    assert_one_unhealthy_line(result.stderr, "HTTP 503")
+
+
+def test_a_server_that_never_answers_exits_3_in_time(server: SSEServer) -> None:
+    server.default = Script.no_response()
+    started = time.monotonic()
+    result = run_cli("-q", "--max-time", "1", server.url)
+    assert time.monotonic() - started < 1 + 2.0  # not the 60 s read timeout
+    assert (result.returncode, result.stdout) == (UNHEALTHY, "")
+    assert_one_unhealthy_line(result.stderr, "no answer yet")
+
+
+def test_a_healthy_quiet_stream_still_exits_0(server: SSEServer) -> None:
+    server.default = Script().event("one", id="1").hold()
+    result = run_cli("-q", "--max-time", "0.5", "--format", "data", server.url)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "one\n", "")
+
+
+def test_max_retries_gives_up_with_status_3(server: SSEServer) -> None:
+    server.default = Script(503, headers={"Retry-After": "0"})
+    result = run_cli("-q", "--max-retries", "2", server.url)
+    assert result.returncode == UNHEALTHY
+    assert len(server.requests) == 3  # the first attempt and two retries
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("eventstream: error: gave up after 3 consecutive failed attempts")
+    assert "HTTP 503" in line
+
+
+def test_fail_after_gives_up_with_status_3() -> None:
+    started = time.monotonic()
+    result = run_cli("-q", "--fail-after", "0.5", refused_url())
+    assert result.returncode == UNHEALTHY
+    assert 0.5 <= time.monotonic() - started < TIMEOUT
+    assert result.stderr.startswith("eventstream: error: gave up after")
+
+
+def test_a_signal_during_an_outage_reports_it(server: SSEServer) -> None:
+    server.default = Script(503, headers={"Retry-After": "30"})
+    with start_cli(server.url) as process:
+        wait_for_stderr(process.stderr, "reconnecting in")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert stderr.splitlines()[0] == "eventstream: terminated"
+    assert_one_unhealthy_line(stderr.splitlines()[1], "HTTP 503")
+
+
+def test_health_forgives_a_short_blip_but_not_a_long_outage() -> None:
+    now = [100.0]
+    health = Health(grace=10.0, clock=lambda: now[0])
+    assert health.problem() is not None  # never connected
+    health.opened()
+    health.event()
+    assert health.problem() is None
+    now[0] += 30
+    health.failed(ConnectionError("refused"))
+    now[0] += 9.9
+    assert health.problem() is None  # down for less than the grace
+    health.failed(ConnectionError("refused again"))
+    now[0] += 0.1
+    problem = health.problem()
+    assert problem == "failing for the last 10.0 s; the last error: refused again"
+    health.opened()
+    health.event()
+    assert health.problem() is None
+
+
+def test_health_sees_a_server_that_accepts_and_drops_as_down() -> None:
+    now = [0.0]
+    health = Health(grace=10.0, clock=lambda: now[0])
+    for _ in range(20):  # open, drop at once, reconnect: no event, for 20 s
+        health.opened()
+        now[0] += 0.5
+        health.failed(ConnectionResetError("dropped"))
+        now[0] += 0.5
+    health.opened()  # the run ends while one of those short connections is open
+    assert health.problem() == "failing for the last 19.5 s; the last error: dropped"
+
+
+def test_health_counts_a_lasting_connection_as_up() -> None:
+    now = [0.0]
+    health = Health(grace=10.0, clock=lambda: now[0])
+    health.opened()
+    health.failed(ConnectionResetError("dropped"))
+    health.opened()  # a quiet stream: no event, but the connection lasts
+    now[0] += 60
+    assert health.problem() is None
+    health.failed(TimeoutError("idle"))  # the read timeout drops it: a new outage
+    now[0] += 1
+    assert health.problem() is None
+
+
+# -- one request with a body or another method -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args", [["--json", '{"q": 1}'], ["-d", "x"], ["-X", "DELETE"]], ids=["json", "data", "method"]
+)
+def test_a_body_or_another_method_makes_one_request(server: SSEServer, args: list[str]) -> None:
+    server.enqueue(Script().event("answer", retry=10).close())
+    result = run_cli(*args, "--format", "data", server.url)
+    assert (result.returncode, result.stdout) == (0, "answer\n"), result.stderr
+    assert len(server.requests) == 1
+
+
+def test_reconnect_sends_a_post_again_when_asked(server: SSEServer) -> None:
+    server.enqueue(Script().event("answer", retry=10).close())
+    result = run_cli("--json", "{}", "--reconnect", "--format", "data", server.url)
+    assert (result.returncode, result.stdout) == (0, "answer\n"), result.stderr
+    assert [request.method for request in server.requests] == ["POST", "POST"]
+
+
+def test_help_says_a_body_means_one_request() -> None:
+    text = " ".join(run_cli("--help").stdout.split())
+    assert "makes ONE request" in text
+    assert "--reconnect" in text
+
+
+# -- TLS, proxy, limits ------------------------------------------------------------------
+
+
+def test_cacert_trusts_a_private_ca(tls_server: SSEServer, ca: trustme.CA, tmp_path: Path) -> None:
+    cafile = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(cafile))
+    result = run_cli("-q", "-n", "1", "--format", "data", "--cacert", str(cafile), tls_server.url)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "secure\n", "")
+
+
+def test_insecure_skips_verification_and_warns_even_when_quiet(tls_server: SSEServer) -> None:
+    result = run_cli("-q", "-k", "-n", "1", "--format", "data", tls_server.url)
+    assert (result.returncode, result.stdout) == (0, "secure\n")
+    assert result.stderr.splitlines() == [
+        "eventstream: warning: --insecure: TLS certificates and host names are not checked"
+    ]
+
+
+def test_client_certificate_and_key(ca: trustme.CA, tmp_path: Path) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    ca.configure_trust(context)
+    context.verify_mode = ssl.CERT_REQUIRED  # the server asks for a client certificate
+    client = ca.issue_cert("client@example.com")
+    cafile, certfile, keyfile = (tmp_path / name for name in ("ca.pem", "me.pem", "me.key"))
+    ca.cert_pem.write_to_path(str(cafile))
+    client.cert_chain_pems[0].write_to_path(str(certfile))
+    client.private_key_pem.write_to_path(str(keyfile))
+    with SSEServer(ssl_context=context) as tls:
+        tls.default = Script().event("mutual").hold()
+        base = ["-q", "-n", "1", "--format", "data", "--cacert", str(cafile)]
+        with_cert = run_cli(*base, "--cert", str(certfile), "--key", str(keyfile), tls.url)
+        without = run_cli(*base, "--max-time", "1", tls.url)
+    assert (with_cert.returncode, with_cert.stdout) == (0, "mutual\n"), with_cert.stderr
+    assert without.returncode == UNHEALTHY
+
+
+def test_proxy_option_wins_over_the_environment(
+    server: SSEServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", refused_url())  # would fail every request
+    server.default = Script().event("via proxy").hold()
+    target = "http://stream.invalid/feed"  # never resolved: the proxy gets the request
+    result = run_cli("-n", "1", "--format", "data", "--proxy", server.url, target)
+    assert (result.returncode, result.stdout) == (0, "via proxy\n"), result.stderr
+    assert server.requests[0].target == target
+
+
+def test_max_event_size_skips_a_larger_event(server: SSEServer) -> None:
+    server.enqueue(Script().event("x" * 100).event("small", retry=10).close())
+    result = run_cli("--max-event-size", "50", "--format", "data", server.url)
+    assert (result.returncode, result.stdout) == (0, "small\n"), result.stderr
+    assert "skipped an event" in result.stderr
+
+
+def test_read_timeout_option_drops_a_silent_connection(server: SSEServer) -> None:
+    server.enqueue(Script().event("a", retry=10).hold(), Script().event("b").close())
+    result = run_cli("--timeout", "5,60", "--read-timeout", "0.3", "--format", "data", server.url)
+    assert (result.returncode, result.stdout) == (0, "a\nb\n"), result.stderr
+    assert "within the read timeout; reconnecting" in result.stderr
+
+
+def test_connect_timeout_option_bounds_the_tls_handshake(silent_listener: socket.socket) -> None:
+    port = silent_listener.getsockname()[1]
+    args = ["-q", "--connect-timeout", "0.3", "--max-retries", "0", f"https://127.0.0.1:{port}/"]
+    started = time.monotonic()
+    with start_cli(*args) as process:
+        connection, _ = silent_listener.accept()
+        with connection:
+            _, stderr = process.communicate(timeout=TIMEOUT)
+    assert time.monotonic() - started < 10  # not the 60 s read timeout
+    assert process.returncode == UNHEALTHY
+    assert stderr.startswith("eventstream: error: gave up after 1 consecutive failed attempts")
+
+
+# -- unusable URLs -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://", "names no host"),
+        ("http://127.0.0.1:99999/", "Port out of range"),
+        ("http://exa mple.com/", "not allowed"),
+        ("https://[::1/", "Invalid IPv6 URL"),
+        ("ftp://example.com/", "http:// or https://"),
+    ],
+)
+def test_an_unusable_url_exits_2_with_the_reason(
+    url: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([url])
+    assert exited.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("eventstream: error: unusable URL")
+    assert reason in last
+
+
+def test_an_unusable_url_never_shows_its_password(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["http://user:s3cret@host:99999/"])
+    assert "s3cret" not in capsys.readouterr().err
+
+
+# -- Ctrl-C in every state ---------------------------------------------------------------
+
+
+def interrupt(process: subprocess.Popen[str], *, sig: int = signal.SIGINT) -> float:
+    """Send ``sig`` and return the seconds until the process has exited."""
+    started = time.monotonic()
+    process.send_signal(sig)
+    process.wait(timeout=TIMEOUT)
+    elapsed = time.monotonic() - started
+    print(f"signal {sig} to exit: {elapsed * 1000:.1f} ms")  # shown with -s
+    return elapsed
+
+
+def wait_for_stderr(stream: IO[str] | None, text: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while text not in read_line(stream, max(0.0, deadline - time.monotonic())):
+        pass
+
+
+def test_ctrl_c_while_connecting(silent_listener: socket.socket) -> None:
+    # The TLS handshake with a server that never answers it: nothing can cut it short.
+    port = silent_listener.getsockname()[1]
+    with start_cli("-q", f"https://127.0.0.1:{port}/") as process:
+        connection, _ = silent_listener.accept()
+        with connection:
+            elapsed = interrupt(process)
+    assert process.returncode == 130
+    assert elapsed < CTRL_C_LIMIT
+
+
+def test_ctrl_c_while_waiting_for_headers(server: SSEServer) -> None:
+    server.default = Script.no_response()
+    with start_cli("-q", server.url) as process:
+        server.wait_for_requests(1)
+        elapsed = interrupt(process)
+    assert process.returncode == 130
+    assert elapsed < CTRL_C_LIMIT
+
+
+def test_ctrl_c_while_reading(server: SSEServer) -> None:
+    server.default = Script().event("first").hold()
+    with start_cli("--format", "data", server.url) as process:
+        assert read_line(process.stdout) == "first\n"
+        elapsed = interrupt(process)
+    assert process.returncode == 130
+    assert elapsed < CTRL_C_LIMIT
+
+
+def test_ctrl_c_while_backing_off(server: SSEServer) -> None:
+    server.default = Script(503, headers={"Retry-After": "30"})
+    with start_cli(server.url) as process:
+        wait_for_stderr(process.stderr, "reconnecting in")
+        elapsed = interrupt(process)
+    assert process.returncode == 130
+    assert elapsed < CTRL_C_LIMIT
+
+
+def test_sigterm_while_waiting_for_headers_exits_143(server: SSEServer) -> None:
+    server.default = Script.no_response()
+    with start_cli("-q", server.url) as process:
+        server.wait_for_requests(1)
+        elapsed = interrupt(process, sig=signal.SIGTERM)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert elapsed < CTRL_C_LIMIT
+
+
+def test_a_silent_server_is_reported_before_the_read_timeout(server: SSEServer) -> None:
+    # In-process, to shorten the notice's delay: run() is what main() calls.
+    server.default = Script.no_response()
+    stderr, stdout = io.StringIO(), io.StringIO()
+    config = Config(url=server.url, timeout=(1.0, 0.8), max_time=0.6, slow_notice=0.2)
+    outcome = run(config, Reporter(stderr, quiet=False), Output(stdout))
+    assert outcome.status == UNHEALTHY
+    lines = stderr.getvalue().splitlines()
+    assert lines[1] == (
+        f"eventstream: no answer from {server.url} after 0.2 s; "
+        "waiting up to the read timeout (0.8 s, --read-timeout)"
+    )
+    assert lines[-1].startswith("eventstream: error: unhealthy: no connection in 0.6 s")
+
+
+# -- --state under SIGTERM ----------------------------------------------------------------
+
+
+def busy_feed(request: RecordedRequest) -> Script:
+    """Numbered events after the request's Last-Event-ID, in bursts, then the body ends."""
+    start = int(request.headers.get("Last-Event-ID", "0"))
+    script = Script()
+    for n in range(start + 1, start + 101):
+        script = script.event(str(n), id=str(n), retry=10)
+        if n % 10 == 0:
+            script = script.pause(0.01)
+    return script
+
+
+def test_sigterm_never_splits_an_event_from_its_saved_id(server: SSEServer, tmp_path: Path) -> None:
+    # SIGTERM waits for the event being written and its ID being saved: runs stopped
+    # at random points, then a last one, write every event exactly once.
+    server.default = busy_feed
+    state, output = tmp_path / "feed.id", tmp_path / "feed.jsonl"
+    args = ["-q", "--state", str(state), "--format", "json", server.url]
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    for attempt in range(12):
+        before = output.stat().st_size if output.exists() else 0
+        with output.open("ab") as sink, start_cli(*args, stdout=sink) as process:
+            deadline = time.monotonic() + TIMEOUT
+            # Every other run is stopped once events flow, the others at any point.
+            while attempt % 2 and output.stat().st_size == before and time.monotonic() < deadline:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=0.01)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=rng.uniform(0.0, 0.5))
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=TIMEOUT) in (143, -signal.SIGTERM), seed
+    with output.open("ab") as sink, start_cli("--max-time", "1", *args, stdout=sink) as last:
+        assert last.wait(timeout=TIMEOUT) == 0
+    ids = [int(json.loads(line)["id"]) for line in output.read_text().splitlines()]
+    assert ids == list(range(1, len(ids) + 1)), seed  # none lost, none repeated
+    assert state.read_text() == f"{ids[-1]}\n"
