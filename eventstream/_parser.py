@@ -48,6 +48,7 @@ _LONG_LINE = 256  # characters per line, on average, from which copies cost more
 _NOT_LF = re.compile(rb"[^\n]")
 _SAMPLE = 4096  # bytes looked at to tell long lines from short ones
 _FEW_LINES = 2  # fewer line ends than this in the sample: take the long-line path
+_DATA_SEPARATOR = "\n\ndata: "  # between blocks of one data line each
 _SCAN_STEPS = 16  # line ends looked at one by one before searching for b"\n\n"
 
 
@@ -296,9 +297,36 @@ class Parser:
         Blocks that all have the same fields in the same order (the usual stream)
         are interpreted column by column; others by the loop, one line at a time.
         """
+        if text.startswith("data: "):
+            events = self._interpret_data_only(text)
+            if events is not None:
+                return events
         lines = text.split("\n")
         events = self._interpret_uniform(text, lines)
         return self._interpret_lines(lines) if events is None else events
+
+    def _interpret_data_only(self, text: str) -> list[Event] | None:
+        """Interpret blocks that are each one ``data: `` line, or return ``None``.
+
+        The commonest stream (JSON feeds, LLM token streams) writes every event as
+        one ``data: `` line and a blank line.  Then the text is the values joined by
+        ``"\n\ndata: "``, and one split makes each value: no list of lines, no copy
+        per line to strip its prefix.  Exact: when no value holds an LF, every LF
+        belongs to a separator or to the final ``"\n\n"``, so every line is a data
+        line and every block one line.  ``text`` starts with ``data: ``.
+        """
+        values = text.split(_DATA_SEPARATOR)
+        values[0] = values[0][6:]  # 6: len("data: ")
+        values[-1] = values[-1][:-2]  # the text ends with "\n\n"
+        if any(map(str.__contains__, values, repeat("\n"))):
+            return None  # a block of other lines: a value spans them
+        return list(
+            map(
+                _new_event,
+                repeat(Event),
+                zip(repeat("message"), values, repeat(self._last_id), repeat(self._retry)),
+            )
+        )
 
     def _interpret_uniform(self, text: str, lines: list[str]) -> list[Event] | None:
         """Interpret blocks that repeat the first block's fields, or return ``None``.
