@@ -334,7 +334,9 @@ _SPECS = {
     "h": _Spec("1 KiB events of mixed-language text", 20_000, _world_sized(KIB)),
     "i": _Spec("64 KiB events of mixed-language text, one line each", 300, _world_sized(64 * KIB)),
     "j": _Spec("LLM token stream: ~200-byte JSON deltas, some raw UTF-8", 100_000, _llm),
-    "k": _Spec("real-world mixed-language stream: comments, types, ids, retry", 100_000, _world_mixed),
+    "k": _Spec(
+        "real-world mixed-language stream: comments, types, ids, retry", 100_000, _world_mixed
+    ),
 }
 
 #: What each corpus is, by key, in report order.

@@ -181,8 +181,10 @@ class Parser:
         """
         self._retry = _held_retry(self._take_held(), self._retry)
         self._at_start = True
-        self._skip_lf = False
         self._discarding = False
+        # The flag of a CR ending the last read is left as it is: it can only drop an
+        # LF that starts the new body (after its BOM), and that LF is a blank line
+        # with no field before it, which dispatches nothing and changes no state.
 
     def feed(self, data: bytes) -> list[Event]:
         """Consume the next bytes of the body; return the events they complete, in order.

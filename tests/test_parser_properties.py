@@ -224,3 +224,47 @@ def test_uniform_blocks_take_the_column_path() -> None:
     assert events == reference_parse(body.encode(), last_event_id="seed")[0]
     pinged = body.replace("\ndata:x\n", "\ndata:x\n: ping\n", 1)
     assert Parser()._interpret_uniform(pinged, pinged.split("\n")) is None
+
+
+# --- Streams whose events are each one "data: " line: the one-split path.
+
+
+@st.composite
+def data_line_streams(draw: st.DrawFn) -> bytes:
+    """Blocks of one ``data: `` line each, sometimes with one block changed: a second
+    line, a comment, no space after the colon, an extra blank line, another field."""
+    values = draw(st.lists(st.one_of(TEXT, TEXT_WITH_ODDITIES), min_size=1, max_size=16))
+    blocks = [b"data: " + value.encode() + b"\n" for value in values]
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(blocks) - 1))
+        blocks[at] = draw(
+            st.sampled_from(
+                [
+                    blocks[at] + b"data: more\n",
+                    b": ping\n" + blocks[at],
+                    blocks[at].replace(b"data: ", b"data:", 1),
+                    blocks[at] + b"\n",
+                    b"id: 7\n" + blocks[at],
+                    b"data: x\r" + blocks[at],
+                ]
+            )
+        )
+    return b"".join(block + b"\n" for block in blocks)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), data_line_streams(), SEEDS)
+def test_data_line_blocks_agree_with_reference(data: st.DataObject, body: bytes, seed: str) -> None:
+    expected = reference_parse(body, last_event_id=seed)
+    assert run_body([body], last_event_id=seed) == expected
+    assert run_body(data.draw(split(body)), last_event_id=seed) == expected
+
+
+def test_data_line_blocks_take_the_one_split_path() -> None:
+    """The property above is only worth something if the path runs: it does for
+    blocks of one data line, and declines a region where a block has two lines."""
+    body = "".join(f'data: {{"n": {i}, "text": "é → 東京 🚀"}}\n\n' for i in range(5))
+    events = Parser(last_event_id="seed")._interpret_data_only(body)
+    assert events == reference_parse(body.encode(), last_event_id="seed")[0]
+    two_lines = body.replace("\n\n", "\ndata: x\n\n", 1)
+    assert Parser()._interpret_data_only(two_lines) is None
