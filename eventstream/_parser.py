@@ -48,7 +48,8 @@ _LONG_LINE = 256  # characters per line, on average, from which copies cost more
 _NOT_LF = re.compile(rb"[^\n]")
 _SAMPLE = 4096  # bytes looked at to tell long lines from short ones
 _FEW_LINES = 2  # fewer line ends than this in the sample: take the long-line path
-_DATA_SEPARATOR = "\n\ndata: "  # between blocks of one data line each
+_DATA_SEPARATOR_BYTES = b"\n\ndata: "  # between blocks of one data line each
+_SHORT_BLOCKS = 16  # LFs in the sample from which short values are decoded one by one
 _SCAN_STEPS = 16  # line ends looked at one by one before searching for b"\n\n"
 
 
@@ -279,8 +280,19 @@ class Parser:
         # Splitting a str costs about 2 ns per character whatever the line lengths,
         # while finding line ends with memchr costs per line: take the first for
         # short lines, the second (on the bytes) when a sample shows long ones.
-        if len(region) > _SAMPLE and region.count(b"\n", 0, _SAMPLE) < _FEW_LINES:
-            return self._interpret_long(region)
+        if len(region) > _SAMPLE:
+            line_ends = region.count(b"\n", 0, _SAMPLE)
+            if line_ends < _FEW_LINES:
+                return self._interpret_long(region)
+            if (
+                line_ends >= _SHORT_BLOCKS
+                and region.startswith(b"data: ")
+                and region[region.find(b"\n") + 1] == 10  # the first block is one line
+                and not region.isascii()
+            ):
+                events = self._interpret_data_bytes(region)
+                if events is not None:
+                    return events
         return self._interpret(region.decode("utf-8", "replace"))
 
     def _strip_bom(self, data: bytes) -> bytes:
@@ -299,34 +311,43 @@ class Parser:
         Blocks that all have the same fields in the same order (the usual stream)
         are interpreted column by column; others by the loop, one line at a time.
         """
-        if text.startswith("data: "):
-            events = self._interpret_data_only(text)
-            if events is not None:
-                return events
         lines = text.split("\n")
         events = self._interpret_uniform(text, lines)
         return self._interpret_lines(lines) if events is None else events
 
-    def _interpret_data_only(self, text: str) -> list[Event] | None:
-        """Interpret blocks that are each one ``data: `` line, or return ``None``.
+    def _interpret_data_bytes(self, region: bytes) -> list[Event] | None:
+        """Interpret a region of blocks that are each one ``data: `` line, from its
+        bytes, or return ``None``.  For short lines of text that is not ASCII.
 
         The commonest stream (JSON feeds, LLM token streams) writes every event as
-        one ``data: `` line and a blank line.  Then the text is the values joined by
-        ``"\n\ndata: "``, and one split makes each value: no list of lines, no copy
-        per line to strip its prefix.  Exact: when no value holds an LF, every LF
-        belongs to a separator or to the final ``"\n\n"``, so every line is a data
-        line and every block one line.  ``text`` starts with ``data: ``.
+        one ``data: `` line and a blank line.  Then the region is the values joined
+        by ``"\n\ndata: "``, and one split of the bytes makes each value.  Exact:
+        when no value holds an LF, every LF belongs to a separator or to the final
+        ``"\n\n"``, so every line is a data line and every block one line.  The
+        region starts with ``data: ``.
+
+        Why bytes: decoded at once, a region is a str as wide as its widest
+        character (one emoji makes it 4 bytes a character), and each value split
+        from it is copied out of that buffer and narrowed again; decoding each
+        value alone writes it once, at its own width.  On ASCII, or on long values,
+        one decode of the region costs less than one call per value.  Splitting at
+        ASCII bytes never cuts a UTF-8 sequence, so each value decodes as the whole
+        region would.
         """
-        values = text.split(_DATA_SEPARATOR)
-        values[0] = values[0][6:]  # 6: len("data: ")
-        values[-1] = values[-1][:-2]  # the text ends with "\n\n"
-        if any(map(str.__contains__, values, repeat("\n"))):
+        values = region.split(_DATA_SEPARATOR_BYTES)
+        values[0] = values[0][6:]  # 6: len(b"data: ")
+        values[-1] = values[-1][:-2]  # the region ends with b"\n\n"
+        if any(map(bytes.__contains__, values, repeat(10))):  # 10: LF
             return None  # a block of other lines: a value spans them
+        try:
+            texts = list(map(bytes.decode, values))
+        except UnicodeDecodeError:  # rare: only then pay for the replacement handler
+            texts = list(map(bytes.decode, values, repeat("utf-8"), repeat("replace")))
         return list(
             map(
                 _new_event,
                 repeat(Event),
-                zip(repeat("message"), values, repeat(self._last_id), repeat(self._retry)),
+                zip(repeat("message"), texts, repeat(self._last_id), repeat(self._retry)),
             )
         )
 
