@@ -147,7 +147,7 @@ class Parser:
         self._retry: int | None = None
         # The unfinished tail: reads kept as they came (appending to a list costs
         # nothing per byte) and joined once, when the blank line that ends it comes.
-        self._parts: list[bytes] = []
+        self._parts: list[bytes | memoryview] = []
         self._size = 0  # bytes in _parts
         self._at_start = True  # a leading BOM may still come
         self._skip_lf = False  # the previous read ended with CR
@@ -237,14 +237,26 @@ class Parser:
             end = -1  # the blank line straddles the previous read and this one
         end += 2
 
+        # Views, not slices, of the read for the parts that are joined later: each
+        # byte is copied once into a region, not first into a slice of its own.
+        size = len(data)
         if parts:
-            parts.append(data[:end])
+            parts.append(memoryview(data)[:end] if end < size else data)
             region = b"".join(parts)
         else:
-            region = data[:end]
-        rest = data[end:].lstrip(b"\n")  # leading blank lines: as above
-        self._parts = [rest] if rest else []
-        self._size = len(rest)
+            region = data[:end]  # the read itself when it ends with its blank line
+        if end < size and data[end] == 10:  # leading blank lines: as above
+            found = _NOT_LF.search(data, end)
+            end = size if found is None else found.start()
+        if end < size:
+            # A view holds the whole read: only for a tail of at least half of it
+            # (a big read with a small tail, say decompressed, is not kept alive).
+            rest = memoryview(data)[end:] if 2 * end <= size else data[end:]
+            self._parts = [rest]
+            self._size = size - end
+        else:
+            self._parts = []
+            self._size = 0
         if self._max is None:
             return self._interpret_region(region)
         if len(region) > self._max:
