@@ -238,10 +238,12 @@ class Parser:
         end += 2
 
         # Views, not slices, of the read for the parts that are joined later: each
-        # byte is copied once into a region, not first into a slice of its own.
+        # byte is copied once into a region, not first into a slice of its own.  Not
+        # of a bytearray: the caller may reuse or resize it (a view would forbid it).
         size = len(data)
+        view = type(data) is bytes
         if parts:
-            parts.append(memoryview(data)[:end] if end < size else data)
+            parts.append(memoryview(data)[:end] if view and end < size else data[:end])
             region = b"".join(parts)
         else:
             region = data[:end]  # the read itself when it ends with its blank line
@@ -251,7 +253,7 @@ class Parser:
         if end < size:
             # A view holds the whole read: only for a tail of at least half of it
             # (a big read with a small tail, say decompressed, is not kept alive).
-            rest = memoryview(data)[end:] if 2 * end <= size else data[end:]
+            rest = memoryview(data)[end:] if view and 2 * end <= size else data[end:]
             self._parts = [rest]
             self._size = size - end
         else:

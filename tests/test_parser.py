@@ -417,6 +417,17 @@ def test_reset_forgets_cr_at_end_of_previous_body() -> None:
     assert parser.feed(b"\ndata: b\n\n") == [ev("b")]
 
 
+def test_a_read_in_a_bytearray_can_be_reused_once_fed() -> None:
+    # A reader that fills one buffer again and again (readinto) hands the parser a
+    # bytearray: the parser must neither keep seeing it nor stop it being resized.
+    parser = Parser()
+    assert parser.feed(b"data: 0\n\n") == [ev("0")]
+    buffer = bytearray(b"data: a\n\ndata: " + b"b" * 40)
+    assert parser.feed(buffer) == [ev("a")]
+    buffer[:] = b"\n\n"  # resized and overwritten, as the next read would be
+    assert parser.feed(buffer) == [ev("b" * 40)]
+
+
 def test_two_bodies_match_the_reference() -> None:
     first, second = b"id: 1\nretry: 9\ndata: a\n\nid: 2\ndata: x", b"\xef\xbb\xbfdata: b\n\n"
     events, last_id, retry = reference_parse(first)
