@@ -29,6 +29,26 @@ _TYPES = ("update", "create", "delete")
 _MIXED_TYPES = ("update", "patch", "presence", "notification", "heartbeat")
 # Names with multi-byte UTF-8, some of which will straddle a read boundary.
 _NAMES = ("alice", "bob", "café", "naïve", "Zürich", "東京", "Ελλάδα", "party 🎉")
+# Mixed-language text for the non-ASCII corpora: each event is written in one language
+# (a multilingual feed: each message in its author's), with the symbols any text
+# holds (arrows, currency, degrees) and, on some events, emoji outside the BMP (a
+# str holding one needs 4 bytes a character).  UTF-8 takes 1 to 4 bytes a character.
+_LANGUAGES = (
+    ("le", "café", "déjà", "très", "été", "garçon", "élève", "où", "naïve", "à", "prix"),
+    ("der", "über", "Straße", "Grüße", "schön", "Zürich", "Bär", "größer", "und"),
+    ("el", "mañana", "niño", "São", "coração", "año", "está", "información", "sí"),
+    ("Łódź", "čeština", "smörgåsbord", "fjörður", "żółw", "ćma", "ještě", "ñu"),
+    ("η", "Ελληνικά", "καλημέρα", "θάλασσα", "ευχαριστώ", "και", "δεδομένα"),
+    ("и", "Москва", "привет", "данные", "поток", "событие", "спасибо", "цена"),
+    ("東京", "北京市", "数据流", "服务器", "事件", "价格", "更新", "你好", "的"),
+    ("日本語", "ありがとう", "カタカナ", "ひらがな", "東京都", "です", "データ", "の"),
+    ("한국어", "서울", "감사합니다", "데이터", "스트림", "가격", "이벤트", "는"),
+)  # fmt: skip
+_SHARED_WORDS = ("→", "⇒", "←", "↔", "✓", "€", "½", "°C", "42", "2024", "ok", "API", "id")
+_EMOJI = ("🎉", "🚀", "✅", "😀", "🌍", "🔥", "👍")
+_LLM_MODEL = "gpt-4o-mini-2024-07-18"
+_LLM_ASCII_TOKENS = (" the", " model", " answer", " is", ",", ".", " of", " stream", " to")
+_LLM_WORLD_TOKENS = (" café", " à", "é", " 東京", "の", "天气", " привет", "→", " 🚀", "✅")
 
 
 @dataclass(frozen=True)
@@ -89,6 +109,30 @@ def _filler(rng: random.Random, size: int = 64 * KIB) -> str:
         words.append(word)
         length += len(word) + 1
     return " ".join(words)[:size]
+
+
+def _world_fillers(rng: random.Random, size: int = 64 * KIB) -> list[str]:
+    """Text of at least ``size`` UTF-8 bytes in each language, to cut payloads from:
+    its words, one in five a shared one (a symbol, a number, an ASCII term)."""
+    fillers = []
+    for language in _LANGUAGES:
+        words: list[str] = []
+        length = 0
+        while length < size:
+            word = rng.choice(_SHARED_WORDS if rng.random() < 0.2 else language)
+            words.append(word)
+            length += len(word.encode()) + 1
+        fillers.append(" ".join(words))
+    return fillers
+
+
+def _world_text(rng: random.Random, fillers: list[str], size: int) -> str:
+    """About ``size`` UTF-8 bytes (whole characters, no LF) in one language, and an
+    emoji on three events in ten."""
+    text = _cut(rng, rng.choice(fillers), size)  # >= ``size`` bytes: a character is >= 1
+    if rng.random() < 0.3:
+        text = f"{rng.choice(_EMOJI)} {text}"
+    return text.encode()[:size].decode(errors="ignore").strip()
 
 
 def _cut(rng: random.Random, filler: str, size: int) -> str:
@@ -204,6 +248,73 @@ def _mixed(rng: random.Random, count: int) -> _Stream:
     return stream
 
 
+def _world_sized(size: int) -> Callable[[random.Random, int], _Stream]:
+    """Events whose data is one line of about ``size`` bytes of mixed-language text."""
+
+    def build(rng: random.Random, count: int) -> _Stream:
+        stream = _Stream("\n")
+        fillers = _world_fillers(rng, max(64 * KIB, 2 * size))
+        for _ in range(count):
+            stream.block([("data", _world_text(rng, fillers, size))])
+        return stream
+
+    return build
+
+
+def _llm_chunk(rng: random.Random, seq: int, created: int) -> str:
+    # An OpenAI-style chat completion chunk, about 200 bytes; a third of the tokens
+    # are raw UTF-8 (servers that write JSON with ensure_ascii off).
+    pool = _LLM_WORLD_TOKENS if rng.random() < 0.33 else _LLM_ASCII_TOKENS
+    content = "".join(rng.choice(pool) for _ in range(rng.randint(1, 3)))
+    return (
+        f'{{"id":"chatcmpl-{seq // 500:08x}","object":"chat.completion.chunk",'
+        f'"created":{created},"model":"{_LLM_MODEL}",'
+        f'"choices":[{{"index":0,"delta":{{"content":"{content}"}},"logprobs":null,'
+        '"finish_reason":null}]}'
+    )
+
+
+def _llm(rng: random.Random, count: int) -> _Stream:
+    """An LLM token stream: ``data:`` lines of JSON deltas, then ``data: [DONE]``."""
+    stream = _Stream("\n")
+    created = 1_722_000_000
+    for seq in range(count - 1):
+        stream.block([("data", _llm_chunk(rng, seq, created + seq // 500))])
+    stream.block([("data", "[DONE]")])
+    return stream
+
+
+def _world_data(rng: random.Random, fillers: list[str], seq: int) -> list[str]:
+    roll = rng.random()
+    if roll < 0.5:
+        text = _world_text(rng, fillers, rng.randint(20, 120)).replace('"', "")
+        return [f'{{"seq":{seq},"text":"{text}"}}']
+    if roll < 0.8:  # a multi-line message, one data line per text line
+        return [_world_text(rng, fillers, rng.randint(10, 90)) for _ in range(rng.randint(2, 6))]
+    return [_world_text(rng, fillers, rng.randint(300, 1500))]
+
+
+def _world_mixed(rng: random.Random, count: int) -> _Stream:
+    """A real-world stream of mixed-language text: heartbeat comments, several event
+    types, ids on some events, multi-line data, and ``retry:`` now and then."""
+    stream = _Stream("\n")
+    fillers = _world_fillers(rng)
+    for seq in range(count):
+        meta = []
+        if rng.random() < 0.6:
+            meta.append(("id", f"{seq}"))
+        if rng.random() < 0.7:
+            meta.append(("event", rng.choice(_MIXED_TYPES)))
+        if rng.random() < 0.01:
+            meta.append(("retry", str(rng.choice((1000, 5000)))))
+        stream.block(meta + [("data", line) for line in _world_data(rng, fillers, seq)])
+        if rng.random() < 0.15:
+            stream.block([("", "heartbeat")])
+        if rng.random() < 0.005:
+            stream.block([("retry", "2500")])  # a block with only retry: no event
+    return stream
+
+
 @dataclass(frozen=True)
 class _Spec:
     title: str
@@ -220,6 +331,12 @@ _SPECS = {
     "e": _Spec("(a) with CRLF line ends", 200_000, _small_crlf),
     "f": _Spec("one 5 MiB event, one data line", 5 * MIB, _one_huge, read_size=KIB),
     "g": _Spec("realistic mixed stream with pings", 100_000, _mixed),
+    "h": _Spec("1 KiB events of mixed-language text", 20_000, _world_sized(KIB)),
+    "i": _Spec("64 KiB events of mixed-language text, one line each", 300, _world_sized(64 * KIB)),
+    "j": _Spec("LLM token stream: ~200-byte JSON deltas, some raw UTF-8", 100_000, _llm),
+    "k": _Spec(
+        "real-world mixed-language stream: comments, types, ids, retry", 100_000, _world_mixed
+    ),
 }
 
 #: What each corpus is, by key, in report order.

@@ -49,6 +49,8 @@ _LONG_LINE = 256  # characters per line, on average, from which copies cost more
 _NOT_LF = re.compile(rb"[^\n]")
 _SAMPLE = 4096  # bytes looked at to tell long lines from short ones
 _FEW_LINES = 2  # fewer line ends than this in the sample: take the long-line path
+_DATA_SEPARATOR_BYTES = b"\n\ndata: "  # between blocks of one data line each
+_SHORT_BLOCKS = 16  # LFs in the sample from which short values are decoded one by one
 _SCAN_STEPS = 16  # line ends looked at one by one before searching for b"\n\n"
 
 
@@ -161,7 +163,7 @@ class Parser:
         self._retry: int | None = None
         # The unfinished tail: reads kept as they came (appending to a list costs
         # nothing per byte) and joined once, when the blank line that ends it comes.
-        self._parts: list[bytes] = []
+        self._parts: list[bytes | memoryview] = []
         self._size = 0  # bytes in _parts
         self._at_start = True  # a leading BOM may still come
         self._skip_lf = False  # the previous read ended with CR
@@ -202,8 +204,10 @@ class Parser:
         """
         self._retry = _held_retry(self._take_held(), self._retry)
         self._at_start = True
-        self._skip_lf = False
         self._discarding = False
+        # The flag of a CR ending the last read is left as it is: it can only drop an
+        # LF that starts the new body (after its BOM), and that LF is a blank line
+        # with no field before it, which dispatches nothing and changes no state.
 
     def feed(self, data: bytes) -> list[Event]:
         """Consume the next bytes of the body; return the events they complete, in order.
@@ -257,24 +261,38 @@ class Parser:
             end = -1  # the blank line straddles the previous read and this one
         end += 2
 
+        # Views, not slices, of the read for the parts that are joined later: each
+        # byte is copied once into a region, not first into a slice of its own.  Not
+        # of a bytearray: the caller may reuse or resize it (a view would forbid it).
+        size = len(data)
+        view = type(data) is bytes
         if parts:
-            parts.append(data[:end])
+            parts.append(memoryview(data)[:end] if view and end < size else data[:end])
             region = b"".join(parts)
         else:
-            region = data[:end]
-        rest = data[end:].lstrip(b"\n")  # leading blank lines: as above
-        self._parts = [rest] if rest else []
-        self._size = len(rest)
+            region = data[:end]  # the read itself when it ends with its blank line
+        if end < size and data[end] == 10:  # leading blank lines: as above
+            found = _NOT_LF.search(data, end)
+            end = size if found is None else found.start()
+        if end < size:
+            # A view holds the whole read: only for a tail of at least half of it
+            # (a big read with a small tail, say decompressed, is not kept alive).
+            rest = memoryview(data)[end:] if view and 2 * end <= size else data[end:]
+            self._parts = [rest]
+            self._size = size - end
+        else:
+            self._parts = []
+            self._size = 0
         if self._max is None:
             events = self._interpret_region(region)
-            if self._comment_at is not None and rest:
+            if self._comment_at is not None and self._parts:
                 self._held_comments(len(events))
             return events
         if len(region) > self._max:
             events, skipped = self._interpret_checked(region)
         else:
             events, skipped = self._interpret_region(region), False
-        if self._comment_at is not None and rest:
+        if self._comment_at is not None and self._parts:
             self._held_comments(len(events))
         tail_too_long = self._size > self._max
         if skipped or tail_too_long:
@@ -326,8 +344,20 @@ class Parser:
         # Splitting a str costs about 2 ns per character whatever the line lengths,
         # while finding line ends with memchr costs per line: take the first for
         # short lines, the second (on the bytes) when a sample shows long ones.
-        if len(region) > _SAMPLE and region.count(b"\n", 0, _SAMPLE) < _FEW_LINES:
-            return self._interpret_long(region)
+        if len(region) > _SAMPLE:
+            line_ends = region.count(b"\n", 0, _SAMPLE)
+            if line_ends < _FEW_LINES:
+                return self._interpret_long(region)
+            if (
+                line_ends >= _SHORT_BLOCKS
+                and region.startswith(b"data: ")
+                # In the sample, every LF but the last two ends a one-line data block.
+                and line_ends - 2 * region.count(_DATA_SEPARATOR_BYTES, 0, _SAMPLE) <= 2
+                and not region.isascii()
+            ):
+                events = self._interpret_data_bytes(region)
+                if events is not None:
+                    return events
         return self._interpret(region.decode("utf-8", "replace"))
 
     def _strip_bom(self, data: bytes) -> bytes:
@@ -349,6 +379,42 @@ class Parser:
         lines = text.split("\n")
         events = self._interpret_uniform(text, lines)
         return self._interpret_lines(lines) if events is None else events
+
+    def _interpret_data_bytes(self, region: bytes) -> list[Event] | None:
+        """Interpret a region of blocks that are each one ``data: `` line, from its
+        bytes, or return ``None``.  For short lines of text that is not ASCII.
+
+        The commonest stream (JSON feeds, LLM token streams) writes every event as
+        one ``data: `` line and a blank line.  Then the region is the values joined
+        by ``"\n\ndata: "``, and one split of the bytes makes each value.  Exact:
+        when no value holds an LF, every LF belongs to a separator or to the final
+        ``"\n\n"``, so every line is a data line and every block one line.  The
+        region starts with ``data: ``.
+
+        Why bytes: decoded at once, a region is a str as wide as its widest
+        character (one emoji makes it 4 bytes a character), and each value split
+        from it is copied out of that buffer and narrowed again; decoding each
+        value alone writes it once, at its own width.  On ASCII, or on long values,
+        one decode of the region costs less than one call per value.  Splitting at
+        ASCII bytes never cuts a UTF-8 sequence, so each value decodes as the whole
+        region would.
+        """
+        values = region.split(_DATA_SEPARATOR_BYTES)
+        values[0] = values[0][6:]  # 6: len(b"data: ")
+        values[-1] = values[-1][:-2]  # the region ends with b"\n\n"
+        if any(map(bytes.__contains__, values, repeat(10))):  # 10: LF
+            return None  # a block of other lines: a value spans them
+        try:
+            texts = list(map(bytes.decode, values))
+        except UnicodeDecodeError:  # rare: only then pay for the replacement handler
+            texts = list(map(bytes.decode, values, repeat("utf-8"), repeat("replace")))
+        return list(
+            map(
+                _new_event,
+                repeat(Event),
+                zip(repeat("message"), texts, repeat(self._last_id), repeat(self._retry)),
+            )
+        )
 
     def _interpret_uniform(self, text: str, lines: list[str]) -> list[Event] | None:
         """Interpret blocks that repeat the first block's fields, or return ``None``.

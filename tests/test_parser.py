@@ -418,6 +418,17 @@ def test_reset_forgets_cr_at_end_of_previous_body() -> None:
     assert parser.feed(b"\ndata: b\n\n") == [ev("b")]
 
 
+def test_a_read_in_a_bytearray_can_be_reused_once_fed() -> None:
+    # A reader that fills one buffer again and again (readinto) hands the parser a
+    # bytearray: the parser must neither keep seeing it nor stop it being resized.
+    parser = Parser()
+    assert parser.feed(b"data: 0\n\n") == [ev("0")]
+    buffer = bytearray(b"data: a\n\ndata: " + b"b" * 40)
+    assert parser.feed(buffer) == [ev("a")]
+    buffer[:] = b"\n\n"  # resized and overwritten, as the next read would be
+    assert parser.feed(buffer) == [ev("b" * 40)]
+
+
 def test_two_bodies_match_the_reference() -> None:
     first, second = b"id: 1\nretry: 9\ndata: a\n\nid: 2\ndata: x", b"\xef\xbb\xbfdata: b\n\n"
     events, last_id, retry = reference_parse(first)
@@ -540,6 +551,32 @@ def test_oversized_event_in_small_reads_is_dropped_in_bounded_memory() -> None:
     assert (events, errors) == ([], 1)  # one error per oversized event, not per read
     assert peak < 16 * cap
     assert parser.feed(b"data: next\n\n") == [ev("next")]
+
+
+@pytest.mark.parametrize("piece", [1, 7, 64])
+def test_unfinished_event_of_exactly_the_cap_is_no_error(piece: int) -> None:
+    # A connection that drops with exactly max_event_size bytes of an event read
+    # exceeded nothing: no ProtocolError (the worker would report it to on_error).
+    # The bytes after the first read carry no line end, as a long line in small
+    # reads does, and the parser only holds them; one byte more is over the cap.
+    head, body = b"data: ", b"x" * (CAP - 6)
+    for extra, raises in [(b"", False), (b"x", True)]:
+        parser = Parser(max_event_size=CAP)
+        parser.feed(head)
+        rest = body + extra
+        reads = [rest[i : i + piece] for i in range(0, len(rest), piece)]
+        events, errors = feed_capped(parser, reads)
+        assert (events, errors) == ([], int(raises)), (piece, extra)
+        parser.reset()
+        assert parser.feed(b"data: next\n\n") == [ev("next")]
+
+
+def test_event_of_exactly_the_cap_in_small_reads_is_delivered() -> None:
+    line = b"data: " + b"x" * (CAP - 8) + b"\n"  # the block is CAP bytes with its "\n"
+    for piece in (1, 5, CAP):
+        reads = [line[i : i + piece] for i in range(0, len(line), piece)] + [b"\n"]
+        events, errors = feed_capped(Parser(max_event_size=CAP), reads)
+        assert (events, errors) == ([ev("x" * (CAP - 8))], 0), piece
 
 
 def test_reset_ends_discarding_an_oversized_event() -> None:

@@ -294,3 +294,74 @@ def test_on_comment_gets_every_comment_byte_by_byte(body: bytes) -> None:
     events = feed_all(Parser(on_comment=texts.append), reads)
     assert events == feed_all(Parser(), reads)
     assert texts == [text for text, _, _ in _reference_comments(body, reads)]
+
+
+# --- Streams whose events are each one "data: " line: the one-split path.
+
+
+@st.composite
+def data_line_streams(draw: st.DrawFn) -> bytes:
+    """Blocks of one ``data: `` line each, sometimes with one block changed: a second
+    line, a comment, no space after the colon, an extra blank line, another field."""
+    value = st.one_of(TEXT.map(str.encode), TEXT_WITH_ODDITIES.map(str.encode), BAD_BYTES)
+    values = draw(st.lists(value, min_size=1, max_size=16))
+    blocks = [b"data: " + value + b"\n" for value in values]
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(blocks) - 1))
+        blocks[at] = draw(
+            st.sampled_from(
+                [
+                    blocks[at] + b"data: more\n",
+                    b": ping\n" + blocks[at],
+                    blocks[at].replace(b"data: ", b"data:", 1),
+                    blocks[at] + b"\n",
+                    b"id: 7\n" + blocks[at],
+                    b"data: x\r" + blocks[at],
+                ]
+            )
+        )
+    return b"".join(block + b"\n" for block in blocks)
+
+
+# Enough blocks of one non-ASCII data line before the body for a region to take the
+# one-split path: over the sample size, many line ends in the sample, not ASCII.
+_WIDE_HEAD = "data: é → 東京 🚀\n\n".encode() * 200
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), data_line_streams(), SEEDS)
+def test_data_line_blocks_agree_with_reference(data: st.DataObject, body: bytes, seed: str) -> None:
+    expected = reference_parse(_WIDE_HEAD + body, last_event_id=seed)
+    assert run_body([_WIDE_HEAD + body], last_event_id=seed) == expected
+    assert run_body(data.draw(split(_WIDE_HEAD + body)), last_event_id=seed) == expected
+    # Called directly as the parser calls it: line ends made LF, on "data: " only.
+    region = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if region.startswith(b"data: "):
+        events = Parser(last_event_id=seed)._interpret_data_bytes(region)
+        assert events is None or events == reference_parse(region, last_event_id=seed)[0]
+
+
+class _Spy(Parser):
+    __slots__ = ()
+    taken = 0
+
+    def _interpret_data_bytes(self, region: bytes) -> list[Event] | None:
+        events = super()._interpret_data_bytes(region)
+        _Spy.taken += events is not None
+        return events
+
+
+def test_data_line_blocks_take_the_one_split_path() -> None:
+    """The property above is only worth something if the path runs: it does for
+    blocks of one data line that are not ASCII, and declines a region where a block
+    has two lines."""
+    body = "".join(f'data: {{"n": {i}, "text": "é → 東京 🚀"}}\n\n' for i in range(200))
+    assert (
+        _Spy(last_event_id="s").feed(body.encode())
+        == reference_parse(body.encode(), last_event_id="s")[0]
+    )
+    assert _Spy.taken == 1
+    two_lines = body.replace("\n\n", "\ndata: x\n\n", 1).encode()
+    assert Parser()._interpret_data_bytes(two_lines) is None
+    assert _Spy().feed(two_lines) == reference_parse(two_lines)[0]
+    assert _Spy.taken == 1
