@@ -36,10 +36,11 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 
+from . import _fork
 from ._body import BodyDecoder, BodyError, ContentDecoder, Framing, supported_coding
 from ._exceptions import ConnectError, ContentTypeError, HTTPStatusError, ReadError
 from ._httputil import caused_by, describe, leaves_origin, redact_url, release_frames
-from ._sockread import READ_SIZE, SocketSource, body_framing, locate_socket
+from ._sockread import READ_SIZE, SocketSource, body_framing, connection_socket, locate_socket
 from ._stop import StopSignal, WakePair
 
 __all__ = ["Body", "RequestSpec", "make_session", "open_stream"]
@@ -153,7 +154,7 @@ def _send(session: requests.Session, spec: RequestSpec) -> requests.Response:
     # follow it (to fill Response.next); a response hook runs before that, so a
     # Location it cannot parse can still be blamed on the response that sent it.
     answered: list[requests.Response] = []
-    hooks = {"response": [lambda response, **_: answered.append(response)]}
+    hooks = {"response": [lambda response, **_: _answered(answered, response)]}
     for _ in range(session.max_redirects + 1):
         answered.clear()
         try:
@@ -194,6 +195,15 @@ def _send(session: requests.Session, spec: RequestSpec) -> requests.Response:
     raise requests.exceptions.TooManyRedirects(
         f"exceeded {session.max_redirects} redirects", response=response
     )
+
+
+def _answered(answered: list[requests.Response], response: requests.Response) -> None:
+    answered.append(response)
+    # Every connection this worker opens (a redirect's too) is closed in a child
+    # forked while it is open; the worker forgets them when its session closes.
+    sock = connection_socket(response.raw)
+    if sock is not None:
+        _fork.remember(sock)
 
 
 _PROTOCOL_HEADERS = frozenset(("accept", "cache-control", "accept-encoding", "last-event-id"))
@@ -269,6 +279,7 @@ class Body:
         self._read_timeout = read_timeout
         self._closed = False
         self._wake: WakePair | None = None
+        self._fork_key: tuple[int, int, int] | None = None
         # An unsupported coding only reaches here on an error body: read it as is.
         coding = supported_coding(self.headers.get("Content-Encoding", "")) or "identity"
         content = ContentDecoder(coding)
@@ -289,6 +300,7 @@ class Body:
             self._decoder = BodyDecoder(framing, content, length)
             return
         fp, sock = located
+        self._fork_key = _fork.remember(sock)
         self._source = SocketSource(fp.fp, sock, self._wake, stop)
         framing, length = body_framing(fp)
         self._decoder = BodyDecoder(framing, content, length)
@@ -316,6 +328,7 @@ class Body:
         except OSError as exc:
             _log.debug("closing the response of %s failed: %r", redact_url(self.url), exc)
         finally:
+            _fork.forget(self._fork_key)
             if self._wake is not None:
                 self._wake.close()
 
@@ -455,7 +468,8 @@ def _charset(response: requests.Response) -> str:
         name, _, value = param.partition("=")
         if name.strip().lower() == "charset":
             try:
-                return codecs.lookup(value.strip().strip('"')).name
+                with _fork.guarded_import():  # a codec is imported on first use
+                    return codecs.lookup(value.strip().strip('"')).name
             except LookupError:
                 break
     return "utf-8"

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, Union
 
+from . import _fork
 from ._backoff import Backoff, retry_after
 from ._exceptions import (
     ConnectError,
@@ -142,7 +143,10 @@ class Worker:
             try:
                 self._loop(session)
             finally:
-                session.close()
+                try:
+                    session.close()
+                finally:
+                    _fork.forget_thread()  # a child forked from here on has none to close
         except _Stopped:
             pass
         except BaseException as exc:  # handed to the owner, never lost

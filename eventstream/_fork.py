@@ -1,0 +1,245 @@
+"""Processes that fork: what a stream that exists at a fork becomes in the child.
+
+Rule: a child never inherits a live stream.  After a fork, the child sees every
+stream as stopped, holds none of the parent's stream sockets (their descriptors are
+closed in the child: ``close``, never ``shutdown``, so the parent's connection is
+untouched), and ``start()`` there opens the child's own connection.  Three things
+make that hold for real servers (ARCHITECTURE.md, "Processes that fork"):
+
+* Workers record the descriptors they own (numbers and inodes, never the socket
+  objects, which stay the worker's) with :func:`remember`; the child closes those
+  whose inode still matches, so a number reused meanwhile is left alone.
+* A lock held by a worker thread at the fork stays held in the child forever, the
+  import locks included: :func:`prepare` imports, on the caller's thread, before the
+  first worker starts, everything the connect and read path would import lazily.
+  The one lazy import left (a charset codec named by the server) runs under
+  :func:`guarded_import`, which a fork waits for.
+* uWSGI forks in C, so ``os.register_at_fork`` hooks never run there, and a Python
+  thread running in its master when it forks leaves the workers waiting for the GIL.
+  :func:`uwsgi_defer` runs a start asked for in the master in every worker instead,
+  right after uWSGI forks it; :func:`check` notices any other fork the hooks missed
+  by the process id, on the stream's next use.
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+__all__ = [
+    "LAZY_IMPORTS",
+    "check",
+    "forget",
+    "forget_thread",
+    "guarded_import",
+    "on_child",
+    "prepare",
+    "remember",
+    "uwsgi_defer",
+]
+
+_log = logging.getLogger(__name__)
+
+#: Modules the connect/read path imports on first use (measured with an audit hook
+#: over connect, redirect, TLS, IDNA hosts, errors and reconnects: requests'
+#: ``get_netrc_auth`` imports ``netrc`` and ``shlex``; ``posixpath.expanduser`` may
+#: import ``pwd``; IDNA hosts need the ``idna`` and ``punycode`` codecs), plus what
+#: ``requests``, ``urllib3`` and ``_body`` import at the top, in case a future version
+#: makes it lazy.  A test pins that a worker thread imports nothing.
+LAZY_IMPORTS = (
+    "netrc",
+    "shlex",
+    "pwd",
+    "encodings.idna",
+    "encodings.punycode",
+    "encodings.latin_1",
+    "encodings.ascii",
+    "http.cookiejar",
+    "ssl",
+    "zlib",
+    "email.parser",
+    "urllib.request",
+)
+
+_pid = os.getpid()
+_prepared = False
+# (fd, st_dev, st_ino) -> the ident of the worker thread that owns the socket.  Plain
+# dict operations are atomic under the GIL, so no lock: a lock held by a worker at
+# the fork would be held forever in the child.
+_owned: dict[tuple[int, int, int], int] = {}
+_child_handlers: list[Callable[[], None]] = []
+_import_lock = threading.Lock()
+_deferred: list[Callable[[], None]] = []
+
+
+class _HasFileno(Protocol):
+    def fileno(self) -> int: ...
+
+
+def prepare() -> None:
+    """Import what the read path would import lazily; on the caller's thread, once."""
+    global _prepared
+    if _prepared:
+        return
+    for name in LAZY_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # pwd on Windows, ssl on a Python built without it
+            _log.debug("cannot import %s ahead of the workers", name)
+    _prepared = True
+
+
+@contextmanager
+def guarded_import() -> Iterator[None]:
+    """Around a first-time import a worker cannot avoid: a fork waits until it ends."""
+    with _import_lock:
+        yield
+
+
+def remember(sock: _HasFileno) -> tuple[int, int, int] | None:
+    """Record a socket the current (worker) thread owns, to close it in a child."""
+    try:
+        fd = sock.fileno()
+        if fd < 0:
+            return None
+        stat = os.fstat(fd)
+    except (OSError, ValueError) as exc:
+        _log.debug("cannot record a socket for the fork hook: %r", exc)
+        return None
+    key = (fd, stat.st_dev, stat.st_ino)
+    _owned[key] = threading.get_ident()
+    return key
+
+
+def forget(key: tuple[int, int, int] | None) -> None:
+    """The socket recorded under ``key`` is being closed by its owner."""
+    if key is not None:
+        _owned.pop(key, None)
+
+
+def forget_thread() -> None:
+    """The current worker thread closed its session: forget every socket it recorded."""
+    me = threading.get_ident()
+    for key, owner in list(_owned.items()):
+        if owner == me:
+            _owned.pop(key, None)
+
+
+def on_child(handler: Callable[[], None]) -> None:
+    """Run ``handler`` in every child, after its inherited stream sockets are closed."""
+    _child_handlers.append(handler)
+
+
+def check() -> None:
+    """On a stream's use: a fork that ran no Python hook (uWSGI) is handled now."""
+    if os.getpid() != _pid:
+        _after_fork_in_child()
+
+
+def _close_inherited() -> int:
+    closed = 0
+    for fd, dev, ino in list(_owned):
+        try:
+            stat = os.fstat(fd)
+            if (stat.st_dev, stat.st_ino) == (dev, ino):
+                os.close(fd)  # never shutdown(): the parent's connection goes on
+                closed += 1
+        except OSError:
+            continue  # closed already (on 3.9/3.10 the dead thread's frames were freed)
+    _owned.clear()
+    return closed
+
+
+def _before_fork() -> None:
+    _import_lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _import_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    global _pid, _import_lock
+    _pid = os.getpid()
+    _import_lock = threading.Lock()
+    _deferred.clear()
+    closed = _close_inherited()
+    for handler in _child_handlers:
+        handler()
+    if closed:
+        _log.debug("closed %d inherited stream descriptors after a fork", closed)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
+
+
+def uwsgi_defer(start: Callable[[], None]) -> bool:
+    """In a uWSGI process that will fork its workers, queue ``start`` to run in each
+    worker after the fork and return True; elsewhere return False.
+
+    Raises ``RuntimeError`` (saying what to do) when this uWSGI runs no Python
+    threads, where a stream could never make progress.
+    """
+    uwsgi: Any = sys.modules.get("uwsgi")
+    if uwsgi is None or not hasattr(uwsgi, "worker_id"):
+        return False
+    if not getattr(uwsgi, "has_threads", True):
+        raise RuntimeError(
+            "uWSGI runs without Python threads, so a stream cannot run: start uWSGI"
+            " with --enable-threads (or --threads N)"
+        )
+    in_master = uwsgi.worker_id() == 0 and _call(uwsgi, "mule_id") == 0
+    if not in_master:
+        return False
+    if not _deferred:
+        _install_postfork(uwsgi)
+    _deferred.append(start)
+    _log.info("in the uWSGI master: the stream will start in each worker after the fork")
+    return True
+
+
+def _call(module: Any, name: str) -> Any:
+    function = getattr(module, name, None)
+    return 0 if function is None else function()
+
+
+def _install_postfork(uwsgi: Any) -> None:
+    # uwsgidecorators keeps a chain of hooks (and replaces uwsgi.post_fork_hook when
+    # imported); it refuses to load without --master, where we chain by hand.
+    try:
+        decorators: Any = importlib.import_module("uwsgidecorators")
+    except Exception:  # it raises a bare Exception without --master
+        previous = getattr(uwsgi, "post_fork_hook", None)
+
+        def chained() -> None:
+            if previous is not None:
+                previous()
+            _run_deferred()
+
+        uwsgi.post_fork_hook = chained
+    else:
+        decorators.postfork(_run_deferred)
+
+
+def _run_deferred() -> None:
+    # In a uWSGI worker, just forked: the hooks of os.register_at_fork did not run.
+    starts = list(_deferred)
+    check()
+    for start in starts:
+        try:
+            start()
+        except Exception:
+            _log.exception("a stream deferred to the uWSGI workers failed to start")
