@@ -8,7 +8,10 @@ make that hold for real servers (ARCHITECTURE.md, "Processes that fork"):
 
 * Workers record the descriptors they own (numbers and inodes, never the socket
   objects, which stay the worker's) with :func:`remember`; the child closes those
-  whose inode still matches, so a number reused meanwhile is left alone.
+  whose inode still matches, so a number reused meanwhile is left alone.  A
+  connection is recorded the moment it starts connecting (an audit hook on
+  ``socket.connect``, acting only on threads marked by :func:`worker_thread`), since
+  a fork may come while the worker waits for the connection or the headers.
 * A lock held by a worker thread at the fork stays held in the child forever, the
   import locks included: :func:`prepare` imports, on the caller's thread, before the
   first worker starts, everything the connect and read path would import lazily.
@@ -44,6 +47,7 @@ __all__ = [
     "prepare",
     "remember",
     "uwsgi_defer",
+    "worker_thread",
 ]
 
 _log = logging.getLogger(__name__)
@@ -78,6 +82,7 @@ _owned: dict[tuple[int, int, int], int] = {}
 _child_handlers: list[Callable[[], None]] = []
 _import_lock = threading.Lock()
 _deferred: list[Callable[[], None]] = []
+_local = threading.local()  # .worker is True on eventstream worker threads
 
 
 class _HasFileno(Protocol):
@@ -85,10 +90,13 @@ class _HasFileno(Protocol):
 
 
 def prepare() -> None:
-    """Import what the read path would import lazily; on the caller's thread, once."""
+    """Before the first worker starts, on the caller's thread, once: import what the
+    read path would import lazily, and install the hook that records connections."""
     global _prepared
     if _prepared:
         return
+    if hasattr(os, "fork"):
+        sys.addaudithook(_audit)
     for name in LAZY_IMPORTS:
         try:
             importlib.import_module(name)
@@ -117,6 +125,17 @@ def remember(sock: _HasFileno) -> tuple[int, int, int] | None:
     key = (fd, stat.st_dev, stat.st_ino)
     _owned[key] = threading.get_ident()
     return key
+
+
+def worker_thread() -> None:
+    """Mark the current thread as a worker: the sockets it connects are recorded."""
+    _local.worker = True
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    # Runs for every audit event of the process, on every thread: keep it cheap.
+    if event == "socket.connect" and getattr(_local, "worker", False):
+        remember(args[0])
 
 
 def forget(key: tuple[int, int, int] | None) -> None:

@@ -40,7 +40,7 @@ from . import _fork
 from ._body import BodyDecoder, BodyError, ContentDecoder, Framing, supported_coding
 from ._exceptions import ConnectError, ContentTypeError, HTTPStatusError, ReadError
 from ._httputil import caused_by, describe, leaves_origin, redact_url, release_frames
-from ._sockread import READ_SIZE, SocketSource, body_framing, connection_socket, locate_socket
+from ._sockread import READ_SIZE, SocketSource, body_framing, locate_socket
 from ._stop import StopSignal, WakePair
 
 __all__ = ["Body", "RequestSpec", "make_session", "open_stream"]
@@ -154,7 +154,7 @@ def _send(session: requests.Session, spec: RequestSpec) -> requests.Response:
     # follow it (to fill Response.next); a response hook runs before that, so a
     # Location it cannot parse can still be blamed on the response that sent it.
     answered: list[requests.Response] = []
-    hooks = {"response": [lambda response, **_: _answered(answered, response)]}
+    hooks = {"response": [lambda response, **_: answered.append(response)]}
     for _ in range(session.max_redirects + 1):
         answered.clear()
         try:
@@ -195,15 +195,6 @@ def _send(session: requests.Session, spec: RequestSpec) -> requests.Response:
     raise requests.exceptions.TooManyRedirects(
         f"exceeded {session.max_redirects} redirects", response=response
     )
-
-
-def _answered(answered: list[requests.Response], response: requests.Response) -> None:
-    answered.append(response)
-    # Every connection this worker opens (a redirect's too) is closed in a child
-    # forked while it is open; the worker forgets them when its session closes.
-    sock = connection_socket(response.raw)
-    if sock is not None:
-        _fork.remember(sock)
 
 
 _PROTOCOL_HEADERS = frozenset(("accept", "cache-control", "accept-encoding", "last-event-id"))
