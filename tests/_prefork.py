@@ -11,6 +11,7 @@ The recipes are README.rst's commands, verbatim (``test_docs`` checks that).
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -72,13 +73,14 @@ class Start:
     log: list[str] = field(default_factory=list)
 
 
-def command(recipe: str) -> list[str]:
-    """The recipe's argv, with the venv's executables and a free port."""
-    argv = RECIPES[recipe].replace(PORT, str(_free_port())).split()
+def command(recipe: str) -> tuple[list[str], int]:
+    """The recipe's argv, with the venv's executables and a free port; and the port."""
+    port = _free_port()
+    argv = RECIPES[recipe].replace(PORT, str(port)).split()
     argv[0] = str(Path(sys.executable).parent / argv[0])
     if argv[0].endswith("uwsgi") and sys.prefix != sys.base_prefix:
         argv += ["--virtualenv", sys.prefix]  # the pip-built uwsgi embeds the base Python
-    return argv
+    return argv, port
 
 
 def _free_port() -> int:
@@ -89,13 +91,12 @@ def _free_port() -> int:
 
 def run_once(recipe: str, feed_url: str, start: str) -> Start:
     """Start the server, check every worker, SIGTERM it; never leaves a process."""
-    argv = command(recipe)
-    port = argv[argv.index("-b") + 1] if "-b" in argv else next(a for a in argv if "127.0.0.1:" in a)
-    base = "http://" + port.rpartition("=")[2]
+    argv, port = command(recipe)
+    base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PREFORK_FEED": feed_url, "PREFORK_START": start, "PYTHONPATH": str(ROOT)}
-    kind = recipe.split("-")[0]
+    kind = recipe.split("-", maxsplit=1)[0]
     result = Start()
-    process = subprocess.Popen(  # noqa: S603 (our own argv)
+    process = subprocess.Popen(
         argv,
         cwd=ROOT,
         env=env,
@@ -122,7 +123,9 @@ def run_once(recipe: str, feed_url: str, start: str) -> Start:
     return result
 
 
-def _read_log(process: subprocess.Popen[str], lines: queue.Queue[str | None], log: list[str]) -> None:
+def _read_log(
+    process: subprocess.Popen[str], lines: queue.Queue[str | None], log: list[str]
+) -> None:
     assert process.stdout is not None
     for line in process.stdout:
         log.append(line.rstrip())
@@ -159,7 +162,7 @@ def _ask_every_worker(base: str, workers: list[int], result: Start) -> None:
             sent = time.monotonic()
             try:
                 with urllib.request.urlopen(base + "/", timeout=ANSWER_LIMIT) as response:
-                    answer = __import__("json").loads(response.read())
+                    answer = json.loads(response.read())
             except OSError:
                 with lock:
                     result.slow.append(time.monotonic() - sent)
@@ -185,7 +188,7 @@ def _feed_sockets(pids: list[int], feed_url: str) -> tuple[dict[int, int], list[
     """Per process, its TCP connections to the feed; and any held by two processes."""
     if not Path("/proc/net/tcp").exists():
         return {}, []  # no /proc: the check is skipped (the caller says so)
-    feed_port = int(feed_url.rsplit(":", 1)[1].split("/")[0])
+    feed_port = int(feed_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
     to_feed = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
