@@ -120,6 +120,8 @@ def run_once(recipe: str, feed_url: str, start: str) -> Start:
             os.killpg(process.pid, signal.SIGKILL)  # our own server's group, on failure
             process.wait(EXIT_LIMIT)
         reader.join(EXIT_LIMIT)
+        if process.stdout is not None:
+            process.stdout.close()
     return result
 
 
