@@ -231,16 +231,21 @@ def _socket_inodes(pid: int) -> set[str]:
 def _terminate(process: subprocess.Popen[str], workers: list[int]) -> float:
     """SIGTERM the server; seconds until it and every worker are gone (inf if not)."""
     handles = [_exit_handle(pid) for pid in workers if pid != process.pid]
-    sent = time.monotonic()
-    process.send_signal(signal.SIGTERM)
     try:
-        process.wait(EXIT_LIMIT)
-    except subprocess.TimeoutExpired:
-        return float("inf")
-    for handle in handles:
-        if handle is not None and not _wait_exit(handle, sent + EXIT_LIMIT):
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(EXIT_LIMIT)
+        except subprocess.TimeoutExpired:
             return float("inf")
-    return time.monotonic() - sent
+        for handle in handles:
+            if handle is not None and not _wait_exit(handle, sent + EXIT_LIMIT):
+                return float("inf")
+        return time.monotonic() - sent
+    finally:
+        for handle in handles:
+            if handle is not None:
+                os.close(handle)
 
 
 def _exit_handle(pid: int) -> int | None:
@@ -251,8 +256,5 @@ def _exit_handle(pid: int) -> int | None:
 
 
 def _wait_exit(handle: int, deadline: float) -> bool:
-    try:
-        readable, _, _ = select.select([handle], [], [], max(0.0, deadline - time.monotonic()))
-        return bool(readable)
-    finally:
-        os.close(handle)
+    readable, _, _ = select.select([handle], [], [], max(0.0, deadline - time.monotonic()))
+    return bool(readable)
