@@ -6,12 +6,16 @@ closed in the child: ``close``, never ``shutdown``, so the parent's connection i
 untouched), and ``start()`` there opens the child's own connection.  Three things
 make that hold for real servers (ARCHITECTURE.md, "Processes that fork"):
 
-* Workers record the descriptors they own (numbers and inodes, never the socket
-  objects, which stay the worker's) with :func:`remember`; the child closes those
-  whose inode still matches, so a number reused meanwhile is left alone.  A
-  connection is recorded the moment it starts connecting (an audit hook on
-  ``socket.connect``, acting only on threads marked by :func:`worker_thread`), since
-  a fork may come while the worker waits for the connection or the headers.
+* Every socket a worker thread creates (its connections, TLS sockets, wake-up
+  pairs; threads marked by :func:`worker_thread`) is recorded the moment it is
+  created, by an audit hook on ``socket.__new__``: a fork may come while the worker
+  connects or waits for headers, and a descriptor copied before ``connect()`` is
+  connected too once the parent connects it.  The record is a weak reference,
+  never followed in the parent: only a child, where the worker that owned the
+  socket does not exist, detaches the descriptor from the orphaned object and closes
+  it (so the object can never close a reused number later).  A socket type that
+  takes no weak reference is recorded by number and inode when it connects, and
+  closed only if the inode still matches.
 * A lock held by a worker thread at the fork stays held in the child forever, the
   import locks included: :func:`prepare` imports, on the caller's thread, before the
   first worker starts, everything the connect and read path would import lazily.
@@ -33,6 +37,7 @@ import logging
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -40,12 +45,10 @@ from typing import Any, Protocol
 __all__ = [
     "LAZY_IMPORTS",
     "check",
-    "forget",
     "forget_thread",
     "guarded_import",
     "on_child",
     "prepare",
-    "remember",
     "uwsgi_defer",
     "worker_thread",
 ]
@@ -75,14 +78,16 @@ LAZY_IMPORTS = (
 
 _pid = os.getpid()
 _prepared = False
-# (fd, st_dev, st_ino) -> the ident of the worker thread that owns the socket.  Plain
-# dict operations are atomic under the GIL, so no lock: a lock held by a worker at
-# the fork would be held forever in the child.
-_owned: dict[tuple[int, int, int], int] = {}
+# Plain dict operations are atomic under the GIL, so no lock guards these: a lock held
+# by a worker at the fork would be held forever in the child.
+_created: dict[int, weakref.ref[Any]] = {}  # id(ref) -> a worker's socket
+# A socket that takes no weak reference: (fd, st_dev, st_ino) -> its worker's ident.
+_by_number: dict[tuple[int, int, int], int] = {}
 _child_handlers: list[Callable[[], None]] = []
 _import_lock = threading.Lock()
 _deferred: list[Callable[[], None]] = []
 _local = threading.local()  # .worker is True on eventstream worker threads
+_SOCKET_EVENTS = frozenset(("socket.__new__", "socket.connect"))
 
 
 class _HasFileno(Protocol):
@@ -112,44 +117,48 @@ def guarded_import() -> Iterator[None]:
         yield
 
 
-def remember(sock: _HasFileno) -> tuple[int, int, int] | None:
-    """Record a socket the current (worker) thread owns, to close it in a child."""
-    try:
-        fd = sock.fileno()
-        if fd < 0:
-            return None
-        stat = os.fstat(fd)
-    except (OSError, ValueError) as exc:
-        _log.debug("cannot record a socket for the fork hook: %r", exc)
-        return None
-    key = (fd, stat.st_dev, stat.st_ino)
-    _owned[key] = threading.get_ident()
-    return key
-
-
 def worker_thread() -> None:
-    """Mark the current thread as a worker: the sockets it connects are recorded."""
+    """Mark the current thread as a worker: the sockets it creates are recorded."""
     _local.worker = True
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     # Runs for every audit event of the process, on every thread: keep it cheap.
-    if event == "socket.connect" and getattr(_local, "worker", False):
-        remember(args[0])
+    if event in _SOCKET_EVENTS and getattr(_local, "worker", False):
+        _record(args[0], connecting=event == "socket.connect")
 
 
-def forget(key: tuple[int, int, int] | None) -> None:
-    """The socket recorded under ``key`` is being closed by its owner."""
-    if key is not None:
-        _owned.pop(key, None)
+def _record(sock: Any, *, connecting: bool) -> None:
+    try:
+        ref = weakref.ref(sock, _dropped)
+    except TypeError:
+        if connecting:  # only now has it a descriptor
+            _record_number(sock)
+        return
+    _created[id(ref)] = ref
+
+
+def _dropped(ref: weakref.ref[Any]) -> None:
+    _created.pop(id(ref), None)
+
+
+def _record_number(sock: _HasFileno) -> None:
+    try:
+        fd = sock.fileno()
+        stat = os.fstat(fd)
+    except (OSError, ValueError) as exc:
+        _log.debug("cannot record a socket for the fork hook: %r", exc)
+        return
+    _by_number[(fd, stat.st_dev, stat.st_ino)] = threading.get_ident()
 
 
 def forget_thread() -> None:
-    """The current worker thread closed its session: forget every socket it recorded."""
+    """The current worker thread closed its session: forget the sockets recorded by
+    number (those recorded by weak reference go when they are collected)."""
     me = threading.get_ident()
-    for key, owner in list(_owned.items()):
+    for key, owner in list(_by_number.items()):
         if owner == me:
-            _owned.pop(key, None)
+            _by_number.pop(key, None)
 
 
 def on_child(handler: Callable[[], None]) -> None:
@@ -164,16 +173,29 @@ def check() -> None:
 
 
 def _close_inherited() -> int:
+    """In a child: close every descriptor of a worker's socket, never shutdown()."""
     closed = 0
-    for fd, dev, ino in list(_owned):
+    for ref in list(_created.values()):
+        sock = ref()
+        if sock is None:
+            continue  # collected (on 3.9/3.10 the dead threads' frames are freed)
+        try:
+            fd = sock.detach()  # the orphaned object forgets the number...
+            if fd >= 0:
+                os.close(fd)  # ...and the parent's connection goes on
+                closed += 1
+        except (OSError, ValueError, AttributeError) as exc:
+            _log.debug("cannot close an inherited socket: %r", exc)
+    for fd, dev, ino in list(_by_number):
         try:
             stat = os.fstat(fd)
             if (stat.st_dev, stat.st_ino) == (dev, ino):
-                os.close(fd)  # never shutdown(): the parent's connection goes on
+                os.close(fd)
                 closed += 1
         except OSError:
-            continue  # closed already (on 3.9/3.10 the dead thread's frames were freed)
-    _owned.clear()
+            continue  # closed already
+    _created.clear()
+    _by_number.clear()
     return closed
 
 

@@ -9,7 +9,7 @@ that write all happen under one lock, so ``set()`` never writes to a socket that
 closed (its fd possibly reused) meanwhile, and a socket attached after ``set()`` gets
 its byte at once, so a worker that attaches late still wakes.
 
-Standard library only (``_fork`` is too).
+Standard library only.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import logging
 import socket
 import threading
 from types import TracebackType
-
-from . import _fork
 
 __all__ = ["StopSignal", "WakePair"]
 
@@ -103,8 +101,6 @@ class WakePair:
             self._writer.close()
             raise
         self._closed = False
-        # A child process closes both ends if it is forked while they are open.
-        self._fork_keys = (_fork.remember(self._reader), _fork.remember(self._writer))
 
     def fileno(self) -> int:
         """The read end's file descriptor, to register with ``poll()``."""
@@ -125,8 +121,6 @@ class WakePair:
         self._stop.detach(self._writer)
         self._writer.close()
         self._reader.close()
-        for key in self._fork_keys:
-            _fork.forget(key)
 
     def __enter__(self) -> WakePair:
         return self

@@ -270,7 +270,6 @@ class Body:
         self._read_timeout = read_timeout
         self._closed = False
         self._wake: WakePair | None = None
-        self._fork_key: tuple[int, int, int] | None = None
         # An unsupported coding only reaches here on an error body: read it as is.
         coding = supported_coding(self.headers.get("Content-Encoding", "")) or "identity"
         content = ContentDecoder(coding)
@@ -291,7 +290,6 @@ class Body:
             self._decoder = BodyDecoder(framing, content, length)
             return
         fp, sock = located
-        self._fork_key = _fork.remember(sock)
         self._source = SocketSource(fp.fp, sock, self._wake, stop)
         framing, length = body_framing(fp)
         self._decoder = BodyDecoder(framing, content, length)
@@ -319,7 +317,6 @@ class Body:
         except OSError as exc:
             _log.debug("closing the response of %s failed: %r", redact_url(self.url), exc)
         finally:
-            _fork.forget(self._fork_key)
             if self._wake is not None:
                 self._wake.close()
 
