@@ -76,6 +76,8 @@ before = sockets()
 got = threading.Event()
 stream = EventStream(sys.argv[1], on_event=lambda e: got.set(), timeout=(5, 30))
 stream.start()
+if sys.argv[2] == "streaming":
+    assert got.wait(10)  # the worker reads the body: connection and wake-up pair open
 print("started", flush=True)
 sys.stdin.readline()  # the test: "fork now"
 pid = os.fork()
@@ -113,7 +115,7 @@ def test_a_child_holds_no_socket_of_the_stream_and_starts_its_own(
         return Script().event("child").hold()
 
     server.default = parent_then_child
-    process = _start(_FORK_SCRIPT, server.url)
+    process = _start(_FORK_SCRIPT, server.url, when.split()[0])
     assert process.stdout is not None
     assert process.stdout.readline() == "started\n"
     server.wait_for_requests(1, timeout=TIMEOUT)  # the parent's worker is connected
