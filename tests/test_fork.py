@@ -115,7 +115,7 @@ def test_a_child_holds_no_socket_of_the_stream_and_starts_its_own(
         return Script().event("child").hold()
 
     server.default = parent_then_child
-    process = _start(_FORK_SCRIPT, server.url, when.split()[0])
+    process = _start(_FORK_SCRIPT, server.url, when.split(maxsplit=1)[0])
     assert process.stdout is not None
     assert process.stdout.readline() == "started\n"
     server.wait_for_requests(1, timeout=TIMEOUT)  # the parent's worker is connected
