@@ -13,7 +13,10 @@ make that hold for real servers (ARCHITECTURE.md, "Processes that fork"):
   connected too once the parent connects it.  The record is a weak reference,
   never followed in the parent: only a child, where the worker that owned the
   socket does not exist, detaches the descriptor from the orphaned object and closes
-  it (so the object can never close a reused number later).  A socket type that
+  it (so the object can never close a reused number later).  ``socket()`` runs
+  without the GIL, so a fork could copy a descriptor its object does not hold yet:
+  a fork waits for such a socket to be made (microseconds; at most
+  ``SETTLE_LIMIT``).  A socket type that
   takes no weak reference is recorded by number and inode when it connects, and
   closed only if the inode still matches.
 * A lock held by a worker thread at the fork stays held in the child forever, the
@@ -37,6 +40,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -199,8 +203,35 @@ def _close_inherited() -> int:
     return closed
 
 
+#: Bound on how long a fork waits for a worker inside ``socket()`` (see below).
+SETTLE_LIMIT = 0.2
+
+
 def _before_fork() -> None:
     _import_lock.acquire()
+    _settle_new_sockets()
+
+
+def _settle_new_sockets() -> None:
+    # socket() runs without the GIL: a fork just after it returns copies a descriptor
+    # that the object does not hold yet, which the child could not name, and which
+    # the parent then connects.  That moment lasts microseconds; let it pass.
+    deadline = time.monotonic() + SETTLE_LIMIT
+    pause = threading.Event()
+    while any(_being_created(ref()) for ref in list(_created.values())):
+        if time.monotonic() >= deadline:
+            _log.debug("forking while a stream's socket is still being created")
+            return
+        pause.wait(0.001)  # releases the GIL: the worker finishes socket.__init__
+
+
+def _being_created(sock: Any) -> bool:
+    # Before socket() returns, an object has neither a descriptor nor a family; a
+    # closed or detached one keeps its family.
+    try:
+        return sock is not None and sock.fileno() == -1 and int(sock.family) == 0
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _after_fork_in_parent() -> None:
