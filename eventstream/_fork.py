@@ -10,15 +10,15 @@ make that hold for real servers (ARCHITECTURE.md, "Processes that fork"):
   pairs; threads marked by :func:`worker_thread`) is recorded the moment it is
   created, by an audit hook on ``socket.__new__``: a fork may come while the worker
   connects or waits for headers, and a descriptor copied before ``connect()`` is
-  connected too once the parent connects it.  The record is a weak reference,
-  never followed in the parent: only a child, where the worker that owned the
-  socket does not exist, detaches the descriptor from the orphaned object and closes
-  it (so the object can never close a reused number later).  ``socket()`` runs
-  without the GIL, so a fork could copy a descriptor its object does not hold yet:
-  a fork waits for such a socket to be made (microseconds; at most
-  ``SETTLE_LIMIT``).  A socket type that
-  takes no weak reference is recorded by number and inode when it connects, and
-  closed only if the inode still matches.
+  connected too once the parent connects it.  The record is a weak reference.  In
+  the parent only the fork hook reads it, and only a socket's number and family:
+  ``socket()`` runs without the GIL, so a fork could copy a descriptor its object
+  does not hold yet, and a fork waits for such a socket to be made (microseconds; at
+  most ``SETTLE_LIMIT``).  In a child, where the worker that owned the socket does
+  not exist, the descriptor is detached from the orphaned object and closed (so the
+  object can never close a reused number later).  A socket type that takes no weak
+  reference is recorded by number and inode when it connects, and closed only if the
+  inode still matches.
 * A lock held by a worker thread at the fork stays held in the child forever, the
   import locks included: :func:`prepare` imports, on the caller's thread, before the
   first worker starts, everything the connect and read path would import lazily.
