@@ -27,7 +27,7 @@ from typing import Final
 from ._body import Framing
 from ._stop import StopSignal, WakePair
 
-__all__ = ["READ_SIZE", "SocketSource", "body_framing", "connection_socket", "locate_socket"]
+__all__ = ["READ_SIZE", "SocketSource", "body_framing", "locate_socket"]
 
 READ_SIZE: Final = 64 * 1024
 
@@ -113,12 +113,6 @@ def locate_socket(raw: object) -> tuple[http.client.HTTPResponse, socket.socket]
     if connection_sock is not None and connection_sock is not sock:
         return None
     return located
-
-
-def connection_socket(raw: object) -> socket.socket | None:
-    """The socket of the connection under urllib3's ``raw`` response, or None."""
-    sock = getattr(getattr(raw, "_connection", None), "sock", None)
-    return sock if isinstance(sock, socket.socket) else None
 
 
 def body_framing(fp: http.client.HTTPResponse) -> tuple[Framing, int | None]:

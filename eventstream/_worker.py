@@ -135,7 +135,7 @@ class Worker:
     def run(self) -> None:
         """The thread body: never raises; the outcome goes to ``sink.end``."""
         outcome: BaseException | None = None
-        _fork.worker_thread()  # the sockets this thread connects are closed in a child
+        _fork.worker_thread()  # a child closes the sockets this thread creates
         try:
             self._parser = Parser(
                 max_event_size=self._options.max_event_size, last_event_id=self._resume()

@@ -9,6 +9,7 @@ script and the test talk over the script's stdin and stdout.
 
 from __future__ import annotations
 
+import ast
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -276,3 +278,17 @@ def test_a_fork_without_python_hooks_is_noticed_on_the_next_use(server: SSEServe
     process = _start(_RAW_FORK_SCRIPT, server.url)
     out, err = process.communicate(timeout=TIMEOUT)
     assert "child exit 0" in out, err
+
+
+def test_the_fork_module_needs_only_the_standard_library() -> None:
+    # _transport, _worker and _control all import it: it must stay a leaf.
+    path = Path(__file__).resolve().parent.parent / "eventstream" / "_fork.py"
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert not node.level, "the fork module imports nothing of the package"
+            names.add((node.module or "").split(".")[0])
+    if hasattr(sys, "stdlib_module_names"):  # Python 3.10+
+        assert names <= set(sys.stdlib_module_names) | {"__future__"}
