@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
 
+from . import _fork
 from ._backoff import Backoff
 from ._control import (
     DEFAULT_QUEUE_SIZE,
@@ -55,6 +56,7 @@ class StreamBase:
 
         Runs on the calling thread and returns at once; returns ``self``.
         """
+        _fork.check()
         control = self._control
         with control.lock:
             if self._one_shot and control.thread is not None:
@@ -73,6 +75,7 @@ class StreamBase:
         cannot wait for itself: no more callbacks run after it, and it returns
         False.  Safe before ``start()`` and repeatedly, from any thread.
         """
+        _fork.check()
         thread = self._control.stop_and_cancel()
         if thread is None:
             return True
@@ -85,6 +88,7 @@ class StreamBase:
 
         A worker exits after ``stop()`` or when the stream ends by itself.
         """
+        _fork.check()
         thread = self._control.thread
         if thread is None or thread is threading.current_thread():
             return thread is None
@@ -94,6 +98,7 @@ class StreamBase:
     @property
     def running(self) -> bool:
         """Whether a worker is running and has not been asked to stop."""
+        _fork.check()
         return self._control.running()
 
     @property

@@ -6,7 +6,8 @@ object holds its ``Control``; a worker holds it too, through its ``_Sink``, but 
 the stream object, so a stream that is garbage collected can stop its worker.
 
 Also here: the registry of running workers, the ``atexit`` hook that stops and
-briefly joins them, and the fork hook that makes a child see them as stopped.
+briefly joins them, and the fork handler that makes a child see them as stopped
+(``_fork`` runs it, and closes the inherited sockets first).
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from __future__ import annotations
 import atexit
 import itertools
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import _fork
 from ._delivery import Channel
 from ._exceptions import StreamError
 from ._models import Event, ResponseInfo
@@ -90,6 +91,7 @@ class Control:
         self._init_sync()
         self.info: ResponseInfo | None = None  # of the latest successful connect
         self.failure: BaseException | None = None  # what ended the latest worker
+        self.deferred = False  # started in a uWSGI master: starts in each worker
 
     def stop_and_cancel(self) -> threading.Thread | None:
         """Signal the worker to stop and end consumption; return the worker thread."""
@@ -129,7 +131,15 @@ class Control:
         return thread is not None and thread.is_alive() and stop is not None and not stop.is_set()
 
     def launch(self) -> None:
-        """Start a new worker; called with ``lock`` held."""
+        """Start a new worker; called with ``lock`` held.
+
+        In a uWSGI master no thread may run (uWSGI forks in C): the start is deferred
+        to each worker, right after uWSGI forks it (``_fork.uwsgi_defer``).
+        """
+        _fork.prepare()  # nothing is imported for the first time on a worker thread
+        if self.deferred or _fork.uwsgi_defer(self._launch_deferred):
+            self.deferred = True
+            return
         stop = StopSignal()
         if self.channel is not None:
             self.channel.reopen()
@@ -145,8 +155,15 @@ class Control:
             _live.add(self)
         thread.start()
 
+    def _launch_deferred(self) -> None:
+        with self.lock:  # in a uWSGI worker, just forked; not if stopped since
+            if self.deferred and not self.running():
+                self.deferred = False
+                self.launch()
+
     def signal_stop(self) -> None:
         """Set the current worker's stop signal and wake a hand-over waiting for room."""
+        self.deferred = False
         stop = self.stop
         if stop is not None:
             stop.set()
@@ -291,5 +308,4 @@ def _after_fork_in_child() -> None:
     _live.clear()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_fork.on_child(_after_fork_in_child)

@@ -40,6 +40,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 
+from . import _fork
 from ._body import BodyDecoder, BodyError, ContentDecoder, Framing, supported_coding
 from ._exceptions import ConnectError, ContentTypeError, HTTPStatusError, ReadError
 from ._httputil import caused_by, describe, leaves_origin, redact_url, release_frames
@@ -515,7 +516,8 @@ def _charset(response: requests.Response) -> str:
         name, _, value = param.partition("=")
         if name.strip().lower() == "charset":
             try:
-                return codecs.lookup(value.strip().strip('"')).name
+                with _fork.guarded_import():  # a codec is imported on first use
+                    return codecs.lookup(value.strip().strip('"')).name
             except LookupError:
                 break
     return "utf-8"

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, Union
 
+from . import _fork
 from ._backoff import Backoff, retry_after
 from ._exceptions import (
     ConnectError,
@@ -144,6 +145,7 @@ class Worker:
     def run(self) -> None:
         """The thread body: never raises; the outcome goes to ``sink.end``."""
         outcome: BaseException | None = None
+        _fork.worker_thread()  # a child closes the sockets this thread creates
         try:
             self._parser = Parser(
                 max_event_size=self._options.max_event_size, last_event_id=self._resume()
@@ -154,7 +156,10 @@ class Worker:
             try:
                 self._loop(session)
             finally:
-                session.close()
+                try:
+                    session.close()
+                finally:
+                    _fork.forget_thread()  # a child forked from here on has none to close
         except _Stopped:
             pass
         except BaseException as exc:  # handed to the owner, never lost

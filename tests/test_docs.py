@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _prefork import RECIPES
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -41,3 +43,10 @@ def test_quickstart_example_runs() -> None:
     assert result.returncode == 0, result.stderr
     assert "hello from the built-in server" in result.stdout
     assert "Last-Event-ID 3" in result.stdout
+
+
+def test_readme_lists_exactly_the_server_recipes_the_server_tests_run() -> None:
+    text = (ROOT / "README.rst").read_text(encoding="utf-8")
+    section = text.split("\nPre-forking servers\n", 1)[1].split("\n\n\n", 1)[0]
+    listed = re.findall(r"^    ((?:gunicorn|uwsgi|waitress-serve) .+)$", section, re.MULTILINE)
+    assert listed == list(RECIPES.values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import signal
@@ -331,3 +332,30 @@ def test_docstrings_cite_sections_that_exist() -> None:
     assert cited <= headings
     for path in [*package.rglob("*.py"), README]:
         assert "ARCHITECTURE.md" not in path.read_text(encoding="utf-8"), path
+
+
+def test_prefork_app_answers_with_its_own_process_events(server: SSEServer) -> None:
+    # Under the real servers: tests/test_servers.py (the servers extra).  Here, one
+    # request in a plain process, with the stream started at import.
+    server.default = Script().event("tick", id="1").hold()
+    code = (
+        "import json, sys\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from examples import prefork_app as app\n"
+        "body = b''.join(app.application({}, lambda status, headers: None))\n"
+        "print(body.decode())\n"
+        "app.stream.stop(5)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(EXAMPLES.parent)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+        env={**os.environ, "PREFORK_FEED": server.url},
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["running"] is True
+    assert answer["events"] == 1
+    assert answer["errors"] == 0
