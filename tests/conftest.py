@@ -2,7 +2,10 @@
 
 The autouse ``no_leaks`` fixture fails a test that leaves a thread or a file
 descriptor behind.  It waits (bounded, on the thread objects, never by sleeping) for
-threads the test started to finish, since a stopped worker may still be unwinding.
+threads the test started to finish, since a stopped worker may still be unwinding;
+except in a test marked ``joins``, which promises that every stream worker it
+started was joined (``with``, ``stop(timeout)``, ``join``): a worker still alive
+there fails at once.
 """
 
 from __future__ import annotations
@@ -34,13 +37,16 @@ def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def no_leaks() -> Iterator[None]:
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail the test if it leaks a thread or a file descriptor."""
     threads_before = set(threading.enumerate())
     fds_before = _open_fds()
     yield
-    deadline = time.monotonic() + _LEAK_GRACE
     leaked = [t for t in threading.enumerate() if t not in threads_before]
+    if request.node.get_closest_marker("joins") is not None:
+        unjoined = [t.name for t in leaked if t.name.startswith("eventstream-worker-")]
+        assert not unjoined, f"stream workers not joined: {unjoined}"
+    deadline = time.monotonic() + _LEAK_GRACE
     for thread in leaked:
         thread.join(max(0.0, deadline - time.monotonic()))
     alive = [t.name for t in leaked if t.is_alive()]
