@@ -283,3 +283,71 @@ def test_an_error_keeps_its_type_message_chain_and_attributes(server: SSEServer)
     assert "cannot connect" in str(cause)
     assert isinstance(cause.__cause__, requests.ConnectionError)  # translated once, chained
     assert cause.__cause__.__traceback__ is None
+
+
+# What the worker owns, instrumented by a profile hook on every thread: any Python
+# method call (its ``self``) and any C method call (its ``__self__``) on these.
+OWNED: tuple[type, ...] = (
+    requests.Session,
+    requests.Response,
+    urllib3.HTTPConnectionPool,
+    urllib3.connection.HTTPConnection,  # an http.client.HTTPConnection
+    urllib3.response.HTTPResponse,
+    http.client.HTTPResponse,
+    socket.socket,
+)
+
+
+def test_no_thread_but_the_worker_calls_the_session_response_connection_or_socket(
+    server: SSEServer,
+) -> None:
+    server.enqueue(Script().event("a").close(), Script().event("b").drop())
+    server.default = Script().event("c").hold()
+    calls: list[tuple[int, object, str]] = []
+
+    def record(frame: types.FrameType, event: str, arg: Any) -> None:
+        if event == "call":
+            code = frame.f_code
+            if not code.co_argcount or code.co_varnames[0] != "self":
+                return
+            obj, name = frame.f_locals.get("self"), code.co_name
+        elif event == "c_call":
+            obj, name = getattr(arg, "__self__", None), getattr(arg, "__name__", "?")
+        else:
+            return
+        # The wake-up socket pair is the stop signal's: stop() writes to it, by design.
+        if isinstance(obj, OWNED) and not (
+            isinstance(obj, socket.socket) and obj.family == socket.AF_UNIX
+        ):
+            calls.append((threading.get_ident(), obj, name))
+
+    threading.setprofile(record)
+    sys.setprofile(record)
+    try:
+        stream = EventStream(server.url, backoff=FAST)
+        with stream:
+            data = []
+            for event in stream:
+                data.append(event.data)
+                if len(data) == 3:
+                    break
+            gc.collect()  # garbage of the worker's, collected on this thread
+        assert stream.join(0)
+        gc.collect()
+    finally:
+        sys.setprofile(None)
+        threading.setprofile(None)
+    assert data == ["a", "b", "c"]
+    worker = {ident for ident, obj, _ in calls if isinstance(obj, requests.Session)}
+    assert len(worker) == 1 and threading.get_ident() not in worker
+    (worker_ident,) = worker
+    owned = {id(obj) for ident, obj, _ in calls if ident == worker_ident}
+    kinds = {type(obj) for ident, obj, _ in calls if ident == worker_ident}
+    assert all(any(issubclass(k, t) for k in kinds) for t in OWNED)  # each was watched
+    elsewhere = [
+        f"{type(obj).__name__}.{name}"
+        for ident, obj, name in calls
+        if ident != worker_ident and id(obj) in owned
+    ]
+    calls.clear()
+    assert elsewhere == []
