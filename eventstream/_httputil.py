@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import traceback
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -48,9 +49,10 @@ def release_frames(exc: BaseException | None) -> None:
 # request, credentials included) and ``response``, urllib3's ``pool`` and ``conn``.
 _TRANSPORT_PACKAGES = frozenset(("requests", "urllib3", "http", "ssl", "socket"))
 _PLAIN = (str, bytes, int, float, type(None))
+_E = TypeVar("_E", bound=BaseException)
 
 
-def detach(exc: BaseException) -> BaseException:
+def detach(exc: _E) -> _E:
     """Cut ``exc`` (and every error it chains) loose from the worker; return it.
 
     An error handed to another thread must not keep the worker's session, response,

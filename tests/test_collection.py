@@ -46,13 +46,13 @@ MOMENTS: dict[str, tuple[Moment, Script]] = {
         Script(404),
     ),
     "handing over a batch": (
-        lambda f: f.f_code is threading.Condition.notify_all.__code__
-        and _called_from(f, "put"),
+        lambda f: f.f_code is threading.Condition.notify_all.__code__ and _called_from(f, "put"),
         Script().event("a").hold(),
     ),
     "waiting to reconnect": (
-        lambda f: f.f_code is threading.Condition.wait.__code__
-        and _called_from(f, "wait", "_loop"),
+        lambda f: (
+            f.f_code is threading.Condition.wait.__code__ and _called_from(f, "wait", "_loop")
+        ),
         Script(503),
     ),
 }

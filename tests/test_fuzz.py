@@ -231,7 +231,9 @@ _BODY_PIECES = st.one_of(
 )
 
 
-_EVENT_STREAM_STATUS = frozenset((b"HTTP/1.1 200 OK\r\n", b"HTTP/1.0 200 OK\r\n", b"HTTP/1.1 200\r\n"))
+_EVENT_STREAM_STATUS = frozenset(
+    (b"HTTP/1.1 200 OK\r\n", b"HTTP/1.0 200 OK\r\n", b"HTTP/1.1 200\r\n")
+)
 
 
 @st.composite
@@ -239,9 +241,7 @@ def raw_responses(draw: st.DrawFn) -> tuple[bytes, str, bool]:
     """A raw response, how its connection ends, and whether it may carry events at
     all: only a 200 (with a well-formed status line) labelled text/event-stream."""
     # One field of each name: conflicting Content-Lengths have a test of their own.
-    fields = draw(
-        st.lists(_HEADER_LINES, max_size=6, unique_by=lambda f: f.split(b":")[0].lower())
-    )
+    fields = draw(st.lists(_HEADER_LINES, max_size=6, unique_by=lambda f: f.split(b":")[0].lower()))
     status = draw(_STATUS_LINES)
     head = status + b"".join(fields)
     if draw(st.booleans()):

@@ -443,7 +443,9 @@ def test_a_stop_from_on_event_keeps_the_resume_point_at_the_last_event_handed_ov
         seen: queue.Queue[str] = queue.Queue()
         holder: list[EventStream] = []
 
-        def on_event(event: Event, seen: queue.Queue[str] = seen) -> None:
+        def on_event(
+            event: Event, seen: queue.Queue[str] = seen, holder: list[EventStream] = holder
+        ) -> None:
             seen.put(event.data)
             if event.data == "a":
                 holder[0].stop()

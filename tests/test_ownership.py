@@ -185,14 +185,14 @@ def _closed_url() -> str:
 # Answers that end the stream: the error is raised in the iterating thread too.
 FATAL: dict[str, tuple[Callable[[SSEServer], str], dict[str, Any], str]] = {
     "client error": (
-        lambda s: s.enqueue(Script(404, headers={"Content-Type": "text/plain"}).send(b"no"))
-        or s.url,
+        lambda s: (
+            s.enqueue(Script(404, headers={"Content-Type": "text/plain"}).send(b"no")) or s.url
+        ),
         {},
         "HTTPStatusError",
     ),
     "content type": (
-        lambda s: s.enqueue(Script(headers={"Content-Type": "text/html"}).send(b"<p>"))
-        or s.url,
+        lambda s: s.enqueue(Script(headers={"Content-Type": "text/html"}).send(b"<p>")) or s.url,
         {},
         "ContentTypeError",
     ),
@@ -339,7 +339,8 @@ def test_no_thread_but_the_worker_calls_the_session_response_connection_or_socke
         threading.setprofile(None)
     assert data == ["a", "b", "c"]
     worker = {ident for ident, obj, _ in calls if isinstance(obj, requests.Session)}
-    assert len(worker) == 1 and threading.get_ident() not in worker
+    assert len(worker) == 1
+    assert threading.get_ident() not in worker
     (worker_ident,) = worker
     owned = {id(obj) for ident, obj, _ in calls if ident == worker_ident}
     kinds = {type(obj) for ident, obj, _ in calls if ident == worker_ident}
