@@ -380,6 +380,7 @@ def _cpu_seconds(thread: threading.Thread) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@pytest.mark.joins
 @pytest.mark.skipif(
     not hasattr(os, "fork") or not os.path.isdir("/proc/self/task"),
     reason="needs os.fork and /proc/self/task",
