@@ -2,10 +2,11 @@
 
 The autouse ``no_leaks`` fixture fails a test that leaves a thread or a file
 descriptor behind.  It waits (bounded, on the thread objects, never by sleeping) for
-threads the test started to finish, since a stopped worker may still be unwinding;
-except in a test marked ``joins``, which promises that every stream worker it
-started was joined (``with``, ``stop(timeout)``, ``join``): a worker still alive
-there fails at once.
+threads the test started to finish, since a stopped worker may still be unwinding.
+A test marked ``joins`` promises that every stream worker it started was joined
+(``with``, ``stop(timeout)``, ``join``) by the time it returns: there a worker
+still alive at that moment fails the test at once, before any fixture's teardown
+(a server's, say) gives it time to finish.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -36,17 +38,27 @@ def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name.lower(), raising=False)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[Any]:
+    before = set(threading.enumerate())
+    outcome = yield
+    if item.get_closest_marker("joins") is not None and outcome.excinfo is None:
+        unjoined = [
+            t.name
+            for t in threading.enumerate()
+            if t not in before and t.name.startswith("eventstream-worker-")
+        ]
+        assert not unjoined, f"stream workers not joined when the test returned: {unjoined}"
+
+
 @pytest.fixture(autouse=True)
-def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+def no_leaks() -> Iterator[None]:
     """Fail the test if it leaks a thread or a file descriptor."""
     threads_before = set(threading.enumerate())
     fds_before = _open_fds()
     yield
-    leaked = [t for t in threading.enumerate() if t not in threads_before]
-    if request.node.get_closest_marker("joins") is not None:
-        unjoined = [t.name for t in leaked if t.name.startswith("eventstream-worker-")]
-        assert not unjoined, f"stream workers not joined: {unjoined}"
     deadline = time.monotonic() + _LEAK_GRACE
+    leaked = [t for t in threading.enumerate() if t not in threads_before]
     for thread in leaked:
         thread.join(max(0.0, deadline - time.monotonic()))
     alive = [t.name for t in leaked if t.is_alive()]

@@ -30,6 +30,8 @@ from eventstream._transport import Body
 from eventstream._worker import Worker
 from eventstream.testing import Framing, Script, SSEServer
 
+pytestmark = pytest.mark.joins  # every stream here is joined before its test returns
+
 FAST = Backoff(initial=0.01, maximum=0.05, jitter=0.0)
 WAIT = 5.0
 
