@@ -72,9 +72,17 @@ class Backoff:
             raise ValueError(f"attempt counts from 1, not {attempt}")
         base = self.initial if server_retry is None else server_retry
         cap = max(self.maximum, base)
-        # Exponent clamped so that huge attempt numbers cannot overflow a float.
-        growth = self.multiplier ** min(attempt - 1, 1000)
-        d = cap if base and growth > cap / base else min(cap, base * growth)
+        if not base:
+            d = 0.0
+        else:
+            # The exponent is clamped (an int power of a huge attempt number would
+            # take for ever), and a float power past 1e308 is far beyond any cap:
+            # 3.0 ** 700 raised OverflowError, ending a stream after ~700 failures.
+            try:
+                growth = float(self.multiplier) ** min(attempt - 1, 1000)
+            except OverflowError:
+                growth = math.inf
+            d = min(cap, base * growth)
         return d * (1.0 + self.jitter * rng.random())
 
     def exhausted(self, failures: int, elapsed: float) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from email.utils import formatdate
 
 import pytest
@@ -111,3 +112,62 @@ def test_retry_after_http_date() -> None:
 @pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5", "\u0661"])
 def test_retry_after_unparsable_is_none(value: str | None) -> None:
     assert retry_after(value, now=0.0) is None
+
+
+def test_the_limits_themselves_are_valid_policies() -> None:
+    # No growth, a single delay, one attempt: each bound is inclusive.
+    assert Backoff(multiplier=1, jitter=0).delay(5, random.Random()) == 1.0
+    assert Backoff(initial=2.0, maximum=2.0, jitter=0).delay(3, random.Random()) == 2.0
+    assert Backoff(max_attempts=1).exhausted(1, 0.0)
+    assert not Backoff(max_attempts=1).exhausted(0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"initial": -1}, "initial"),
+        ({"reset_after": float("nan")}, "reset_after"),
+        ({"jitter": "0"}, "jitter"),
+        ({"multiplier": 0.5}, "multiplier"),
+        ({"initial": 5.0, "maximum": 1.0}, "maximum must be >= initial"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"max_attempts": 1.5}, "max_attempts"),
+        ({"max_elapsed": -1.0}, "max_elapsed"),
+    ],
+)
+def test_a_rejected_policy_names_the_setting(kwargs: dict[str, object], named: str) -> None:
+    with pytest.raises((TypeError, ValueError), match=named):
+        Backoff(**kwargs)  # type: ignore[arg-type]
+
+
+def test_retry_after_asctime_date_is_gmt_whatever_the_local_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # RFC 9110 5.6.7: recipients accept the obsolete asctime form, which has no
+    # zone; like every HTTP-date it is GMT, not the machine's local time.
+    if not hasattr(time, "tzset"):
+        pytest.skip("needs time.tzset")
+    now = 1_800_000_000.0
+    asctime = time.asctime(time.gmtime(now + 30))
+    monkeypatch.setenv("TZ", "EST+05")
+    time.tzset()
+    try:
+        assert retry_after(asctime, now=now) == pytest.approx(30.0)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+@pytest.mark.parametrize("multiplier", [1.5, 2, 3.0, 10, 1e6])
+def test_any_number_of_failures_waits_the_cap(multiplier: float) -> None:
+    # A stream retrying forever counts its failures without bound: 3.0 ** 700
+    # overflowed a float, and the stream died of an OverflowError.
+    policy = Backoff(initial=1.0, maximum=30.0, multiplier=multiplier, jitter=0.0)
+    for attempt in (50, 700, 1001, 10**6):
+        assert policy.delay(attempt, random.Random()) == 30.0
+
+
+def test_a_server_retry_of_zero_means_no_wait_after_any_failures() -> None:
+    policy = Backoff(multiplier=3.0, jitter=0.5)
+    for attempt in (1, 700, 10**6):
+        assert policy.delay(attempt, random.Random(), server_retry=0.0) == 0.0
