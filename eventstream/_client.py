@@ -1,9 +1,12 @@
 """The public stream objects: each owns a worker thread and a stop signal, nothing else.
 
 Ownership rule: the caller's thread never holds the session, the response, the
-connection or the socket.  A stream holds a ``Control`` (``_control``); its worker
-holds the same ``Control`` but never the stream, so dropping the last reference to a
-stream stops its worker (``weakref.finalize``).
+connection or the socket, nor anything that references them.  What it can reach is
+the stream, its ``Control`` (``_control``: locks, the stop signal, the worker's
+``Thread``, the event channel, the latest ``ResponseInfo``) and the errors handed
+over, which are detached from the worker first (``_httputil.detach``).  The worker
+holds the same ``Control`` but never the stream, so dropping the last reference to
+a stream stops its worker (``weakref.finalize``), whatever thread collects it.
 """
 
 from __future__ import annotations
@@ -185,6 +188,16 @@ class EventStream(StreamBase):
     ``headers``, ``session_factory`` and the callbacks run on the worker thread; an
     exception from ``headers`` or ``session_factory`` ends the stream with it (the
     former wrapped in :class:`StreamError`).
+
+    What the caller's thread holds: this object, the events, :class:`ResponseInfo`
+    (a copy of the status, headers and URL), and the errors it is given (raised by
+    iteration, passed to ``on_error`` or ``on_retry``).  None of them references the
+    worker's session, response, connection, socket or parser, so keeping them keeps
+    no connection open: an error comes with its type, message, documented
+    attributes and ``__cause__`` chain, but without a traceback into the worker
+    (exceptions raised by callbacks are logged with theirs, on the worker thread),
+    and the ``requests``/``urllib3`` errors it chains have their ``request``,
+    ``response``, ``pool`` and ``conn`` attributes set to None.
 
     What ends a stream: ``stop()``; a 204 response; a fatal error (another 4xx, a
     Content-Type other than ``text/event-stream``, a second 401/403, exhausted

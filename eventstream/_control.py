@@ -23,6 +23,7 @@ from typing import Any
 from . import _fork
 from ._delivery import Channel
 from ._exceptions import StreamError
+from ._httputil import detach
 from ._models import Event, ResponseInfo
 from ._stop import StopSignal
 from ._worker import Options, Worker
@@ -43,6 +44,8 @@ _log = logging.getLogger(__name__)
 _thread_ids = itertools.count(1)
 _live: set[Control] = set()  # controls with a running worker, for atexit and fork
 _live_lock = threading.Lock()
+# On a worker thread, ``control`` is the Control it works for (see abandon).
+_worker_of = threading.local()
 #: Seconds the interpreter's exit waits, in all, for stopped workers to finish.
 EXIT_JOIN_TIMEOUT = 1.0
 
@@ -92,6 +95,9 @@ class Control:
         self.info: ResponseInfo | None = None  # of the latest successful connect
         self.failure: BaseException | None = None  # what ended the latest worker
         self.deferred = False  # started in a uWSGI master: starts in each worker
+        # The stream object was collected on one of its own workers (see abandon):
+        # a plain flag, written and read without a lock.
+        self.abandoned = False
 
     def stop_and_cancel(self) -> threading.Thread | None:
         """Signal the worker to stop and end consumption; return the worker thread."""
@@ -148,7 +154,10 @@ class Control:
         sink = _Sink(self, stop)
         worker = Worker(self.options, stop, sink, resume=self.resume_point)
         thread = threading.Thread(
-            target=worker.run, name=f"eventstream-worker-{next(_thread_ids)}", daemon=True
+            target=_run_worker,
+            args=(worker, self),
+            name=f"eventstream-worker-{next(_thread_ids)}",
+            daemon=True,
         )
         self.stop, self.thread = stop, thread
         with _live_lock:
@@ -181,8 +190,19 @@ class Control:
             return self.last_event_id
 
 
+def _run_worker(worker: Worker, control: Control) -> None:
+    _worker_of.control = control
+    worker.run()
+
+
 class _Sink:
-    """The worker's side of delivery: runs on the worker thread."""
+    """The worker's side of delivery: runs on the worker thread.
+
+    Every error it passes on (to ``on_error``, ``on_retry``, the consumer, the
+    stream's ``failure``) is detached first: no traceback into this thread, no
+    reference to its session, response, connection or socket (``_httputil.detach``).
+    Each hand-over ends by honouring an ``abandon`` that ran on this thread meanwhile.
+    """
 
     def __init__(self, control: Control, stop: StopSignal) -> None:
         self._control = control
@@ -199,6 +219,7 @@ class _Sink:
             except Exception as exc:
                 _log.exception("on_open callback raised")
                 self.error(exc)
+        self._honour_abandon()
 
     def deliver(self, events: list[Event], last_event_id: str, stop: StopSignal) -> bool:
         control = self._control
@@ -211,7 +232,7 @@ class _Sink:
             if stop.is_set():
                 return False
             control.last_event_id = last_event_id
-        return True
+        return not self._honour_abandon()
 
     def _call_on_event(self, events: list[Event], stop: StopSignal) -> bool:
         control = self._control
@@ -242,29 +263,41 @@ class _Sink:
             except Exception as exc:  # like on_event: logged, reported, the stream goes on
                 _log.exception("on_comment callback raised")
                 self.error(exc)
-            return not stop.is_set()
+        return not self._honour_abandon()
 
     def retrying(self, exc: StreamError, delay: float) -> None:
         on_retry = self._control.delivery.on_retry
-        if on_retry is None or self._stop.is_set():
-            return
-        try:
-            on_retry(exc, delay)
-        except Exception as raised:  # like on_event: logged, reported, the stream goes on
-            _log.exception("on_retry callback raised")
-            self.error(raised)
+        if on_retry is not None and not self._stop.is_set():
+            try:
+                on_retry(detach(exc), delay)
+            except Exception as raised:  # like on_event: logged, reported, the stream goes on
+                _log.exception("on_retry callback raised")
+                self.error(raised)
+        self._honour_abandon()
 
     def error(self, exc: BaseException) -> None:
         on_error = self._control.delivery.on_error
         if on_error is None or self._stop.is_set():
             _log.debug("stream error: %r", exc)
-            return
-        try:
-            on_error(exc)
-        except Exception:
-            _log.exception("on_error callback raised")
+        else:
+            try:
+                on_error(detach(exc))
+            except Exception:
+                _log.exception("on_error callback raised")
+        self._honour_abandon()
+
+    def _honour_abandon(self) -> bool:
+        """Stop if the stream was collected on this thread meanwhile; True if stopping.
+
+        Called where this thread holds none of the control's locks."""
+        control = self._control
+        if control.abandoned and not self._stop.is_set():
+            control.stop_and_cancel()
+        return self._stop.is_set()
 
     def end(self, exc: BaseException | None) -> None:
+        if exc is not None:
+            detach(exc)
         control = self._control
         with control.lock:
             current = control.stop is self._stop
@@ -281,8 +314,20 @@ class _Sink:
 
 
 def abandon(control: Control) -> None:
-    """A stream object was collected: its worker must not run on, unowned."""
-    control.stop_and_cancel()
+    """A stream object was collected: its worker must not run on, unowned.
+
+    Runs wherever the collector runs: on the thread that dropped the last reference,
+    or on any thread that allocates, when a reference cycle is collected.  That may
+    be one of the stream's own workers, at any point, holding the control's locks
+    (taking a non-reentrant one again would hang the thread for ever).  So there it
+    only raises a flag, and the worker stops itself at its next hand-over, where it
+    holds no lock: at once while events or errors flow, after the read timeout at
+    worst on a silent stream.  On any other thread it stops the worker at once.
+    """
+    if getattr(_worker_of, "control", None) is control:
+        control.abandoned = True
+    else:
+        control.stop_and_cancel()
 
 
 @atexit.register

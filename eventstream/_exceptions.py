@@ -31,6 +31,11 @@ class EventStreamError(Exception):
     Catch this to handle anything the library reports; misuse of the API (wrong
     argument types or values, calling methods in the wrong state) raises the
     standard ``TypeError``, ``ValueError`` or ``RuntimeError`` instead.
+
+    An error a stream hands to the caller holds nothing of its worker thread: no
+    traceback into it, and the transport's errors it chains (``__cause__``) have
+    their references to the request, response, pool and connection set to None.
+    Keeping errors (a list of recent failures) keeps no connection open.
     """
 
 

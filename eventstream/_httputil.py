@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import re
 import traceback
+from typing import TypeVar
 from urllib.parse import urlsplit
 
-__all__ = ["caused_by", "describe", "leaves_origin", "redact_url", "release_frames"]
+__all__ = [
+    "caused_by",
+    "describe",
+    "detach",
+    "leaves_origin",
+    "redact_url",
+    "release_frames",
+]
 
 # The user info of a URL ("user:password@") is a credential.  Greedy up to the last
 # "@" before the path, as urllib3 splits the authority: a password with a raw "@"
@@ -34,6 +42,49 @@ def release_frames(exc: BaseException | None) -> None:
         if exc.__traceback__ is not None:
             traceback.clear_frames(exc.__traceback__)
         exc = exc.__cause__ or exc.__context__
+
+
+# Packages whose exceptions the transport chains (``raise ... from exc``).  Their
+# attributes may point at the worker's objects: requests' ``request`` (the prepared
+# request, credentials included) and ``response``, urllib3's ``pool`` and ``conn``.
+_TRANSPORT_PACKAGES = frozenset(("requests", "urllib3", "http", "ssl", "socket"))
+_PLAIN = (str, bytes, int, float, type(None))
+_E = TypeVar("_E", bound=BaseException)
+
+
+def detach(exc: _E) -> _E:
+    """Cut ``exc`` (and every error it chains) loose from the worker; return it.
+
+    An error handed to another thread must not keep the worker's session, response,
+    connection, socket, body or parser alive: its traceback's frames hold them (and
+    a frame that outlives its call holds its caller's frame, up the whole stack), and
+    so do some attributes of the transport's exceptions.  So the tracebacks go, and
+    those attributes become None, down the ``__cause__`` and ``__context__`` chain and
+    through errors held as arguments.  The type, the message, the chain and the
+    documented attributes stay.  Idempotent; other exceptions' attributes (the
+    caller's own, raised by a callback) are left alone.
+    """
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        item = pending.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        item.__traceback__ = None
+        foreign = type(item).__module__.partition(".")[0] in _TRANSPORT_PACKAGES
+        attributes = getattr(item, "__dict__", {})
+        for name, value in list(attributes.items()):
+            if isinstance(value, BaseException):
+                pending.append(value)
+            elif foreign and not isinstance(value, _PLAIN):
+                attributes[name] = None  # the instance's own slot: no property setter runs
+        members = getattr(item, "exceptions", ())  # an exception group's
+        related = (item.__cause__, item.__context__, *item.args)
+        if isinstance(members, tuple):
+            related += members
+        pending.extend(e for e in related if isinstance(e, BaseException))
+    return exc
 
 
 def leaves_origin(old: str, new: str) -> bool:

@@ -46,6 +46,9 @@ class OneShotStream(StreamBase):
     acted on it or asked for a retry: a connect error, 408, 429 (honouring
     ``Retry-After``) or 500-599, and once at once on 401/403 when ``headers`` is a
     callable.  Once any body byte has arrived, a failure is final (``ReadError``).
+
+    The calling thread holds what :class:`EventStream` says: never the session, the
+    response or the connection, not even through the failure ``wait_open`` raises.
     """
 
     _one_shot = True

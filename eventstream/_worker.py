@@ -138,7 +138,6 @@ class Worker:
         self._clock = clock
         self._resume = resume  # gives the last event ID to resume from, on this thread
         self._healthy = False  # the current attempt delivered an event or lasted
-        self._got_bytes = False  # the current attempt received body bytes
         self._comments: list[tuple[int, str]] = []  # (events before it, text) of a feed
         self._retry_log = RetryLog(_log, options.safe_url, clock=clock)
 
@@ -176,7 +175,7 @@ class Worker:
         last_healthy = self._clock()
         auth_retried = False
         while not self._stop.is_set():
-            self._healthy = self._got_bytes = False
+            self._healthy = False
             wait_at_least = 0.0
             immediate = quiet = False
             try:
@@ -225,11 +224,11 @@ class Worker:
         return self._options.backoff.exhausted(failures, elapsed)
 
     def _may_retry(self, error: StreamError) -> bool:
-        if self._options.reconnect:
-            return True
         # One-shot: never replay a request once any body byte arrived (a POST may
-        # have had its effect), and never after a read failure of any kind.
-        return not self._got_bytes and not isinstance(error, ReadError)
+        # have had its effect), and never after a read failure of any kind.  Every
+        # failure once the body has started is a ReadError (see _attempt), so the
+        # second rule implies the first.
+        return self._options.reconnect or not isinstance(error, ReadError)
 
     def _delay(self, failures: int, wait_at_least: float) -> float:
         retry_ms = self._parser.retry
@@ -265,8 +264,7 @@ class Worker:
             opened_at = self._clock()
             parser.reset()
             try:
-                for chunk in body.chunks():
-                    self._got_bytes = True
+                for chunk in body.chunks():  # fails with ReadError only
                     self._handle(chunk)
             finally:
                 if self._clock() - opened_at >= options.backoff.reset_after:

@@ -3,6 +3,10 @@
 The autouse ``no_leaks`` fixture fails a test that leaves a thread or a file
 descriptor behind.  It waits (bounded, on the thread objects, never by sleeping) for
 threads the test started to finish, since a stopped worker may still be unwinding.
+A test marked ``joins`` promises that every stream worker it started was joined
+(``with``, ``stop(timeout)``, ``join``) by the time it returns: there a worker
+still alive at that moment fails the test at once, before any fixture's teardown
+(a server's, say) gives it time to finish.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -31,6 +36,19 @@ def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in _PROXY_VARS:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[Any]:
+    before = set(threading.enumerate())
+    outcome = yield
+    if item.get_closest_marker("joins") is not None and outcome.excinfo is None:
+        unjoined = [
+            t.name
+            for t in threading.enumerate()
+            if t not in before and t.name.startswith("eventstream-worker-")
+        ]
+        assert not unjoined, f"stream workers not joined when the test returned: {unjoined}"
 
 
 @pytest.fixture(autouse=True)

@@ -183,3 +183,36 @@ def test_boundary_policies_are_accepted() -> None:
     assert fixed.delay(4, FixedRandom(0.0)) == 5.0
     once = Backoff(max_attempts=1)
     assert once.exhausted(1, 0.0)
+
+
+@pytest.mark.parametrize("multiplier", [1.5, 2, 3.0, 10, 1e6])
+def test_any_number_of_failures_waits_the_cap(multiplier: float) -> None:
+    # A stream retrying forever counts its failures without bound: 3.0 ** 700
+    # overflowed a float, and the stream died of an OverflowError.
+    policy = Backoff(initial=1.0, maximum=30.0, multiplier=multiplier, jitter=0.0)
+    for attempt in (50, 700, 1001, 10**6):
+        assert policy.delay(attempt, random.Random()) == 30.0
+
+
+def test_a_server_retry_of_zero_means_no_wait_after_any_failures() -> None:
+    policy = Backoff(multiplier=3.0, jitter=0.5)
+    for attempt in (1, 700, 10**6):
+        assert policy.delay(attempt, random.Random(), server_retry=0.0) == 0.0
+
+
+def test_retry_after_asctime_date_is_gmt_whatever_the_local_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # RFC 9110 5.6.7: recipients accept the obsolete asctime form, which has no
+    # zone; like every HTTP-date it is GMT, not the machine's local time.
+    if not hasattr(time, "tzset"):
+        pytest.skip("needs time.tzset")
+    now = 1_800_000_000.0
+    asctime = time.asctime(time.gmtime(now + 30))
+    monkeypatch.setenv("TZ", "EST+05")
+    time.tzset()
+    try:
+        assert retry_after(asctime, now=now) == pytest.approx(30.0)
+    finally:
+        monkeypatch.undo()
+        time.tzset()

@@ -134,6 +134,18 @@ def test_204_ends_the_stream_without_reconnecting(server: SSEServer) -> None:
     assert len(server.requests) == 1
 
 
+def test_204_without_a_content_type_ends_the_stream_without_error(server: SSEServer) -> None:
+    # A 204 has no body, so servers often send no Content-Type: it is no wrong type.
+    server.enqueue(Script.raw_response(b"HTTP/1.1 204 No Content\r\n\r\n"))
+    server.default = Script().event("must not be fetched").hold()
+    errors: list[BaseException] = []
+    stream = EventStream(server.url, backoff=FAST, on_error=errors.append)
+    assert list(stream) == []
+    assert stream.join(WAIT)
+    assert errors == []
+    assert len(server.requests) == 1
+
+
 def test_wrong_content_type_is_fatal(server: SSEServer) -> None:
     server.enqueue(Script(headers={"Content-Type": "text/html"}).send(b"<html>"))
     stream = EventStream(server.url, backoff=FAST)

@@ -3,7 +3,10 @@ what a stop drops and names as received, and what a broken loop leaves."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+
+from _threads import inside, wait_until_inside
 
 from eventstream import Event
 from eventstream._delivery import Channel
@@ -57,3 +60,37 @@ def test_cancel_after_whole_batches_drops_nothing() -> None:
 def test_cancel_before_any_event_names_none() -> None:
     channel = Channel(8)
     assert channel.cancel() == (False, None)
+
+
+def test_a_full_channel_holds_its_capacity_and_no_more() -> None:
+    # queue_size bounds what a stalled consumer leaves queued: the put after the
+    # capacity'th event waits for a take.
+    channel = Channel(2)
+    stop = StopSignal()
+    assert channel.put(events("a"), stop)
+    assert channel.put(events("b"), stop)
+    third = threading.Thread(target=channel.put, args=(events("c"), stop))
+    third.start()
+    try:
+        assert wait_until_inside(third, threading.Condition.wait.__code__, 5.0)
+        assert inside(third, Channel.put.__code__)  # waiting for room, not done
+        assert [e.data for e in channel.take() or []] == ["a", "b"]
+        third.join(5.0)
+        assert not third.is_alive()
+        assert [e.data for e in channel.take() or []] == ["c"]
+    finally:
+        stop.set()
+        channel.wake()
+        third.join(5.0)
+
+
+def test_cancel_right_after_a_take_names_the_end_of_the_batch_before() -> None:
+    # The consumer received all of a and b, then took the next batch but received
+    # nothing of it yet: the stream must resume after b, neither before (a, b again)
+    # nor after (c lost).
+    channel = Channel(8)
+    assert channel.put(events("a", "b"), StopSignal())
+    assert [e.data for e in channel.take() or []] == ["a", "b"]
+    assert channel.put(events("c"), StopSignal())
+    assert channel.take() is not None
+    assert channel.cancel() == (True, events("b")[0])

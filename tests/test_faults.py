@@ -420,7 +420,7 @@ def test_a_response_rejected_while_opening_releases_its_socket_at_once(
     server.enqueue(Script.raw_response(head(b"Content-Length: 5, 6")).close())
     before = _open_sockets()
     stream = eventstream.get(server.url, retries=0)
-    with stream, pytest.raises(Exception) as info:  # noqa: PT011 - any error; the fd matters
+    with stream, pytest.raises(ReadError, match="malformed response header") as info:
         stream.wait_open(WAIT)
     assert stream.join(WAIT)
     server.connections[-1].wait_closed(WAIT)

@@ -6,17 +6,24 @@ import gc
 import os
 import queue
 import random
+import select
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 
 import pytest
+import requests
+from _threads import wait_until_inside
 
+import eventstream
 from eventstream import Backoff, Event, EventStream
+from eventstream._delivery import Channel
 from eventstream.testing import RecordedRequest, Script, SSEServer
 
 FAST = Backoff(initial=0.01, maximum=0.05, jitter=0.0)
@@ -34,6 +41,25 @@ def worker_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("eventstream-worker-")]
 
 
+class CountingSessions:
+    """A ``session_factory`` that records the thread of every session made and closed."""
+
+    def __init__(self) -> None:
+        self.made: list[int] = []
+        self.closed: list[int] = []
+
+    def __call__(self) -> requests.Session:
+        self.made.append(threading.get_ident())
+        closed = self.closed
+
+        class Session(requests.Session):
+            def close(self) -> None:
+                closed.append(threading.get_ident())
+                super().close()
+
+        return Session()
+
+
 def resuming(count: int) -> Callable[[RecordedRequest], Script]:
     """A responder: every connection gets numbered events after the Last-Event-ID it
     sent, then silence."""
@@ -48,31 +74,47 @@ def resuming(count: int) -> Callable[[RecordedRequest], Script]:
     return respond
 
 
+@pytest.mark.joins
 def test_start_is_a_no_op_while_running(server: SSEServer) -> None:
-    stream = EventStream(server.url, on_event=lambda e: None)
+    opened = threading.Event()
+    stream = EventStream(server.url, on_event=lambda e: None, on_open=lambda i: opened.set())
     stream.start()
     before = worker_threads()
     stream.start()
     assert worker_threads() == before
     assert stream.running
+    assert opened.wait(WAIT)
+    stream.start()
     assert stream.stop(WAIT)
     assert not stream.running
-    assert len(server.requests) <= 1
+    assert len(server.requests) == 1  # one worker, one connection
 
 
-def test_stop_without_start_is_harmless() -> None:
-    stream = EventStream("http://127.0.0.1:9/")
+@pytest.mark.joins
+def test_stop_without_start_is_harmless(server: SSEServer) -> None:
+    got: queue.Queue[str] = queue.Queue()
+    stream = EventStream(server.url, on_event=lambda e: got.put(e.data))
     assert stream.stop() is True
     assert stream.stop(1.0) is True
     assert stream.join(0.1) is True
     assert not stream.running
+    stream.start()  # and the stream still works
+    assert stream.running
+    assert got.get(timeout=WAIT) == "hello"
+    assert stream.stop(WAIT)
 
 
+@pytest.mark.joins
 def test_stop_right_after_start(server: SSEServer) -> None:
+    sessions = CountingSessions()
     for _ in range(50):
-        stream = EventStream(server.url, on_event=lambda e: None)
+        stream = EventStream(server.url, on_event=lambda e: None, session_factory=sessions)
         stream.start()
+        assert stream.running
         assert stream.stop(WAIT)
+    # Each start ran a worker, which made its own session and closed it.
+    assert len(sessions.made) == len(sessions.closed) == 50
+    assert threading.get_ident() not in sessions.made + sessions.closed
 
 
 def test_stop_on_a_silent_stream_is_prompt(server: SSEServer) -> None:
@@ -215,15 +257,22 @@ def test_an_abandoned_iterator_stops_the_worker(server: SSEServer) -> None:
     assert worker_threads() == []
 
 
+@pytest.mark.joins
 def test_rapid_start_stop_cycles_leak_nothing(server: SSEServer) -> None:
     rng = random.Random(1)
     pause = threading.Event()  # never set: wait() is a bounded random gap
-    stream = EventStream(server.url, on_event=lambda e: None, backoff=FAST)
+    sessions = CountingSessions()
+    stream = EventStream(
+        server.url, on_event=lambda e: None, backoff=FAST, session_factory=sessions
+    )
     for _ in range(1000):
         stream.start()
+        assert stream.running
         pause.wait(rng.uniform(0, 0.02) if rng.random() < 0.5 else 0)
         assert stream.stop(WAIT)
     assert worker_threads() == []
+    assert len(sessions.made) == len(sessions.closed) == 1000  # a worker per cycle
+    assert server.requests  # and the ones given time connected
 
 
 def _run_script(code: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
@@ -240,21 +289,32 @@ def test_a_script_that_never_stops_still_exits_promptly() -> None:
     started = time.monotonic()
     result = _run_script(
         """
-        import time
+        import atexit, threading, time
+        # Registered before eventstream's own hook, so it runs after it.
+        atexit.register(lambda: print("interpreter exit", flush=True))
+        import requests
         from eventstream import EventStream
-        from eventstream.testing import RecordedRequest, Script, SSEServer
+        from eventstream.testing import Script, SSEServer
+
+        class Session(requests.Session):
+            def close(self):
+                # A slow close: only a worker that the exit waits for gets to finish.
+                threading.Event().wait(0.2)
+                print("worker closed its session", flush=True)
+                super().close()
+
         server = SSEServer()
         server.start()
         server.default = Script().event("hi").hold()
-        stream = EventStream(server.url, on_event=lambda e: None)
+        got = threading.Event()
+        stream = EventStream(server.url, on_event=lambda e: got.set(), session_factory=Session)
         stream.start()
-        started = time.monotonic()
-        import atexit
-        atexit.register(lambda: print("exit took", time.monotonic() - started))
+        assert got.wait(5)
         """
     )
     assert result.returncode == 0, result.stderr
-    assert "exit took" in result.stdout
+    # The library's exit hook stopped the worker and waited for it to close its session.
+    assert result.stdout.splitlines() == ["worker closed its session", "interpreter exit"]
     assert time.monotonic() - started < 10.0  # a worker that kept it alive would hang
 
 
@@ -303,3 +363,172 @@ def test_iterating_an_unnamed_stream_keeps_it_alive(server: SSEServer) -> None:
     for thread in worker_threads():
         thread.join(WAIT)
     assert worker_threads() == []
+
+
+@pytest.mark.joins
+def test_leaving_the_with_block_joins_the_worker(server: SSEServer) -> None:
+    for _ in range(3):  # the unjoined worker would still be unwinding: seen every time
+        with EventStream(server.url) as stream:
+            assert next(iter(stream)).data == "hello"
+            (worker,) = worker_threads()
+        assert not worker.is_alive()
+
+
+def _cpu_seconds(thread: threading.Thread) -> float:
+    with open(f"/proc/self/task/{thread.native_id}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.joins
+@pytest.mark.skipif(
+    not hasattr(os, "fork") or not os.path.isdir("/proc/self/task"),
+    reason="needs os.fork and /proc/self/task",
+)
+def test_a_forked_child_stopping_its_copy_leaves_the_parent_stream_alone(
+    server: SSEServer,
+) -> None:
+    server.default = Script().event("before").wait(gate := threading.Event()).event("after").hold()
+    got: queue.Queue[str] = queue.Queue()
+    stream = EventStream(server.url, on_event=lambda e: got.put(e.data))
+    with stream:
+        assert got.get(timeout=WAIT) == "before"  # the worker now waits in poll()
+        (worker,) = worker_threads()
+        reader, writer = os.pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+            pid = os.fork()
+        if pid == 0:  # the child: only os._exit leaves it
+            status = 1
+            try:
+                stream.stop()
+                stream.stop(1.0)
+                os.write(writer, b"running" if stream.running else b"stopped")
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(writer)
+        try:
+            ready, _, _ = select.select([reader], [], [], WAIT)
+            report = os.read(reader, 64) if ready else b"no answer"
+        finally:
+            os.close(reader)
+            if report == b"no answer":
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        assert report == b"stopped"
+        # The child's stop must not reach the parent's worker: a wake-up it cannot
+        # explain would spin its poll() loop.
+        before = _cpu_seconds(worker)
+        threading.Event().wait(0.5)  # an observation window, not a synchronisation
+        assert _cpu_seconds(worker) - before < 0.05
+        assert stream.running
+        gate.set()
+        assert got.get(timeout=WAIT) == "after"
+
+
+@pytest.mark.joins
+def test_a_stop_from_on_event_keeps_the_resume_point_at_the_last_event_handed_over(
+    server: SSEServer,
+) -> None:
+    # In one read, after event a: another event, or an ID with no event.  on_event
+    # stops the stream at a: what follows came after the stop, so a restart must
+    # resume from a.  (The ID-only case twice: it must be one read to matter.)
+    for body in [
+        b"id: 1\ndata: a\n\nid: 2\ndata: b\n\n",
+        b"id: 1\ndata: a\n\nid: 2\n\n",
+        b"id: 1\ndata: a\n\nid: 2\n\n",
+    ]:
+        server.enqueue(Script().send(body).hold())
+        server.enqueue(resuming(3))
+        seen: queue.Queue[str] = queue.Queue()
+        holder: list[EventStream] = []
+
+        def on_event(
+            event: Event, seen: queue.Queue[str] = seen, holder: list[EventStream] = holder
+        ) -> None:
+            seen.put(event.data)
+            if event.data == "a":
+                holder[0].stop()
+
+        stream = EventStream(server.url, on_event=on_event)
+        holder.append(stream)
+        stream.start()
+        assert seen.get(timeout=WAIT) == "a"
+        assert stream.join(WAIT)
+        assert stream.last_event_id == "1"
+        stream.start()
+        assert [seen.get(timeout=WAIT), seen.get(timeout=WAIT)] == ["2", "3"]
+        assert stream.stop(WAIT)
+        assert server.requests[-1].headers["Last-Event-ID"] == "1"
+
+
+@pytest.mark.joins
+def test_stop_wakes_a_worker_waiting_for_room_in_the_queue(server: SSEServer) -> None:
+    gate = threading.Event()
+    script = Script().event("0").wait(gate)
+    for i in range(1, 30):  # paced, so that they come in several reads (batches)
+        script = script.event(str(i)).pause(0.01)
+    server.default = script.hold()
+    stream = EventStream(server.url, queue_size=1)
+    events = iter(stream)
+    stopper = None
+    try:
+        assert next(events).data == "0"
+        (worker,) = worker_threads()
+        gate.set()
+        # The consumer takes no more: the worker blocks handing over a batch.
+        assert wait_until_inside(worker, threading.Condition.wait.__code__, WAIT)
+        assert wait_until_inside(worker, Channel.put.__code__, WAIT)
+        stopped: queue.Queue[bool] = queue.Queue()
+        stopper = threading.Thread(target=lambda: stopped.put(stream.stop(WAIT)))
+        stopper.start()
+        assert stopped.get(timeout=WAIT), "stop() did not get the worker out of the hand-over"
+    finally:
+        if stopper is not None and stopper.is_alive():
+            next(events, None)  # a take makes room: frees the stuck hand-over
+            stopper.join(WAIT)
+        stream.stop(WAIT)
+
+
+@pytest.mark.joins
+def test_no_on_error_after_stop_even_for_the_callback_that_stopped(server: SSEServer) -> None:
+    errors: list[BaseException] = []
+    holder: list[EventStream] = []
+    called = threading.Event()
+
+    def on_event(event: Event) -> None:
+        called.set()
+        holder[0].stop()
+        raise ValueError("after stop")
+
+    stream = EventStream(server.url, on_event=on_event, on_error=errors.append)
+    holder.append(stream)
+    stream.start()
+    assert called.wait(WAIT)
+    assert stream.join(WAIT)
+    assert errors == []
+
+
+@pytest.mark.joins
+def test_a_stop_during_a_failed_attempt_ends_a_one_shot_stream_as_stopped(
+    server: SSEServer,
+) -> None:
+    # Stopped while its request fails with a retryable status: the stream is
+    # stopped, not failed (no RetriesExhausted for a retry nobody wanted).
+    server.default = Script(503)
+    ready = threading.Event()
+    holder: list[eventstream.OneShotStream] = []
+
+    def headers() -> dict[str, str]:
+        assert ready.wait(WAIT)
+        holder[0].stop()
+        return {}
+
+    stream = eventstream.get(server.url, headers=headers, retries=0, backoff=FAST)
+    holder.append(stream)
+    ready.set()
+    assert stream.join(WAIT)
+    assert len(server.requests) == 1
+    with pytest.raises(RuntimeError, match="stopped"):
+        stream.wait_open(0)

@@ -6,6 +6,7 @@ import gc
 import queue
 import random
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -194,3 +195,24 @@ def test_iterating_an_unnamed_request_reads_the_whole_answer(server: SSEServer) 
         gc.collect()
         got.append(event.data)
     assert got == ["a", "b"]
+
+
+def test_two_retries_by_default(server: SSEServer) -> None:
+    server.enqueue(Script(503), Script(503), Script().event("ok").close())
+    with eventstream.get(server.url, backoff=FAST) as stream:
+        assert [e.data for e in stream] == ["ok"]
+    assert len(server.requests) == 3
+    server.enqueue(Script(503), Script(503), Script(503), Script().event("late").close())
+    stream = eventstream.get(server.url, backoff=FAST)
+    with stream, pytest.raises(RetriesExhausted):
+        list(stream)
+    assert len(server.requests) == 6
+
+
+def test_wait_open_gives_up_after_its_timeout(server: SSEServer) -> None:
+    server.enqueue(Script.no_response())
+    with eventstream.get(server.url, timeout=(5.0, 1.0), retries=0) as stream:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            stream.wait_open(0.1)
+        assert time.monotonic() - started < 0.9  # not the read timeout's end
