@@ -4,7 +4,7 @@ Rule: a child never inherits a live stream.  After a fork, the child sees every
 stream as stopped, holds none of the parent's stream sockets (their descriptors are
 closed in the child: ``close``, never ``shutdown``, so the parent's connection is
 untouched), and ``start()`` there opens the child's own connection.  Three things
-make that hold for real servers (ARCHITECTURE.md, "Processes that fork"):
+make that hold for real servers (docs/architecture.rst, "Processes that fork"):
 
 * Every socket a worker thread creates (its connections, TLS sockets, wake-up
   pairs; threads marked by :func:`worker_thread`) is recorded the moment it is
