@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import errno
 import http.client
 import logging
 import re
@@ -40,7 +41,8 @@ from ._body import BodyDecoder, BodyError, ContentDecoder, Framing, supported_co
 from ._exceptions import ConnectError, ContentTypeError, HTTPStatusError, ReadError
 from ._httputil import caused_by, describe, leaves_origin, redact_url, release_frames
 from ._sockread import READ_SIZE, SocketSource, body_framing, locate_socket
-from ._stop import StopSignal, WakePair
+from ._stop import StopSignal
+from ._wait import Waiter
 
 __all__ = ["Body", "RequestSpec", "make_session", "open_stream"]
 
@@ -123,7 +125,8 @@ def open_stream(session: requests.Session, spec: RequestSpec, stop: StopSignal) 
     except OSError as exc:  # a custom adapter that lets socket errors through
         release_frames(exc)
         safe = redact_url(spec.url)
-        raise ConnectError(f"cannot connect to {safe}: {describe(exc)}", url=safe) from exc
+        reason = OUT_OF_FDS if _out_of_fds(exc) else describe(exc)
+        raise ConnectError(f"cannot connect to {safe}: {reason}", url=safe) from exc
     try:
         return _accept(response, spec, stop)
     except BaseException:
@@ -268,19 +271,13 @@ class Body:
         self._stop = stop
         self._read_timeout = read_timeout
         self._closed = False
-        self._wake: WakePair | None = None
+        self._waiter: Waiter | None = None
         # An unsupported coding only reaches here on an error body: read it as is.
         coding = supported_coding(self.headers.get("Content-Encoding", "")) or "identity"
         content = ContentDecoder(coding)
         located = None if empty else locate_socket(response.raw)
-        if located is not None:
-            try:
-                self._wake = WakePair(stop)
-            except OSError as exc:  # out of fds, say: the fallback needs none
-                _log.debug("no wake-up socket pair: %r", exc)
-                located = None
         self._source: SocketSource | _FallbackSource
-        if located is None or self._wake is None:
+        if located is None:
             if not empty:
                 _log.debug("reading %s through urllib3 (fallback path)", redact_url(self.url))
             self._source = _FallbackSource(response.raw)
@@ -288,8 +285,13 @@ class Body:
             framing = Framing.LENGTH if empty else Framing.CLOSE  # urllib3 undoes framing
             self._decoder = BodyDecoder(framing, content, length)
             return
+        try:
+            self._waiter = Waiter(stop)
+        except OSError as exc:  # out of descriptors, say: no stop within milliseconds
+            safe = redact_url(self.url)
+            raise ReadError(f"{_no_waker(exc)} (reading {safe})", url=safe) from exc
         fp, sock = located
-        self._source = SocketSource(fp.fp, sock, self._wake, stop)
+        self._source = SocketSource(fp.fp, sock, self._waiter, stop)
         framing, length = body_framing(fp)
         self._decoder = BodyDecoder(framing, content, length)
 
@@ -316,8 +318,8 @@ class Body:
         except OSError as exc:
             _log.debug("closing the response of %s failed: %r", redact_url(self.url), exc)
         finally:
-            if self._wake is not None:
-                self._wake.close()
+            if self._waiter is not None:
+                self._waiter.close()
 
     def __enter__(self) -> Body:
         return self
@@ -495,4 +497,36 @@ def _send_error(exc: requests.RequestException, url: str) -> Exception:
         # urllib3 raises ProtocolError (not MaxRetryError) when an open connection
         # fails before the response: it connected, so this is a read failure.
         return ReadError(f"{safe} closed the connection: {describe(exc)}", url=safe)
+    if _out_of_fds(exc):
+        return ConnectError(f"cannot connect to {safe}: {OUT_OF_FDS}", url=safe)
     return ConnectError(f"cannot connect to {safe}: {describe(exc)}", url=safe)
+
+
+#: What to do when the process has no descriptor left (EMFILE, ENFILE).
+OUT_OF_FDS = (
+    "the process is out of file descriptors (each stream needs 2 on Linux, 3 elsewhere):"
+    " raise the limit on open files (ulimit -n, or resource.setrlimit with"
+    " resource.RLIMIT_NOFILE) or run fewer streams"
+)
+
+
+def _out_of_fds(exc: BaseException) -> bool:
+    """Whether ``exc`` wraps EMFILE or ENFILE (as args, cause, context or reason)."""
+    pending: list[object] = [exc]
+    seen: set[int] = set()
+    while pending:
+        item = pending.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, OSError) and item.errno in (errno.EMFILE, errno.ENFILE):
+            return True
+        pending.extend(item.args)
+        pending.extend((item.__cause__, item.__context__, getattr(item, "reason", None)))
+    return False
+
+
+def _no_waker(exc: OSError) -> str:
+    if _out_of_fds(exc):
+        return OUT_OF_FDS
+    return f"cannot create the stop signal's wake-up descriptor: {describe(exc)}"

@@ -8,6 +8,7 @@ covered; ``located`` proves which one a test took.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import queue
 import socket
@@ -24,8 +25,16 @@ import pytest
 import requests
 import responses
 import trustme
+import urllib3
 
-from eventstream import ConnectError, ContentTypeError, HTTPStatusError, ReadError, _transport
+from eventstream import (
+    ConnectError,
+    ContentTypeError,
+    HTTPStatusError,
+    ReadError,
+    _transport,
+    _wait,
+)
 from eventstream._stop import StopSignal
 from eventstream._transport import Body, RequestSpec, make_session, open_stream
 from eventstream.testing import Framing, Script, SSEServer
@@ -663,17 +672,29 @@ def test_fallback_delivers_every_byte(
     assert read_all(session, server.url) == EVENTS + b"end"
 
 
-def test_no_wake_pair_falls_back(
+def test_out_of_descriptors_for_the_waker_says_so(
     server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # No silent fallback (whose stop would wait for the read timeout): a plain error.
     def no_fds(stop: StopSignal) -> None:
-        raise OSError(24, "Too many open files")
+        raise OSError(errno.EMFILE, "Too many open files")
 
-    monkeypatch.setattr(_transport, "WakePair", no_fds)
+    monkeypatch.setattr(_wait, "make_waker", no_fds)
     server.enqueue(Script().event("a"))
-    with open_stream(session, spec(server.url), StopSignal()) as body:
-        assert isinstance(body._source, _transport._FallbackSource)
-        assert list(body.chunks()) == [b"data: a\n\n"]
+    with pytest.raises(ReadError, match="out of file descriptors.*RLIMIT_NOFILE") as caught:
+        open_stream(session, spec(server.url), StopSignal())
+    assert isinstance(caught.value.__cause__, OSError)
+
+
+def test_out_of_descriptors_at_connect_says_so(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_fds(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", no_fds)
+    with pytest.raises(ConnectError, match="out of file descriptors.*ulimit -n"):
+        open_stream(session, spec(server.url), StopSignal())
 
 
 @pytest.mark.parametrize("encoding", ["identity", "gzip", "deflate"])
@@ -717,5 +738,6 @@ def test_body_is_a_context_manager_that_closes(
         assert entered is body
         assert isinstance(body, Body)
     assert body._closed
-    assert body._wake is not None
+    assert body._waiter is not None
+    assert body._waiter._waker._closed  # detached from the signal, descriptor closed
     server.connections[0].wait_closed(TIMEOUT)
