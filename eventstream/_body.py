@@ -169,6 +169,14 @@ class _Chunked:
         return self._state.value
 
     def feed(self, data: bytes) -> bytes:
+        if self._state is _SIZE and not self._held:
+            # One whole chunk, nothing around it: one event per read, the common shape
+            # of a live stream.  Only a bare, already seen size line is taken here.
+            end = data.find(b"\r\n", 0, MAX_CHUNK_LINE)
+            if end > 0:
+                size = _SIZES.get(data[:end]) or _size_or_zero(data[:end])
+                if size and len(data) == end + size + 4 and data.endswith(b"\r\n"):
+                    return data[end + 2 : -2]
         out: list[bytes] = []
         try:
             return self._feed(data, out)
@@ -309,6 +317,15 @@ _SIZE, _DATA, _CRLF, _TRAILER, _DONE = _State
 _SIZES: dict[bytes, int] = {}  # chunk-size lines seen, bare hex digits only
 _SIZES_MAX = 4096
 _LOWER_HEX, _UPPER_HEX = _HexTable(b"%x"), _HexTable(b"%X")
+
+
+def _size_or_zero(line: bytes) -> int:
+    """The size a chunk-size line gives, 0 if it is not valid (the general loop then
+    reports it)."""
+    try:
+        return _chunk_size(line)
+    except BodyError:
+        return 0
 
 
 def _chunk_size(line: bytes) -> int:
