@@ -15,11 +15,12 @@ content coding are undone by ``_body``, not here.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import socket
 import ssl
-import time
+from collections.abc import Generator
 from typing import Final
 
 from ._body import Framing
@@ -58,32 +59,46 @@ class SocketSource:
 
         Raises ``TimeoutError`` when nothing arrives for ``timeout`` seconds.
         """
+        return next(self.reads(timeout, once=True), None)
+
+    def reads(self, timeout: float | None, *, once: bool = False) -> Generator[bytes, None, None]:
+        """Yield what each read brings, ``b""`` last at end of input; end once stopped.
+
+        Raises ``TimeoutError`` when nothing arrives for ``timeout`` seconds.  A
+        generator, so that a read costs no Python call beyond its resumption: with
+        one event per read, the calls are much of what an event costs.
+        """
         if self._buffered is not None:
-            data = self._drain()
-            if data:
-                return data
-        if self._pending is not None and self._pending():
-            try:  # decrypted bytes are there: no wait (the socket may be silent)
-                return self._recv(READ_SIZE)
-            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                pass
-        left = timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
-        write = False
+            buffered = self._drain()
+            if buffered:
+                yield buffered
+                if once:
+                    return
+        recv, wait, pending, stop = self._recv, self._wait, self._pending, self._stop
         while True:
-            if self._wait(left, write=write):
+            data: bytes | None = None
+            if pending is not None and pending():  # decrypted bytes: no wait for them
+                if stop.is_set():
+                    return
+                with contextlib.suppress(ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    data = recv(READ_SIZE)
+            write = False
+            while data is None:
+                # The wait comes first: with events arriving one per read, a read tried
+                # first would mostly find nothing (one more system call and an exception).
+                if not wait(timeout, write):
+                    if stop.is_set():
+                        return
+                    raise TimeoutError(f"no data for {timeout} s")  # the wait is exact
                 try:
-                    return self._recv(READ_SIZE)
+                    data = recv(READ_SIZE)
                 except (BlockingIOError, ssl.SSLWantReadError):  # TLS: a partial record
                     write = False
                 except ssl.SSLWantWriteError:  # TLS must send (e.g. a key update) first
                     write = True
-            elif self._stop.is_set():
-                return None
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no data for {timeout} s")
+            yield data
+            if once or not data:
+                return
 
     def _drain(self) -> bytes:
         # What http.client read past the headers.  On a non-blocking socket read1()

@@ -306,6 +306,8 @@ class Body:
         """
         if self._closed:
             raise RuntimeError("the body is closed")
+        if isinstance(self._source, SocketSource):
+            return self._socket_chunks(self._source)
         return self._chunks(None)
 
     def close(self) -> None:
@@ -352,6 +354,36 @@ class Body:
             if out:
                 yield out
 
+    def _socket_chunks(self, source: SocketSource) -> Iterator[bytes]:
+        # The fast path's loop, kept flat: with one event per read, each Python call
+        # here is a noticeable part of what an event costs.
+        decoder, stop = self._decoder, self._stop
+        feed = decoder.feed
+        if stop.is_set():
+            return
+        reads = source.reads(self._read_timeout)
+        try:
+            for data in reads:
+                if self._closed:
+                    raise RuntimeError("the body is closed")
+                try:
+                    out = feed(data) if data else decoder.end_of_input()
+                except BodyError as exc:
+                    if exc.decoded:  # what came before the fault in the same read
+                        yield exc.decoded
+                    url = redact_url(self.url)
+                    raise ReadError(f"bad response body from {url}: {exc}", url=url) from exc
+                if out:
+                    yield out
+                if decoder.done:
+                    return
+        except (OSError, http.client.HTTPException) as exc:  # TimeoutError included
+            error = self._read_error(exc)
+            if error is not None:
+                raise error from exc
+        finally:
+            reads.close()
+
     def _read(self, timeout: float | None, url: str) -> bytes | None:
         if self._closed:
             raise RuntimeError("the body is closed")
@@ -359,14 +391,21 @@ class Body:
             return None
         try:
             return self._source.read(timeout)
-        except (TimeoutError, socket.timeout, urllib3.exceptions.ReadTimeoutError) as exc:
-            if self._stop.is_set():  # the fallback's blocked read ended after a stop
-                return None
-            raise ReadError(f"no data from {url} within the read timeout", url=url) from exc
         except (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
-            if self._stop.is_set():
+            error = self._read_error(exc)
+            if error is None:
                 return None
-            raise ReadError(f"connection to {url} lost: {describe(exc)}", url=url) from exc
+            raise error from exc
+
+    def _read_error(self, exc: BaseException) -> ReadError | None:
+        """What a failed read means: None once stopped (a blocked read of the fallback
+        ends with an error after a stop), else the ``ReadError`` to raise."""
+        if self._stop.is_set():
+            return None
+        url = redact_url(self.url)
+        if isinstance(exc, (TimeoutError, socket.timeout, urllib3.exceptions.ReadTimeoutError)):
+            return ReadError(f"no data from {url} within the read timeout", url=url)
+        return ReadError(f"connection to {url} lost: {describe(exc)}", url=url)
 
 
 class _FallbackSource:

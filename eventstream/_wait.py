@@ -14,14 +14,15 @@ inside TLS through its own buffers)::
 
     waiter = Waiter(stop)        # OSError (EMFILE) when no descriptor is left
     waiter.watch(sock.fileno())  # the connection's socket, non-blocking
-    ready = waiter.wait(seconds_or_None, write=False)
+    ready = waiter.wait(seconds_or_None, write=False)  # True: the socket is ready
     waiter.close()               # detach the waker, close its descriptor
 
-``wait`` returns True when the socket is readable (writable with ``write=True``),
-False when the stop signal woke it or the time ran out (``stop.is_set()`` tells
-which).  It never reads: a reader must first use the bytes that its layers above the
-socket already hold (http.client's buffer, OpenSSL's ``pending()``), which never make
-the socket readable.
+``wait`` returns True when the socket is readable (writable with ``write=True``) and
+the stop signal is not set, False when the stop signal is set or the time ran out
+(``stop.is_set()`` tells which): a reader that always waits before it reads needs no
+other stop check, even on a socket that never stops being readable.  It never reads:
+a reader must first use the bytes that its layers above the socket already hold
+(http.client's buffer, OpenSSL's ``pending()``), which never make the socket readable.
 """
 
 from __future__ import annotations
@@ -63,26 +64,31 @@ class Waiter:
             self._poller.register(fd, select.POLLIN)
         self._fd, self._write = fd, False
 
-    def wait(self, timeout: float | None, *, write: bool = False) -> bool:
+    def wait(self, timeout: float | None, write: bool = False) -> bool:
         """Block until the watched socket is ready, the stop signal is set, or ``timeout``
-        seconds (``None``: no limit) have passed.  True only for a ready socket."""
+        seconds (``None``: no limit) have passed.  True only for a ready socket and a
+        stop signal not set; on False, ``stop.is_set()`` says whether it was the stop.
+
+        A timeout is exact: ``poll()`` and ``select()`` round it up to their unit,
+        and retry with what is left when a signal interrupts them (PEP 475).
+        """
         poller = self._poller
         if poller is None:
             return self._select(timeout, write)
         if write is not self._write:
             self._write = write
             poller.modify(self._fd, select.POLLOUT if write else select.POLLIN)
-        # poll() rounds a fractional millisecond up, so a timeout is never cut short.
-        for fd, _ in poller.poll(None if timeout is None else timeout * 1000):
-            if fd == self._fd:
-                return True
-        return False
+        ready = poller.poll(None if timeout is None else timeout * 1000)
+        # The socket alone: ready.  The waker, alone or beside it: stopped.  None: time.
+        return len(ready) == 1 and ready[0][0] == self._fd
 
     def _select(self, timeout: float | None, write: bool) -> bool:
         fd = self._fd
         readable, writable, _ = select.select(
             [fd, self._wake_fd], [fd] if write else [], [], timeout
         )
+        if self._wake_fd in readable:
+            return False
         return fd in (writable if write else readable)
 
     def close(self) -> None:
