@@ -30,6 +30,10 @@ from ._wait import Waiter
 __all__ = ["READ_SIZE", "SocketSource", "body_framing", "locate_socket"]
 
 READ_SIZE: Final = 64 * 1024
+#: The read size after a read that brought less: a quiet stream's events fit, and the
+#: bytes object ``recv()`` makes costs less than one of ``READ_SIZE`` (no large
+#: allocation to shrink).  A read that fills it goes back to ``READ_SIZE``.
+SMALL_READ: Final = 4096
 
 
 class SocketSource:
@@ -75,13 +79,14 @@ class SocketSource:
                 if once:
                     return
         recv, wait, pending, stop = self._recv, self._wait, self._pending, self._stop
+        size = READ_SIZE
         while True:
             data: bytes | None = None
             if pending is not None and pending():  # decrypted bytes: no wait for them
                 if stop.is_set():
                     return
                 with contextlib.suppress(ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                    data = recv(READ_SIZE)
+                    data = recv(size)
             write = False
             while data is None:
                 # The wait comes first: with events arriving one per read, a read tried
@@ -91,7 +96,7 @@ class SocketSource:
                         return
                     raise TimeoutError(f"no data for {timeout} s")  # the wait is exact
                 try:
-                    data = recv(READ_SIZE)
+                    data = recv(size)
                 except (BlockingIOError, ssl.SSLWantReadError):  # TLS: a partial record
                     write = False
                 except ssl.SSLWantWriteError:  # TLS must send (e.g. a key update) first
@@ -99,6 +104,7 @@ class SocketSource:
             yield data
             if once or not data:
                 return
+            size = READ_SIZE if len(data) >= SMALL_READ else SMALL_READ
 
     def _drain(self) -> bytes:
         # What http.client read past the headers.  On a non-blocking socket read1()
