@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import _cli
 import _net
-from _lowrate import CLIENTS, Client, Counter, EventStreamCallback, LaunchDarkly, Ticker
+from _lowrate import CLIENTS, Client, Counter, LaunchDarkly, Ticker
 
 WARMUP = 50
 SPACINGS = (0.001, 0.010)
@@ -47,13 +47,12 @@ def trial(cls: type[Client], url: str, events: int) -> tuple[float, float] | str
     counter = Counter(WARMUP, WARMUP + events)
     client = cls(url, counter)
     client.start()
-    try:
-        if not counter.done.wait(30 + events * 0.05):
-            return f"{counter.n} events in the time allowed; error: {client.error!r}"
-    finally:
-        client.stop()
-        if not client.join(10):
-            return "the client did not stop within 10 s"
+    finished = counter.done.wait(30 + events * 0.05)
+    client.stop()
+    if not client.join(10):
+        return "the client did not stop within 10 s"
+    if not finished:
+        return f"{counter.n} events in the time allowed; error: {client.error!r}"
     (cpu0, t0), (cpu1, t1) = counter.at
     return (cpu1 - cpu0) / events, (t1 - t0) / events
 

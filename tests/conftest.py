@@ -3,17 +3,40 @@
 The autouse ``no_leaks`` fixture fails a test that leaves a thread or a file
 descriptor behind.  It waits (bounded, on the thread objects, never by sleeping) for
 threads the test started to finish, since a stopped worker may still be unwinding.
+
+``EVENTSTREAM_TEST_NO_POLL=1`` runs the suite as on a platform without
+``select.poll`` (Windows): ``poll`` is removed here, before eventstream is imported,
+and in every interpreter the tests start (``tests/nopoll/sitecustomize.py``).
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import select
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+NO_POLL = os.environ.get("EVENTSTREAM_TEST_NO_POLL") == "1"
+if NO_POLL:
+    if "eventstream" in sys.modules:
+        raise RuntimeError("EVENTSTREAM_TEST_NO_POLL=1: eventstream was imported before conftest")
+    if hasattr(select, "poll"):
+        del select.poll
+    _site = str(Path(__file__).resolve().parent / "nopoll")
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [_site, *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
+
+
+def pytest_report_header() -> str:
+    return f"select.poll: {'removed (EVENTSTREAM_TEST_NO_POLL=1)' if NO_POLL else 'present'}"
+
 
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 _LEAK_GRACE = 5.0  # seconds a test's threads get to finish after it returns

@@ -681,7 +681,7 @@ def test_out_of_descriptors_for_the_waker_says_so(
 
     monkeypatch.setattr(_wait, "make_waker", no_fds)
     server.enqueue(Script().event("a"))
-    with pytest.raises(ReadError, match="out of file descriptors.*RLIMIT_NOFILE") as caught:
+    with pytest.raises(ReadError, match=r"out of file descriptors.*RLIMIT_NOFILE") as caught:
         open_stream(session, spec(server.url), StopSignal())
     assert isinstance(caught.value.__cause__, OSError)
 
@@ -693,7 +693,7 @@ def test_out_of_descriptors_at_connect_says_so(
         raise OSError(errno.EMFILE, "Too many open files")
 
     monkeypatch.setattr(urllib3.util.connection, "create_connection", no_fds)
-    with pytest.raises(ConnectError, match="out of file descriptors.*ulimit -n"):
+    with pytest.raises(ConnectError, match=r"out of file descriptors.*ulimit -n"):
         open_stream(session, spec(server.url), StopSignal())
 
 

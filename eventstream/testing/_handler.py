@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import http
 import logging
-import math
-import select
 import socket
 import ssl
 import string
@@ -25,6 +23,7 @@ from ._actions import NO_BODY_STATUSES, Encoder, End, Pause, Step, Wait, Wire, W
 from ._connection import Connection
 from ._records import Headers, RecordedRequest
 from ._script import Framing, Script
+from ._wait import ready
 
 __all__ = ["Handler", "ScriptFor"]
 
@@ -121,21 +120,20 @@ class Handler:
 
     # -- waiting: every blocking point is a poll that a wake-up interrupts -------------
 
-    def _poll(self, events: int, timeout: float | None) -> bool:
-        """Wait for ``events`` on the socket, a wake-up or the timeout; True if ready."""
-        poller = select.poll()
-        poller.register(self._sock.fileno(), events)
-        poller.register(self._conn._wake_r.fileno(), select.POLLIN)
-        ready = dict(poller.poll(-1 if timeout is None else math.ceil(timeout * 1000)))
-        if self._conn._wake_r.fileno() in ready:
+    def _poll(self, write: bool, timeout: float | None) -> bool:
+        """Wait for the socket to be readable (writable if ``write``), a wake-up or the
+        timeout; True if the socket is ready."""
+        sock, wake = self._sock.fileno(), self._conn._wake_r.fileno()
+        found = ready([wake] if write else [sock, wake], [sock] if write else [], timeout)
+        if wake in found:
             self._conn._drain_wake()
         if self._conn._ending is not None:
             raise _Stop(self._conn._ending, "ended by the server")
-        return self._sock.fileno() in ready
+        return sock in found
 
     def _idle(self, timeout: float | None) -> None:
         """Stay silent until the timeout or a wake-up, noticing a client that left."""
-        if not self._poll(select.POLLIN, timeout):
+        if not self._poll(False, timeout):
             return
         try:
             if not self._sock.recv(_RECV_SIZE):
@@ -170,18 +168,18 @@ class Handler:
                 tls.do_handshake()
                 return
             except ssl.SSLWantReadError:
-                self._poll(select.POLLIN, None)
+                self._poll(False, None)
             except ssl.SSLWantWriteError:
-                self._poll(select.POLLOUT, None)
+                self._poll(True, None)
 
     def _recv(self) -> bytes:
         while True:
             try:
                 return self._sock.recv(_RECV_SIZE)
             except (BlockingIOError, ssl.SSLWantReadError):
-                self._poll(select.POLLIN, None)
+                self._poll(False, None)
             except ssl.SSLWantWriteError:
-                self._poll(select.POLLOUT, None)
+                self._poll(True, None)
 
     def _sendall(self, data: bytes) -> None:
         view = memoryview(data)
@@ -189,9 +187,9 @@ class Handler:
             try:
                 view = view[self._sock.send(view) :]
             except (BlockingIOError, ssl.SSLWantWriteError):
-                self._poll(select.POLLOUT, None)
+                self._poll(True, None)
             except ssl.SSLWantReadError:
-                self._poll(select.POLLIN, None)
+                self._poll(False, None)
 
     def _close(self, end: End) -> None:
         try:
