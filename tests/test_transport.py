@@ -430,6 +430,22 @@ def test_stop_during_a_silent_stream_leaves_at_once(
     assert located
 
 
+@pytest.mark.parametrize("framing", [Framing.CHUNKED, Framing.CLOSE])
+def test_stop_while_bytes_keep_arriving_reads_no_more(
+    server: SSEServer, session: requests.Session, located: list[Any], framing: Framing
+) -> None:
+    # The socket never stops being readable: the wait itself must see the stop (no
+    # other stop check is made per read).
+    server.enqueue(Script(framing=framing).send(EVENTS * 3000))  # ~9 MB
+    stop = StopSignal()
+    with open_stream(session, spec(server.url), stop) as body:
+        chunks = body.chunks()
+        assert next(chunks)
+        stop.set()
+        assert list(chunks) == []
+    assert located
+
+
 def test_stop_set_before_reading_returns_without_reading(
     server: SSEServer, session: requests.Session
 ) -> None:
