@@ -137,10 +137,19 @@ class Control:
         thread = threading.Thread(
             target=worker.run, name=f"eventstream-worker-{next(_thread_ids)}", daemon=True
         )
+        previous = self.stop, self.thread
         self.stop, self.thread = stop, thread
         with _live_lock:
             _live.add(self)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread": out of threads or memory
+            self.stop, self.thread = previous  # a thread never started cannot be joined
+            if previous[1] is None or not previous[1].is_alive():
+                with _live_lock:
+                    _live.discard(self)
+            self.settled.set()
+            raise _no_thread(self.options.safe_url, exc) from exc
 
     def signal_stop(self) -> None:
         """Set the current worker's stop signal and wake a hand-over waiting for room."""
@@ -159,6 +168,16 @@ class Control:
         nothing after it will be handed over by the old worker."""
         with self.deliver_lock:
             return self.last_event_id
+
+
+def _no_thread(url: str, exc: RuntimeError) -> StreamError:
+    return StreamError(
+        f"cannot start the worker thread of {url} ({exc}; {threading.active_count()} threads"
+        " running): the process is out of threads or memory for their stacks; raise the"
+        " limit (ulimit -u), lower threading.stack_size() before starting streams, or run"
+        " fewer streams",
+        url=url,
+    )
 
 
 class _Sink:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from eventstream import Backoff, Event, EventStream
+from eventstream import Backoff, Event, EventStream, StreamError
 from eventstream.testing import RecordedRequest, Script, SSEServer
 
 FAST = Backoff(initial=0.01, maximum=0.05, jitter=0.0)
@@ -303,3 +303,28 @@ def test_iterating_an_unnamed_stream_keeps_it_alive(server: SSEServer) -> None:
     for thread in worker_threads():
         thread.join(WAIT)
     assert worker_threads() == []
+
+
+def test_out_of_threads_start_says_so_and_a_later_start_works(
+    server: SSEServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.default = Script().event("a").hold()
+    real_start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        if thread.name.startswith("eventstream-worker-"):
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    got: queue.SimpleQueue[Event] = queue.SimpleQueue()
+    stream = EventStream(server.url, on_event=got.put)
+    with pytest.raises(StreamError, match=r"cannot start the worker thread.*ulimit -u") as caught:
+        stream.start()
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    assert not stream.running
+    assert stream.stop(WAIT)  # nothing to stop, nothing to join
+    assert stream.join(WAIT)
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    with stream:
+        assert got.get(timeout=WAIT).data == "a"
