@@ -317,9 +317,23 @@ def test_make_session_calls_the_factory_on_the_calling_thread() -> None:
         assert isinstance(session, requests.Session)
     assert threads == [threading.get_ident()]
     with make_session() as default:
-        assert type(default) is requests.Session
+        assert isinstance(default, requests.Session)
     with pytest.raises(TypeError, match=r"requests\.Session"):
         make_session(object)  # type: ignore[arg-type]
+
+
+def test_the_default_session_mounts_each_adapter_when_a_request_needs_it(
+    server: SSEServer, tls_server: SSEServer, ca: tuple[trustme.CA, Path]
+) -> None:
+    # An adapter and its pool manager are ~2 KiB per stream: none is kept unused.
+    server.enqueue(Script.redirect(tls_server.url_for("/")))
+    tls_server.enqueue(Script().event("a"))
+    with make_session() as session:
+        assert dict(session.adapters) == {}
+        session.verify = str(ca[1])
+        assert read_all(session, server.url) == b"data: a\n\n"  # http, then https
+        assert set(session.adapters) == {"http://", "https://"}
+        assert all(type(a) is requests.adapters.HTTPAdapter for a in session.adapters.values())
 
 
 # -- redirects -----------------------------------------------------------------------------
