@@ -7,8 +7,8 @@ and the socket.  The only object shared with another thread is the
 ``open_stream`` sends the request and checks the status and Content-Type;
 :meth:`Body.chunks` then yields body bytes the moment they arrive.  On the fast path
 (ARCHITECTURE.md, "The read loop") it takes the socket from under ``http.client``
-once the headers are in and reads it directly, non-blocking, with ``poll()`` on the
-socket and a wake-up socket (``_sockread``, standard library only), undoing the
+once the headers are in and reads it directly, non-blocking, waiting on the socket
+and the stop signal's waker (``_sockread`` and ``_wait``, standard library only), undoing the
 framing and the content coding itself (``_body``).  When the socket cannot be
 reached safely (a mocked or custom adapter, a TLS-in-TLS proxy), the fallback here
 reads through urllib3, checking the stop signal between reads, so a stop then waits
@@ -332,7 +332,7 @@ class Body:
         return self._chunks(None)
 
     def close(self) -> None:
-        """Close the response (its connection is not reused) and the wake-up socket."""
+        """Close the response (its connection is not reused) and the waiter's waker."""
         if self._closed:
             return
         self._closed = True

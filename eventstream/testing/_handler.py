@@ -1,7 +1,8 @@
 """The body of one connection's thread: TLS handshake, request, script, close.
 
 Rule: everything here runs on that one thread, on a non-blocking socket.  Every
-blocking point is a ``poll()`` on the socket and the connection's wake-up socket, so
+blocking point is a wait (``_wait.ready``: ``poll()``, or ``select()`` without it) on
+the socket and the connection's wake-up socket, so
 :meth:`SSEServer.stop` and :meth:`SSEServer.drop_all` end it at once.  Write errors
 (the client went away) end the thread quietly, logged at debug level.  Standard
 library only.
