@@ -15,7 +15,6 @@ content coding are undone by ``_body``, not here.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import io
 import socket
@@ -82,12 +81,16 @@ class SocketSource:
         size = READ_SIZE
         while True:
             data: bytes | None = None
+            write = False
             if pending is not None and pending():  # decrypted bytes: no wait for them
                 if stop.is_set():
                     return
-                with contextlib.suppress(ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                try:
                     data = recv(size)
-            write = False
+                except ssl.SSLWantReadError:
+                    pass
+                except ssl.SSLWantWriteError:
+                    write = True
             while data is None:
                 # The wait comes first: with events arriving one per read, a read tried
                 # first would mostly find nothing (one more system call and an exception).
