@@ -216,9 +216,9 @@ class _ClientReader(Reader):
 class EventStreamReader(Reader):
     name = SUBJECT
     how_it_stops = (
-        "stop(timeout=5): sets the stream's stop signal, which writes one byte to the"
-        " worker's own wake-up socketpair (AF_UNIX), then joins the worker; the worker"
-        " closes its response and session itself"
+        "stop(timeout=5): sets the stream's stop signal, which pokes the worker's own"
+        " waker (an eventfd on Linux, an AF_UNIX socket pair elsewhere), then joins the"
+        " worker; the worker closes its response and session itself"
     )
 
     def __init__(self, url: str, ca_file: str | None, timeouts: Timeouts) -> None:

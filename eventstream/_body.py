@@ -73,6 +73,7 @@ class ContentDecoder:
         if coding not in ("identity", "gzip", "deflate"):
             raise ValueError(f"unsupported content coding {coding!r}")
         self._coding = coding
+        self.identity = coding == "identity"
         self._zlib: zlib._Decompress | None = None
         # deflate: the first bytes, kept until the zlib header has been accepted, so
         # they can be replayed as raw deflate if it is refused.
@@ -169,6 +170,10 @@ class _Chunked:
         return self._state.value
 
     def feed(self, data: bytes) -> bytes:
+        if self._state is _SIZE and not self._held:
+            whole = _one_chunk(data)
+            if whole is not None:
+                return whole
         out: list[bytes] = []
         try:
             return self._feed(data, out)
@@ -311,6 +316,29 @@ _SIZES_MAX = 4096
 _LOWER_HEX, _UPPER_HEX = _HexTable(b"%x"), _HexTable(b"%X")
 
 
+def _one_chunk(data: bytes) -> bytes | None:
+    """The payload if ``data`` is exactly one whole chunk (not the last), else None.
+
+    One event per read is the common shape of a live stream, and then a read is one
+    chunk with nothing around it: decoded here in a few C calls.
+    """
+    end = data.find(b"\r\n", 0, MAX_CHUNK_LINE)
+    if end > 0:
+        size = _SIZES.get(data[:end]) or _size_or_zero(data[:end])
+        if size and len(data) == end + size + 4 and data.endswith(b"\r\n"):
+            return data[end + 2 : -2]
+    return None
+
+
+def _size_or_zero(line: bytes) -> int:
+    """The size a chunk-size line gives, 0 if it is not valid (the general loop then
+    reports it)."""
+    try:
+        return _chunk_size(line)
+    except BodyError:
+        return 0
+
+
 def _chunk_size(line: bytes) -> int:
     """The size a chunk-size line gives (RFC 9112 7.1: hex digits, then extensions)."""
     size = line.split(b";", 1)[0].strip(b" \t")  # chunk extensions are ignored
@@ -324,7 +352,8 @@ def _chunk_size(line: bytes) -> int:
 
 
 class BodyDecoder:
-    """Framing and content decoding of one body; ``done`` once its end was seen.
+    """Framing and content decoding of one body; ``done`` (an attribute) once its end
+    was seen.
 
     ``feed(data)`` takes bytes as they came off the connection and returns decoded
     body bytes (maybe empty).  ``end_of_input()`` says the connection closed: fine for
@@ -339,17 +368,23 @@ class BodyDecoder:
         self._framing = framing
         self._content = content
         self._chunked = _Chunked() if framing is Framing.CHUNKED else None
+        self._plain = content.identity  # no coding: a whole chunk is the body's bytes
         self._left = length or 0
-        self._done = False
+        self.done = False
         if framing is Framing.LENGTH and self._left == 0:
-            self._done = True
-
-    @property
-    def done(self) -> bool:
-        return self._done
+            self.done = True
 
     def feed(self, data: bytes) -> bytes:
-        if self._done:
+        chunked = self._chunked
+        if chunked is not None and self._plain and chunked._state is _SIZE and not chunked._held:
+            # One whole chunk and nothing else, without a content coding: the one-event
+            # read of a live stream, decoded in a few C calls (see _one_chunk).
+            end = data.find(b"\r\n", 0, MAX_CHUNK_LINE)
+            if end > 0:
+                size = _SIZES.get(data[:end]) or _size_or_zero(data[:end])
+                if size and len(data) == end + size + 4 and data.endswith(b"\r\n"):
+                    return data[end + 2 : -2]
+        if self.done:
             return b""  # bytes after the end: ignored, the connection is not reused
         if self._chunked is not None:
             try:
@@ -369,15 +404,15 @@ class BodyDecoder:
             payload, ended = data, False
         out = self._content.feed(payload)
         if ended:
-            self._done = True
+            self.done = True
             out += self._content.finish()
         return out
 
     def end_of_input(self) -> bytes:
         """The connection closed: return the last decoded bytes, or raise if cut short."""
-        if self._done:
+        if self.done:
             return b""
-        self._done = True
+        self.done = True
         if self._chunked is not None:
             raise BodyError(f"connection closed inside a chunked body ({self._chunked.position})")
         if self._framing is Framing.LENGTH:

@@ -57,7 +57,9 @@ class StreamBase:
     def start(self: _S) -> _S:
         """Start the worker (connecting in the background); no-op while running.
 
-        Runs on the calling thread and returns at once; returns ``self``.
+        Runs on the calling thread and returns at once; returns ``self``.  Raises
+        :class:`StreamError` when the process cannot start one more thread (each
+        stream runs on its own), saying what to do.
         """
         _fork.check()
         control = self._control

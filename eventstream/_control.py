@@ -159,10 +159,19 @@ class Control:
             name=f"eventstream-worker-{next(_thread_ids)}",
             daemon=True,
         )
+        previous = self.stop, self.thread
         self.stop, self.thread = stop, thread
         with _live_lock:
             _live.add(self)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread": out of threads or memory
+            self.stop, self.thread = previous  # a thread never started cannot be joined
+            if previous[1] is None or not previous[1].is_alive():
+                with _live_lock:
+                    _live.discard(self)
+            self.settled.set()
+            raise _no_thread(self.options.safe_url, exc) from exc
 
     def _launch_deferred(self) -> None:
         with self.lock:  # in a uWSGI worker, just forked; not if stopped since
@@ -193,6 +202,16 @@ class Control:
 def _run_worker(worker: Worker, control: Control) -> None:
     _worker_of.control = control
     worker.run()
+
+
+def _no_thread(url: str, exc: RuntimeError) -> StreamError:
+    return StreamError(
+        f"cannot start the worker thread of {url} ({exc}; {threading.active_count()} threads"
+        " running): the process is out of threads or memory for their stacks; raise the"
+        " limit (ulimit -u), lower threading.stack_size() before starting streams, or run"
+        " fewer streams",
+        url=url,
+    )
 
 
 class _Sink:

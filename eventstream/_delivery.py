@@ -5,12 +5,19 @@ read produced as one batch (crossing threads costs microseconds, so never one ev
 at a time) and blocks while the channel is full, so a slow consumer slows the socket
 instead of losing events.  The consumer takes everything available at once.
 
+Waking the consumer is on the path of every event when events come one at a time, so
+it costs two C calls (a ``SimpleQueue`` used as a doorbell), and only when the
+consumer is waiting: no wake-up while it is still going through what it took.  A
+producer waiting for room (rare: the consumer lags) waits on a ``Condition``, notified
+only when a producer waits.
+
 Nothing here touches a session or a socket; the caller's thread only wakes waiters.
 """
 
 from __future__ import annotations
 
 import operator
+import queue
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -29,7 +36,13 @@ class Channel:
     """
 
     def __init__(self, capacity: int) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # producers wait here for room
+        self._room_waiting = 0
+        # The consumer waits for a token here, outside the lock; a token per waiting
+        # consumer is put by whoever changes what it waits for (see _ring).
+        self._doorbell: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._consumers_waiting = 0
         self._events: deque[Event] = deque()
         self._capacity = capacity
         self._ended = False
@@ -46,29 +59,47 @@ class Channel:
         """Append a batch once there is room; False (nothing added) if ``stop`` is set
         first or the consumer cancelled.  ``stop`` is checked under the lock, and
         whoever sets it calls :meth:`wake` after, so a waiting put never misses it."""
-        with self._cond:
+        with self._lock:
             while True:
                 if stop.is_set() or self._cancelled:
                     return False
                 if len(self._events) < self._capacity:
                     break
-                self._cond.wait()
+                self._room_waiting += 1
+                try:
+                    self._room.wait()
+                finally:
+                    self._room_waiting -= 1
             self._events.extend(batch)
-            self._cond.notify_all()
+            if self._consumers_waiting:
+                self._ring()
             return True
+
+    def _ring(self) -> None:
+        # Under the lock: one token for each consumer waiting (a stale token left by
+        # an interrupted wait only makes a consumer look once more).
+        for _ in range(self._consumers_waiting):
+            self._doorbell.put(None)
+        self._consumers_waiting = 0
+
+    def _wake_all(self) -> None:
+        # Under the lock.
+        self._ring()
+        if self._room_waiting:
+            self._room.notify_all()
 
     def end(self, error: BaseException | None = None) -> None:
         """The producer is done; ``error`` (if any) is raised to the consumer after the
         events already queued."""
-        with self._cond:
+        with self._lock:
             self._ended = True
             if error is not None and self._error is None:
                 self._error = error
-            self._cond.notify_all()
+            self._wake_all()
 
     def reopen(self) -> None:
         """Accept a new producer after an end (a stream started again)."""
-        with self._cond:
+        with self._lock:
             self._ended = False
             self._cancelled = False
             self._error = None
@@ -87,7 +118,7 @@ class Channel:
         then resume too early and deliver those again.  Without a GIL, a stop racing
         with the consumer's step could do the same for one event, never lose one.)
         """
-        with self._cond:
+        with self._lock:
             self._cancelled = True
             batch, reader = self._batch, self._reader
             left = len(list(reader))
@@ -96,13 +127,13 @@ class Channel:
             dropped = bool(self._events) or left > 0
             self._events.clear()
             self._batch, self._reader, self._before = [], iter([]), received
-            self._cond.notify_all()
+            self._wake_all()
             return dropped, received
 
     def wake(self) -> None:
         """Wake every waiter so it re-checks its stop signal."""
-        with self._cond:
-            self._cond.notify_all()
+        with self._lock:
+            self._wake_all()
 
     def take(self) -> Iterator[Event] | None:
         """Block until events are available; return a reader of all of them.
@@ -113,7 +144,9 @@ class Channel:
         loses nothing.  Iterating the reader costs no Python step per event, which
         is most of what handing events to another thread costs.
         """
-        with self._cond:
+        lock = self._lock
+        lock.acquire()
+        try:
             if operator.length_hint(self._reader):
                 return self._reader
             while not self._events:
@@ -124,11 +157,19 @@ class Channel:
                     if error is not None:
                         raise error
                     return None
-                self._cond.wait()
+                self._consumers_waiting += 1
+                lock.release()
+                try:
+                    self._doorbell.get()
+                finally:
+                    lock.acquire()
             if self._batch:
                 self._before = self._batch[-1]
             self._batch = list(self._events)
             self._reader = iter(self._batch)
             self._events.clear()
-            self._cond.notify_all()
+            if self._room_waiting:
+                self._room.notify_all()
             return self._reader
+        finally:
+            lock.release()

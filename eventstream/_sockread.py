@@ -4,7 +4,7 @@ Rule: standard library only (``http.client``, ``socket``, ``ssl``, ``select``); 
 never imports ``requests`` or ``urllib3``, and their errors are translated in
 ``_transport``, which decides whether this path is taken.  Everything here runs on
 the worker thread that owns the socket; another thread only sets the stop signal,
-whose wake-up socket interrupts :meth:`SocketSource.read`'s ``poll()``.
+whose waker interrupts the wait in :meth:`SocketSource.read` (``_wait``).
 
 :func:`locate_socket` finds the ``http.client`` response and the socket under a
 urllib3 response once the headers are in, checking every private attribute on the
@@ -17,73 +17,110 @@ from __future__ import annotations
 
 import http.client
 import io
-import math
-import select
 import socket
 import ssl
-import time
+from collections.abc import Generator
 from typing import Final
 
 from ._body import Framing
-from ._stop import StopSignal, WakePair
+from ._stop import StopSignal
+from ._wait import Waiter
 
 __all__ = ["READ_SIZE", "SocketSource", "body_framing", "locate_connection", "locate_socket"]
 
 READ_SIZE: Final = 64 * 1024
+#: The read size after a read that brought less: a quiet stream's events fit, and the
+#: bytes object ``recv()`` makes costs less than one of ``READ_SIZE`` (no large
+#: allocation to shrink).  A read that fills it goes back to ``READ_SIZE``.
+SMALL_READ: Final = 4096
 
 
 class SocketSource:
-    """The fast path: the connection's socket, read directly and non-blocking."""
+    """The fast path: the connection's socket, read directly and non-blocking.
+
+    One event per read is the common case of a live stream, so a read waits first and
+    then reads once: one ``poll()`` and one ``recv()`` per read, and no exception,
+    the system calls a blocking reader makes.  What sits above the socket never makes
+    it readable, so it is used before any wait: what ``http.client`` buffered with the
+    headers (drained once, at the start), and on TLS what OpenSSL holds decrypted
+    (``pending()``, checked before each wait).
+    """
 
     def __init__(
-        self, buffered: io.BufferedReader, sock: socket.socket, wake: WakePair, stop: StopSignal
+        self, buffered: io.BufferedReader, sock: socket.socket, waiter: Waiter, stop: StopSignal
     ) -> None:
         sock.setblocking(False)
+        waiter.watch(sock.fileno())
         self._buffered: io.BufferedReader | None = buffered
-        self._sock = sock
+        self._recv = sock.recv
+        self._pending = sock.pending if isinstance(sock, ssl.SSLSocket) else None
+        self._wait = waiter.wait
         self._stop = stop
-        self._poller = select.poll()  # never select(): it fails for fds >= 1024
-        self._poller.register(sock, select.POLLIN)
-        self._poller.register(wake.fileno(), select.POLLIN)
 
     def read(self, timeout: float | None) -> bytes | None:
         """Bytes that arrived, ``b""`` at end of input, ``None`` once stopped.
 
         Raises ``TimeoutError`` when nothing arrives for ``timeout`` seconds.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._stop.is_set():
-            # Invariant: poll only after a read found nothing.  Bytes buffered by
-            # http.client or held decrypted by OpenSSL never make the socket readable.
-            try:
-                return self._read_now()
-            except (BlockingIOError, ssl.SSLWantReadError):
-                wanted = select.POLLIN
-            except ssl.SSLWantWriteError:  # TLS must send (e.g. a key update) first
-                wanted = select.POLLOUT
-            self._poller.modify(self._sock, wanted)
-            if deadline is None:
-                self._poller.poll()
-                continue
-            left = deadline - time.monotonic()
-            if left <= 0:  # checked after a read attempt: a late byte still counts
-                raise TimeoutError(f"no data for {timeout} s")
-            self._poller.poll(math.ceil(left * 1000))
-        return None
+        return next(self.reads(timeout, once=True), None)
 
-    def _read_now(self) -> bytes:
+    def reads(self, timeout: float | None, *, once: bool = False) -> Generator[bytes, None, None]:
+        """Yield what each read brings, ``b""`` last at end of input; end once stopped.
+
+        Raises ``TimeoutError`` when nothing arrives for ``timeout`` seconds.  A
+        generator, so that a read costs no Python call beyond its resumption: with
+        one event per read, the calls are much of what an event costs.
+        """
         if self._buffered is not None:
-            try:
-                data = self._buffered.read1(READ_SIZE)
-            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                data = b""
-            if data:
-                return data
-            # On a non-blocking socket read1() returns b"" both at EOF and when no
-            # byte is there; the socket itself tells them apart.  Its buffer is
-            # empty now, so from here on the socket is read directly.
+            buffered = self._drain()
+            if buffered:
+                yield buffered
+                if once:
+                    return
+        recv, wait, pending, stop = self._recv, self._wait, self._pending, self._stop
+        size = READ_SIZE
+        while True:
+            data: bytes | None = None
+            write = False
+            if pending is not None and pending():  # decrypted bytes: no wait for them
+                if stop.is_set():
+                    return
+                try:
+                    data = recv(size)
+                except ssl.SSLWantReadError:
+                    pass
+                except ssl.SSLWantWriteError:
+                    write = True
+            while data is None:
+                # The wait comes first: with events arriving one per read, a read tried
+                # first would mostly find nothing (one more system call and an exception).
+                if not wait(timeout, write):
+                    if stop.is_set():
+                        return
+                    raise TimeoutError(f"no data for {timeout} s")  # the wait is exact
+                try:
+                    data = recv(size)
+                except (BlockingIOError, ssl.SSLWantReadError):  # TLS: a partial record
+                    write = False
+                except ssl.SSLWantWriteError:  # TLS must send (e.g. a key update) first
+                    write = True
+            yield data
+            if once or not data:
+                return
+            size = READ_SIZE if len(data) >= SMALL_READ else SMALL_READ
+
+    def _drain(self) -> bytes:
+        # What http.client read past the headers.  On a non-blocking socket read1()
+        # returns b"" both at EOF and when no byte is there: the socket itself tells
+        # them apart, so from then on it is read directly.
+        assert self._buffered is not None
+        try:
+            data = self._buffered.read1(READ_SIZE)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            data = b""
+        if not data:
             self._buffered = None
-        return self._sock.recv(READ_SIZE)
+        return data
 
 
 def locate_socket(raw: object) -> tuple[http.client.HTTPResponse, socket.socket] | None:

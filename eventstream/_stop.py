@@ -1,13 +1,17 @@
 """The stop signal: a ``threading.Event`` that can also wake a thread blocked in ``poll()``.
 
 Rule: ``set()`` may be called from any thread (usually the caller's, through
-``stop()``); ``wait()``, ``is_set()`` and polling a wake-up socket belong to the worker.
-A blocked socket read never sees an ``Event``, so a worker that waits in ``poll()``
-attaches the write end of a socket pair here and polls the read end beside its
-connection: ``set()`` writes one byte to every attached socket.  Attach, detach and
-that write all happen under one lock, so ``set()`` never writes to a socket that was
-closed (its fd possibly reused) meanwhile, and a socket attached after ``set()`` gets
-its byte at once, so a worker that attaches late still wakes.
+``stop()``); ``wait()``, ``is_set()`` and polling a waker belong to the worker.  A
+blocked socket read never sees an ``Event``, so a worker that waits in ``poll()``
+attaches a *waker* here and polls its descriptor beside its connection: ``set()``
+pokes every attached waker, which makes its descriptor readable for good.  Attach,
+detach and that poke all happen under one lock, so ``set()`` never writes to a
+descriptor that was closed (its number possibly reused) meanwhile, and a waker
+attached after ``set()`` is poked at once, so a worker that attaches late still wakes.
+
+Two wakers: :class:`WakeFd`, one ``eventfd`` (Linux: one descriptor per stream), and
+:class:`WakePair`, a ``socket.socketpair()`` (everywhere else, Windows included).
+:func:`make_waker` picks the first the platform has.
 
 Standard library only.
 """
@@ -15,78 +19,112 @@ Standard library only.
 from __future__ import annotations
 
 import logging
+import os
+import select
 import socket
 import threading
 from types import TracebackType
+from typing import Protocol, TypeVar, Union
 
-__all__ = ["StopSignal", "WakePair"]
+__all__ = ["StopSignal", "WakeFd", "WakePair", "Waker", "make_waker"]
 
 _log = logging.getLogger(__name__)
 _WAKE_BYTE = b"\0"
+_W = TypeVar("_W", bound="_Waker")
+
+
+class _Pokeable(Protocol):
+    def poke(self) -> None:
+        """Make the waker's descriptor readable; never blocks, never raises."""
 
 
 class StopSignal(threading.Event):
     """A one-shot stop request for one stream.
 
     Behaves as a ``threading.Event`` (``wait(delay)`` is how a worker backs off), and
-    ``set()`` also writes one byte to each attached wake-up socket.  ``set()`` is safe
-    to call from any thread, any number of times, never blocks on I/O and never
-    raises.  ``clear()`` is inherited but does not take back bytes already written:
-    treat a stop signal as one-shot.
+    ``set()`` also pokes each attached waker.  ``set()`` is safe to call from any
+    thread, any number of times, never blocks on I/O and never raises.  ``clear()``
+    is inherited but does not take back pokes already made: treat a stop signal as
+    one-shot.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._wake_lock = threading.Lock()
-        self._wake_sockets: list[socket.socket] = []
+        self._wakers: list[_Pokeable] = []
 
     def set(self) -> None:
-        """Request the stop: wake ``wait()`` callers and every attached socket."""
+        """Request the stop: wake ``wait()`` callers and every attached waker."""
         with self._wake_lock:
             super().set()
-            for sock in self._wake_sockets:
-                _poke(sock)
+            for waker in self._wakers:
+                waker.poke()
 
-    def attach(self, sock: socket.socket) -> None:
-        """Attach the write end of a wake-up pair; if already set, write its byte now.
+    def attach(self, waker: _Pokeable) -> None:
+        """Attach a waker; if the signal is already set, poke it now.
 
-        The socket must be non-blocking, and detached before it is closed.
+        The waker must be detached before its descriptor is closed.
         """
         with self._wake_lock:
-            if any(sock is attached for attached in self._wake_sockets):
-                raise ValueError("this socket is already attached")
-            self._wake_sockets.append(sock)
+            if any(waker is attached for attached in self._wakers):
+                raise ValueError("this waker is already attached")
+            self._wakers.append(waker)
             if self.is_set():
-                _poke(sock)
+                waker.poke()
 
-    def detach(self, sock: socket.socket) -> None:
-        """Detach a socket attached before; detaching one that is not attached is a no-op.
+    def detach(self, waker: _Pokeable) -> None:
+        """Detach a waker attached before; detaching one that is not attached is a no-op.
 
-        Once this returns, ``set()`` no longer touches the socket, so it may be closed.
+        Once this returns, ``set()`` no longer touches it, so it may be closed.
         """
         with self._wake_lock:
-            self._wake_sockets = [s for s in self._wake_sockets if s is not sock]
+            self._wakers = [w for w in self._wakers if w is not waker]
 
 
-def _poke(sock: socket.socket) -> None:
-    # Called with the lock held, on a socket still attached, so still open.
-    try:
-        sock.send(_WAKE_BYTE)
-    except BlockingIOError:
-        pass  # the buffer is full of unread bytes: the reader is awake already
-    except OSError as exc:  # the reader end is gone: no one left to wake
-        _log.debug("stop signal could not write to a wake-up socket: %r", exc)
+class _Waker:
+    """What both wakers share: attach at birth, detach before closing, ``with``."""
+
+    _stop: StopSignal
+    _closed: bool
+
+    def fileno(self) -> int:
+        raise NotImplementedError
+
+    def poke(self) -> None:
+        raise NotImplementedError
+
+    def _close_fds(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Detach from the signal, then close the descriptors; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.detach(self)
+        self._close_fds()
+
+    def __enter__(self: _W) -> _W:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
-class WakePair:
-    """A ``socket.socketpair()`` whose write end is attached to a :class:`StopSignal`.
+class WakePair(_Waker):
+    """A ``socket.socketpair()`` attached to a :class:`StopSignal`: two descriptors.
 
     Poll ``fileno()`` (the read end) for ``POLLIN`` beside a connection: it becomes
     readable when the signal is set, and stays readable (the byte is never drained;
     a pair serves one wait-for-stop lifetime).  Both ends are non-blocking and, as
     every socket Python creates, close-on-exec.  ``close()`` (or leaving the ``with``
-    block) detaches the write end first, then closes both ends; it is idempotent.
-    Owned by the worker thread that created it.
+    block) detaches first, then closes both ends; it is idempotent.  Owned by the
+    worker thread that created it.
     """
 
     def __init__(self, stop: StopSignal) -> None:
@@ -95,7 +133,7 @@ class WakePair:
         try:
             self._reader.setblocking(False)
             self._writer.setblocking(False)
-            stop.attach(self._writer)
+            stop.attach(self)
         except BaseException:
             self._reader.close()
             self._writer.close()
@@ -106,6 +144,15 @@ class WakePair:
         """The read end's file descriptor, to register with ``poll()``."""
         return self._reader.fileno()
 
+    def poke(self) -> None:
+        # Called by StopSignal with its lock held, on a pair still attached (open).
+        try:
+            self._writer.send(_WAKE_BYTE)
+        except BlockingIOError:
+            pass  # the buffer is full of unread bytes: the reader is awake already
+        except OSError as exc:  # the reader end is gone: no one left to wake
+            _log.debug("stop signal could not write to a wake-up socket: %r", exc)
+
     def is_woken(self) -> bool:
         """True once a wake byte is waiting on the read end (a non-blocking peek)."""
         try:
@@ -113,22 +160,58 @@ class WakePair:
         except BlockingIOError:
             return False
 
-    def close(self) -> None:
-        """Detach the write end from the signal, then close both ends."""
-        if self._closed:
-            return
-        self._closed = True
-        self._stop.detach(self._writer)
+    def _close_fds(self) -> None:
         self._writer.close()
         self._reader.close()
 
-    def __enter__(self) -> WakePair:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+class WakeFd(_Waker):
+    """An ``eventfd`` attached to a :class:`StopSignal`: one descriptor (Linux).
+
+    ``fileno()`` becomes readable when the signal is set and stays so (the counter is
+    never read).  Non-blocking and close-on-exec.  Same contract as :class:`WakePair`.
+    """
+
+    def __init__(self, stop: StopSignal) -> None:
+        self._stop = stop
+        self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        try:
+            stop.attach(self)
+        except BaseException:
+            os.close(self._fd)
+            raise
+        self._closed = False
+
+    def fileno(self) -> int:
+        """The eventfd, to register with ``poll()``; -1 once closed."""
+        return -1 if self._closed else self._fd
+
+    def poke(self) -> None:
+        # Called by StopSignal with its lock held, on an eventfd still attached (open).
+        try:
+            os.eventfd_write(self._fd, 1)
+        except OSError as exc:  # only a counter at its maximum: readable already
+            _log.debug("stop signal could not write to an eventfd: %r", exc)
+
+    def is_woken(self) -> bool:
+        """True once the signal poked this eventfd (a poll with no wait; nothing read)."""
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        return bool(poller.poll(0))
+
+    def _close_fds(self) -> None:
+        os.close(self._fd)
+
+
+Waker = Union[WakeFd, WakePair]
+
+
+def make_waker(stop: StopSignal) -> Waker:
+    """A waker attached to ``stop``: an eventfd where the platform has one (Linux), else
+    a socket pair.  Raises ``OSError`` when no descriptor is left (``EMFILE``)."""
+    if _HAVE_EVENTFD:
+        return WakeFd(stop)
+    return WakePair(stop)
+
+
+_HAVE_EVENTFD = hasattr(os, "eventfd") and hasattr(select, "poll")

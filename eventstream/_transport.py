@@ -7,12 +7,12 @@ and the socket.  The only object shared with another thread is the
 ``open_stream`` sends the request and checks the status and Content-Type;
 :meth:`Body.chunks` then yields body bytes the moment they arrive.  On the fast path
 (docs/architecture.rst, "The read loop") it takes the socket from under ``http.client``
-once the headers are in and reads it directly, non-blocking, with ``poll()`` on the
-socket and a wake-up socket (``_sockread``, standard library only), undoing the
-framing and the content coding itself (``_body``).  Through an ``https://`` proxy to
-an ``https://`` origin (TLS inside TLS) there is no socket to read directly but
-urllib3's ``SSLTransport`` over one; ``_tunnelread`` then feeds its inner TLS from
-the outer socket, non-blocking, with the same ``poll()``.  When neither can be
+once the headers are in and reads it directly, non-blocking, waiting on the socket
+and the stop signal's waker (``_sockread`` and ``_wait``, standard library only),
+undoing the framing and the content coding itself (``_body``).  Through an
+``https://`` proxy to an ``https://`` origin (TLS inside TLS) there is no socket to
+read directly but urllib3's ``SSLTransport`` over one; ``_tunnelread`` then feeds its
+inner TLS from the outer socket, non-blocking, with the same wait.  When neither can be
 reached safely (a mocked or custom adapter: no socket at all), the fallback here
 reads through urllib3, checking the stop signal between reads, so a stop then waits
 at most the read timeout.
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
+import errno
 import functools
 import http.client
 import logging
@@ -45,8 +46,9 @@ from ._body import BodyDecoder, BodyError, ContentDecoder, Framing, supported_co
 from ._exceptions import ConnectError, ContentTypeError, HTTPStatusError, ReadError
 from ._httputil import caused_by, describe, leaves_origin, redact_url, release_frames
 from ._sockread import READ_SIZE, SocketSource, body_framing, locate_socket
-from ._stop import StopSignal, WakePair
+from ._stop import StopSignal
 from ._tunnelread import TunnelSource, locate_tunnel
+from ._wait import Waiter
 
 __all__ = ["Body", "RequestSpec", "make_session", "open_stream"]
 
@@ -100,7 +102,7 @@ def make_session(factory: Callable[[], requests.Session] | None = None) -> reque
     Its ``requests`` adapters are set to verify an ``https://`` proxy's certificate
     for ``http://`` URLs too, with the session's ``verify`` (see ``_cert_verify``).
     """
-    session = requests.Session() if factory is None else factory()
+    session = _Session() if factory is None else factory()
     if not isinstance(session, requests.Session):
         raise TypeError(f"session_factory must return a requests.Session, not {session!r}")
     _verify_tls_proxies(session)
@@ -139,6 +141,28 @@ def _cert_verify(
     adapter_cert_verify(conn, url, verify, cert)
 
 
+class _Session(requests.Session):
+    """The default session, which mounts its ``http://`` or ``https://`` adapter when a
+    request first needs it.
+
+    A stream mostly talks to one scheme, and an adapter with its pool manager is about
+    2 KiB kept per stream (1000 streams: 2 MB) for nothing.  A redirect to the other
+    scheme mounts the other one then, a standard ``HTTPAdapter`` as requests would.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.adapters.clear()
+
+    def get_adapter(self, url: str) -> requests.adapters.BaseAdapter:
+        lowered = url.lower()
+        for prefix in ("https://", "http://"):
+            if lowered.startswith(prefix) and prefix not in self.adapters:
+                self.mount(prefix, requests.adapters.HTTPAdapter())
+                _verify_tls_proxies(self)
+        return super().get_adapter(url)
+
+
 def open_stream(session: requests.Session, spec: RequestSpec, stop: StopSignal) -> Body:
     """Send ``spec`` on ``session`` and return the body to read.
 
@@ -166,7 +190,8 @@ def open_stream(session: requests.Session, spec: RequestSpec, stop: StopSignal) 
     except OSError as exc:  # a custom adapter that lets socket errors through
         release_frames(exc)
         safe = redact_url(spec.url)
-        raise ConnectError(f"cannot connect to {safe}: {describe(exc)}", url=safe) from exc
+        reason = OUT_OF_FDS if _out_of_fds(exc) else describe(exc)
+        raise ConnectError(f"cannot connect to {safe}: {reason}", url=safe) from exc
     try:
         return _accept(response, spec, stop)
     except BaseException:
@@ -311,7 +336,7 @@ class Body:
         self._stop = stop
         self._read_timeout = read_timeout
         self._closed = False
-        self._wake: WakePair | None = None
+        self._waiter: Waiter | None = None
         # An unsupported coding only reaches here on an error body: read it as is.
         coding = supported_coding(self.headers.get("Content-Encoding", "")) or "identity"
         content = ContentDecoder(coding)
@@ -343,16 +368,16 @@ class Body:
         if located is None and tunnel is None:
             return None  # no socket to wait on (a mocked or custom adapter)
         try:
-            self._wake = WakePair(stop)
-        except OSError as exc:  # out of fds, say: the fallback needs none
-            _log.debug("no wake-up socket pair: %r", exc)
-            return None
+            self._waiter = Waiter(stop)
+        except OSError as exc:  # out of descriptors, say: no stop within milliseconds
+            safe = redact_url(self.url)
+            raise ReadError(f"{_no_waker(exc)} (reading {safe})", url=safe) from exc
         if located is not None:
             fp, sock = located
-            return SocketSource(fp.fp, sock, self._wake, stop), fp
+            return SocketSource(fp.fp, sock, self._waiter, stop), fp
         assert tunnel is not None
         fp, parts = tunnel
-        return TunnelSource(fp.fp, parts, self._wake, stop), fp
+        return TunnelSource(fp.fp, parts, self._waiter, stop), fp
 
     def chunks(self) -> Iterator[bytes]:
         """Yield decoded body bytes as soon as they arrive (never an empty chunk).
@@ -365,10 +390,12 @@ class Body:
         """
         if self._closed:
             raise RuntimeError("the body is closed")
+        if isinstance(self._source, SocketSource):
+            return self._socket_chunks(self._source)
         return self._chunks(None)
 
     def close(self) -> None:
-        """Close the response (its connection is not reused) and the wake-up socket."""
+        """Close the response (its connection is not reused) and the waiter's waker."""
         if self._closed:
             return
         self._closed = True
@@ -377,8 +404,8 @@ class Body:
         except OSError as exc:
             _log.debug("closing the response of %s failed: %r", redact_url(self.url), exc)
         finally:
-            if self._wake is not None:
-                self._wake.close()
+            if self._waiter is not None:
+                self._waiter.close()
 
     def __enter__(self) -> Body:
         return self
@@ -411,6 +438,36 @@ class Body:
             if out:
                 yield out
 
+    def _socket_chunks(self, source: SocketSource) -> Iterator[bytes]:
+        # The fast path's loop, kept flat: with one event per read, each Python call
+        # here is a noticeable part of what an event costs.
+        decoder, stop = self._decoder, self._stop
+        feed = decoder.feed
+        if stop.is_set():
+            return
+        reads = source.reads(self._read_timeout)
+        try:
+            for data in reads:
+                if self._closed:
+                    raise RuntimeError("the body is closed")
+                try:
+                    out = feed(data) if data else decoder.end_of_input()
+                except BodyError as exc:
+                    if exc.decoded:  # what came before the fault in the same read
+                        yield exc.decoded
+                    url = redact_url(self.url)
+                    raise ReadError(f"bad response body from {url}: {exc}", url=url) from exc
+                if out:
+                    yield out
+                if decoder.done:
+                    return
+        except (OSError, http.client.HTTPException) as exc:  # TimeoutError included
+            error = self._read_error(exc)
+            if error is not None:
+                raise error from exc
+        finally:
+            reads.close()
+
     def _read(self, timeout: float | None, url: str) -> bytes | None:
         if self._closed:
             raise RuntimeError("the body is closed")
@@ -418,14 +475,21 @@ class Body:
             return None
         try:
             return self._source.read(timeout)
-        except (TimeoutError, socket.timeout, urllib3.exceptions.ReadTimeoutError) as exc:
-            if self._stop.is_set():  # the fallback's blocked read ended after a stop
-                return None
-            raise ReadError(f"no data from {url} within the read timeout", url=url) from exc
         except (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
-            if self._stop.is_set():
+            error = self._read_error(exc)
+            if error is None:
                 return None
-            raise ReadError(f"connection to {url} lost: {describe(exc)}", url=url) from exc
+            raise error from exc
+
+    def _read_error(self, exc: BaseException) -> ReadError | None:
+        """What a failed read means: None once stopped (a blocked read of the fallback
+        ends with an error after a stop), else the ``ReadError`` to raise."""
+        if self._stop.is_set():
+            return None
+        url = redact_url(self.url)
+        if isinstance(exc, (TimeoutError, socket.timeout, urllib3.exceptions.ReadTimeoutError)):
+            return ReadError(f"no data from {url} within the read timeout", url=url)
+        return ReadError(f"connection to {url} lost: {describe(exc)}", url=url)
 
 
 class _FallbackSource:
@@ -557,6 +621,8 @@ def _send_error(exc: requests.RequestException, url: str) -> Exception:
         # urllib3 raises ProtocolError (not MaxRetryError) when an open connection
         # fails before the response: it connected, so this is a read failure.
         return ReadError(f"{safe} closed the connection: {describe(exc)}", url=safe)
+    if _out_of_fds(exc):
+        return ConnectError(f"cannot connect to {safe}: {OUT_OF_FDS}", url=safe)
     return ConnectError(f"cannot connect to {safe}: {describe(exc)}", url=safe)
 
 
@@ -590,3 +656,33 @@ class _ExplicitProxySession(requests.Session):
     ) -> Any:
         merged = {**self.proxies, **(proxies or {})}
         return super().merge_environment_settings(url, merged, stream, verify, cert)
+
+
+#: What to do when the process has no descriptor left (EMFILE, ENFILE).
+OUT_OF_FDS = (
+    "the process is out of file descriptors (each stream needs 2 on Linux, 3 elsewhere):"
+    " raise the limit on open files (ulimit -n, or resource.setrlimit with"
+    " resource.RLIMIT_NOFILE) or run fewer streams"
+)
+
+
+def _out_of_fds(exc: BaseException) -> bool:
+    """Whether ``exc`` wraps EMFILE or ENFILE (as args, cause, context or reason)."""
+    pending: list[object] = [exc]
+    seen: set[int] = set()
+    while pending:
+        item = pending.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, OSError) and item.errno in (errno.EMFILE, errno.ENFILE):
+            return True
+        pending.extend(item.args)
+        pending.extend((item.__cause__, item.__context__, getattr(item, "reason", None)))
+    return False
+
+
+def _no_waker(exc: OSError) -> str:
+    if _out_of_fds(exc):
+        return OUT_OF_FDS
+    return f"cannot create the stop signal's wake-up descriptor: {describe(exc)}"

@@ -2,13 +2,13 @@
 
 Rule: standard library only, as ``_sockread``; everything here runs on the worker
 thread that owns the connection, and another thread only sets the stop signal,
-whose wake-up socket interrupts :meth:`TunnelSource.read`'s ``poll()``.
+whose waker interrupts the wait in :meth:`TunnelSource.read` (``_wait``).
 
 There urllib3 puts its ``SSLTransport`` where http.client expects a socket: an
 ``ssl.SSLObject`` (the origin's TLS) fed through two memory BIOs from an
 ``ssl.SSLSocket`` (the proxy's TLS).  Its reads block in the outer socket's
 ``recv()``, which no stop signal reaches.  :class:`TunnelSource` does that feeding
-itself, with the outer socket non-blocking, and waits in ``poll()`` only when every
+itself, with the outer socket non-blocking, and waits (``_wait``) only when every
 layer above the kernel is empty: http.client's buffer (drained first), the inner
 object (read until it wants more), its incoming BIO (fed until the outer socket has
 nothing), and the outer socket's decrypted bytes (``recv()`` returns those first).
@@ -19,14 +19,13 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import io
-import math
-import select
 import socket
 import ssl
 import time
 
 from ._sockread import READ_SIZE, locate_connection
-from ._stop import StopSignal, WakePair
+from ._stop import StopSignal
+from ._wait import Waiter
 
 __all__ = ["Tunnel", "TunnelSource", "locate_tunnel"]
 
@@ -73,7 +72,7 @@ class TunnelSource:
     """Reads a TLS-in-TLS connection non-blocking; same contract as ``SocketSource``."""
 
     def __init__(
-        self, buffered: io.BufferedReader, tunnel: Tunnel, wake: WakePair, stop: StopSignal
+        self, buffered: io.BufferedReader, tunnel: Tunnel, waiter: Waiter, stop: StopSignal
     ) -> None:
         # From here on urllib3's own reads through the transport would not block
         # either: they raise SSLWantReadError, which _drain takes as "nothing".
@@ -83,9 +82,8 @@ class TunnelSource:
         self._stop = stop
         self._unsent = b""  # the inner TLS's own bytes for the peer (a key update)
         self._outer_ended = False
-        self._poller = select.poll()  # never select(): it fails for fds >= 1024
-        self._poller.register(tunnel.outer, select.POLLIN)
-        self._poller.register(wake.fileno(), select.POLLIN)
+        waiter.watch(tunnel.outer.fileno())
+        self._wait = waiter.wait
 
     def read(self, timeout: float | None) -> bytes | None:
         """Bytes that arrived, ``b""`` at end of input, ``None`` once stopped.
@@ -95,21 +93,20 @@ class TunnelSource:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._stop.is_set():
+            # Read first: every layer above the outer socket may hold bytes that never
+            # make it readable (a wait comes only once they are all empty).
             try:
                 return self._read_now()
             except (BlockingIOError, ssl.SSLWantReadError):
-                wanted = select.POLLIN
+                write = False
             except ssl.SSLWantWriteError:
-                wanted = select.POLLOUT
-            # The wait: the same as SocketSource.read's, on the outer socket.
-            self._poller.modify(self._tunnel.outer, wanted)
-            if deadline is None:
-                self._poller.poll()
-                continue
-            left = deadline - time.monotonic()
-            if left <= 0:  # checked after a read attempt: a late byte still counts
-                raise TimeoutError(f"no data for {timeout} s")
-            self._poller.poll(math.ceil(left * 1000))
+                write = True
+            left = None
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:  # checked after a read attempt: a late byte still counts
+                    raise TimeoutError(f"no data for {timeout} s")
+            self._wait(left, write)  # False on a stop (the loop sees it) or time out
         return None
 
     def _read_now(self) -> bytes:

@@ -7,18 +7,41 @@ A test marked ``joins`` promises that every stream worker it started was joined
 (``with``, ``stop(timeout)``, ``join``) by the time it returns: there a worker
 still alive at that moment fails the test at once, before any fixture's teardown
 (a server's, say) gives it time to finish.
+
+``EVENTSTREAM_TEST_NO_POLL=1`` runs the suite as on a platform without
+``select.poll`` (Windows): ``poll`` is removed here, before eventstream is imported,
+and in every interpreter the tests start (``tests/nopoll/sitecustomize.py``).
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import select
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+NO_POLL = os.environ.get("EVENTSTREAM_TEST_NO_POLL") == "1"
+if NO_POLL:
+    if "eventstream" in sys.modules:
+        raise RuntimeError("EVENTSTREAM_TEST_NO_POLL=1: eventstream was imported before conftest")
+    if hasattr(select, "poll"):
+        del select.poll
+    _site = str(Path(__file__).resolve().parent / "nopoll")
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [_site, *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
+
+
+def pytest_report_header() -> str:
+    return f"select.poll: {'removed (EVENTSTREAM_TEST_NO_POLL=1)' if NO_POLL else 'present'}"
+
 
 _PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 _LEAK_GRACE = 5.0  # seconds a test's threads get to finish after it returns

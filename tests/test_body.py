@@ -111,6 +111,27 @@ def test_chunk_runs_decode_as_one_chunk_at_a_time(
         assert got == payload
 
 
+@settings(max_examples=200, deadline=None)
+@given(_chunked_wires())
+def test_one_whole_chunk_per_read_decodes_as_the_general_loop(case: tuple[bytes, bytes]) -> None:
+    """The shortcut for a read that is exactly one chunk (one event per read) gives
+    what the general loop gives, with extensions, leading zeros and CRLF in payloads."""
+    wire, payload = case
+    reads = [piece + b"\r\n" for piece in wire.split(b"\r\n")]
+    reads = [b"".join(reads[i : i + 2]) for i in range(0, len(reads), 2)]  # size + payload
+    reads[-1] = reads[-1][:-2] if not wire.endswith(b"\r\n") else reads[-1]
+    fast = BodyDecoder(Framing.CHUNKED, identity())
+    got = [fast.feed(read) for read in reads]
+    with (
+        mock.patch.object(_body, "_SIZES", {}),
+        mock.patch.object(_body, "_size_or_zero", return_value=0),
+    ):
+        slow = BodyDecoder(Framing.CHUNKED, identity())
+        expected = [slow.feed(read) for read in reads]
+    assert got == expected
+    assert b"".join(got) == payload or not fast.done
+
+
 def test_chunk_payload_comes_out_before_the_chunk_is_complete() -> None:
     decoder = BodyDecoder(Framing.CHUNKED, identity())
     assert decoder.feed(b"12\r\ndata: first") == b"data: first"

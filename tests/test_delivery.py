@@ -3,7 +3,9 @@ what a stop drops and names as received, and what a broken loop leaves."""
 
 from __future__ import annotations
 
+import queue
 import threading
+import time
 from collections.abc import Iterator
 
 from _threads import inside, wait_until_inside
@@ -94,3 +96,84 @@ def test_cancel_right_after_a_take_names_the_end_of_the_batch_before() -> None:
     assert channel.put(events("c"), StopSignal())
     assert channel.take() is not None
     assert channel.cancel() == (True, events("b")[0])
+
+
+def _waiting_consumer(channel: Channel) -> tuple[threading.Thread, queue.SimpleQueue[object]]:
+    """A thread blocked in take(); what take() returned (or raised) goes to the queue."""
+    got: queue.SimpleQueue[object] = queue.SimpleQueue()
+
+    def consume() -> None:
+        try:
+            reader = channel.take()
+            got.put(None if reader is None else [e.data for e in reader])
+        except Exception as exc:
+            got.put(exc)
+
+    thread = threading.Thread(target=consume, name="test-delivery-consumer")
+    thread.start()
+    deadline = time.monotonic() + 5
+    while channel._consumers_waiting == 0 and time.monotonic() < deadline:
+        thread.join(0.001)  # until it waits (bounded; not a synchronisation by sleep)
+    assert channel._consumers_waiting == 1
+    return thread, got
+
+
+def test_put_wakes_a_waiting_consumer() -> None:
+    channel = Channel(8)
+    thread, got = _waiting_consumer(channel)
+    assert channel.put(events("a"), StopSignal())
+    assert got.get(timeout=5) == ["a"]
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_put_rings_no_one_when_no_consumer_waits() -> None:
+    channel = Channel(8)
+    assert channel.put(events("a"), StopSignal())
+    assert channel.put(events("b"), StopSignal())
+    assert channel._doorbell.qsize() == 0  # a consumer still busy is not woken
+
+
+def test_end_and_cancel_wake_every_waiting_consumer() -> None:
+    channel = Channel(8)
+    first, got_first = _waiting_consumer(channel)
+    channel.end(ValueError("boom"))
+    assert isinstance(got_first.get(timeout=5), ValueError)
+    first.join(5)
+    channel.reopen()
+    consumers = [_waiting_consumer(channel) for _ in range(1)]
+    second = threading.Thread(target=channel.take, name="test-delivery-second")
+    second.start()
+    deadline = time.monotonic() + 5
+    while channel._consumers_waiting < 2 and time.monotonic() < deadline:
+        second.join(0.001)
+    assert channel._consumers_waiting == 2
+    channel.cancel()
+    assert consumers[0][1].get(timeout=5) is None
+    second.join(5)
+    consumers[0][0].join(5)
+    assert not second.is_alive()
+    assert not consumers[0][0].is_alive()
+
+
+def test_a_full_channel_makes_the_producer_wait_for_room_or_stop() -> None:
+    channel = Channel(1)
+    stop = StopSignal()
+    assert channel.put(events("a"), stop)
+    results: queue.SimpleQueue[bool] = queue.SimpleQueue()
+    producer = threading.Thread(
+        target=lambda: results.put(channel.put(events("b"), stop)), name="test-delivery-producer"
+    )
+    producer.start()
+    assert [e.data for e in channel.take() or []] == ["a"]  # room: the producer goes on
+    assert results.get(timeout=5) is True
+    producer.join(5)
+    producer = threading.Thread(
+        target=lambda: results.put(channel.put(events("c"), stop)), name="test-delivery-producer"
+    )
+    producer.start()
+    stop.set()
+    channel.wake()
+    assert results.get(timeout=5) is False
+    producer.join(5)
+    assert not producer.is_alive()

@@ -338,11 +338,11 @@ class _RecordingChannel(Channel):
 
     def put(self, batch: list[Event], stop: StopSignal) -> bool:
         self.largest_put = max(self.largest_put, len(batch))
-        with self._cond:
+        with self._lock:
             if len(self._events) >= self.capacity:
                 self.full.set()
         added = super().put(batch, stop)
-        with self._cond:
+        with self._lock:
             self.most_held = max(self.most_held, len(self._events))
         return added
 

@@ -22,7 +22,7 @@ import requests
 from _threads import wait_until_inside
 
 import eventstream
-from eventstream import Backoff, Event, EventStream
+from eventstream import Backoff, Event, EventStream, StreamError
 from eventstream._delivery import Channel
 from eventstream.testing import RecordedRequest, Script, SSEServer
 
@@ -532,3 +532,28 @@ def test_a_stop_during_a_failed_attempt_ends_a_one_shot_stream_as_stopped(
     assert len(server.requests) == 1
     with pytest.raises(RuntimeError, match="stopped"):
         stream.wait_open(0)
+
+
+def test_out_of_threads_start_says_so_and_a_later_start_works(
+    server: SSEServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.default = Script().event("a").hold()
+    real_start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        if thread.name.startswith("eventstream-worker-"):
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    got: queue.SimpleQueue[Event] = queue.SimpleQueue()
+    stream = EventStream(server.url, on_event=got.put)
+    with pytest.raises(StreamError, match=r"cannot start the worker thread.*ulimit -u") as caught:
+        stream.start()
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    assert not stream.running
+    assert stream.stop(WAIT)  # nothing to stop, nothing to join
+    assert stream.join(WAIT)
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    with stream:
+        assert got.get(timeout=WAIT).data == "a"

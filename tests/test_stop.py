@@ -1,4 +1,4 @@
-"""The stop signal: an Event whose set() also wakes threads blocked in poll()."""
+"""The stop signal: an Event whose set() also pokes the wakers that threads poll."""
 
 from __future__ import annotations
 
@@ -10,19 +10,34 @@ import time
 
 import pytest
 
-from eventstream._stop import StopSignal, WakePair
+from eventstream import _stop
+from eventstream._stop import StopSignal, WakeFd, WakePair, make_waker
+
+needs_eventfd = pytest.mark.skipif(
+    not (hasattr(os, "eventfd") and hasattr(select, "poll")), reason="no eventfd here"
+)
+WAKERS = [WakePair, pytest.param(WakeFd, marks=needs_eventfd)]
 
 
 def readable(fd: int, timeout: float = 0.0) -> bool:
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(int(timeout * 1000)))
+    return bool(select.select([fd], [], [], timeout)[0])
 
 
-def pair() -> tuple[socket.socket, socket.socket]:
-    reader, writer = socket.socketpair()
-    writer.setblocking(False)
-    return reader, writer
+class SocketWaker:
+    """A waker over one end of a socket pair, as a test can look at it."""
+
+    def __init__(self) -> None:
+        self.reader, self.writer = socket.socketpair()
+        self.writer.setblocking(False)
+        self.pokes = 0
+
+    def poke(self) -> None:
+        self.pokes += 1
+        self.writer.send(b"\0")
+
+    def close(self) -> None:
+        self.reader.close()
+        self.writer.close()
 
 
 def test_is_an_event() -> None:
@@ -34,77 +49,83 @@ def test_is_an_event() -> None:
     assert stop.wait(0)
 
 
-def test_set_writes_one_byte_to_each_attached_socket() -> None:
+def test_set_pokes_each_attached_waker_once() -> None:
     stop = StopSignal()
-    (r1, w1), (r2, w2) = pair(), pair()
-    with r1, w1, r2, w2:
+    w1, w2 = SocketWaker(), SocketWaker()
+    try:
         stop.attach(w1)
         stop.attach(w2)
-        assert not readable(r1.fileno())
+        assert (w1.pokes, w2.pokes) == (0, 0)
         stop.set()
-        assert r1.recv(10) == b"\0"
-        assert r2.recv(10) == b"\0"
+        assert (w1.pokes, w2.pokes) == (1, 1)
+        assert w1.reader.recv(10) == b"\0"
+    finally:
+        w1.close()
+        w2.close()
 
 
-def test_attach_after_set_writes_at_once() -> None:
+def test_attach_after_set_pokes_at_once() -> None:
     stop = StopSignal()
     stop.set()
-    reader, writer = pair()
-    with reader, writer:
-        stop.attach(writer)
-        assert reader.recv(10) == b"\0"
+    waker = SocketWaker()
+    try:
+        stop.attach(waker)
+        assert waker.pokes == 1
+    finally:
+        waker.close()
 
 
-def test_detached_socket_is_not_written() -> None:
+def test_detached_waker_is_not_poked() -> None:
     stop = StopSignal()
-    reader, writer = pair()
-    with reader, writer:
-        stop.attach(writer)
-        stop.detach(writer)
-        stop.detach(writer)  # a second detach is a no-op
+    waker = SocketWaker()
+    try:
+        stop.attach(waker)
+        stop.detach(waker)
+        stop.detach(waker)  # a second detach is a no-op
         stop.set()
-        assert not readable(reader.fileno())
+        assert waker.pokes == 0
+    finally:
+        waker.close()
 
 
 def test_attaching_twice_is_refused() -> None:
     stop = StopSignal()
-    reader, writer = pair()
-    with reader, writer:
-        stop.attach(writer)
+    waker = SocketWaker()
+    try:
+        stop.attach(waker)
         with pytest.raises(ValueError, match="already attached"):
-            stop.attach(writer)
-        stop.detach(writer)
+            stop.attach(waker)
+        stop.detach(waker)
+    finally:
+        waker.close()
 
 
-def test_set_neither_blocks_nor_raises_when_the_socket_is_full_or_its_peer_gone() -> None:
+def test_set_neither_blocks_nor_raises_when_the_pair_is_full_or_its_reader_gone() -> None:
     stop = StopSignal()
-    full_reader, full_writer = pair()
-    orphan_reader, orphan_writer = pair()
-    orphan_reader.close()
-    with full_reader, full_writer, orphan_writer:
+    full, orphan = WakePair(stop), WakePair(stop)
+    orphan._reader.close()
+    try:
         try:
             while True:
-                full_writer.send(b"x" * 65536)
+                full._writer.send(b"x" * 65536)
         except BlockingIOError:
             pass  # the socket buffer is full
-        stop.attach(full_writer)
-        stop.attach(orphan_writer)
         stop.set()
         stop.set()  # again: still fine
         assert stop.is_set()
-        stop.detach(full_writer)
-        stop.detach(orphan_writer)
+    finally:
+        full.close()
+        orphan.close()
 
 
-def test_set_from_another_thread_wakes_a_poll() -> None:
+@pytest.mark.parametrize("kind", WAKERS)
+def test_set_from_another_thread_wakes_a_wait(kind: type[WakePair | WakeFd]) -> None:
     stop = StopSignal()
     woke: list[float] = []
-    with WakePair(stop) as wake:
+    with kind(stop) as wake:
 
         def worker() -> None:
-            poller = select.poll()
-            poller.register(wake.fileno(), select.POLLIN)
-            poller.poll(10_000)
+            readable(wake.fileno(), 10)
             woke.append(time.monotonic())
 
         thread = threading.Thread(target=worker, name="test-stop-poller")
@@ -135,14 +156,46 @@ def test_wake_pair_is_woken_by_set_and_closes_both_ends() -> None:
     stop.set()  # detached before closing: set() no longer touches it
 
 
-def test_wake_pair_created_after_set_is_woken_at_once() -> None:
+@pytest.mark.parametrize("kind", WAKERS)
+def test_waker_created_after_set_is_woken_at_once(kind: type[WakePair | WakeFd]) -> None:
     stop = StopSignal()
     stop.set()
-    with WakePair(stop) as wake:
+    with kind(stop) as wake:
         assert readable(wake.fileno())
+        assert wake.is_woken()
 
 
-def test_set_racing_with_wake_pairs_coming_and_going() -> None:
+@needs_eventfd
+def test_eventfd_waker_is_one_descriptor_woken_for_good_and_closed() -> None:
+    stop = StopSignal()
+    wake = WakeFd(stop)
+    fd = wake.fileno()
+    assert not os.get_inheritable(fd)  # close-on-exec
+    assert not os.get_blocking(fd)
+    assert not wake.is_woken()
+    stop.set()
+    assert wake.is_woken()
+    assert wake.is_woken()  # never drained
+    wake.close()
+    wake.close()  # idempotent
+    assert wake.fileno() == -1
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)
+    stop.set()  # detached before closing: set() no longer touches it
+
+
+def test_make_waker_takes_an_eventfd_where_there_is_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    stop = StopSignal()
+    with make_waker(stop) as waker:
+        has = hasattr(os, "eventfd") and hasattr(select, "poll")
+        assert isinstance(waker, WakeFd if has else WakePair)
+    monkeypatch.setattr(_stop, "_HAVE_EVENTFD", False)
+    with make_waker(stop) as waker:
+        assert isinstance(waker, WakePair)
+
+
+@pytest.mark.parametrize("kind", WAKERS)
+def test_set_racing_with_wakers_coming_and_going(kind: type[WakePair | WakeFd]) -> None:
     # Workers attach, poll and close pairs while another thread sets the signal:
     # set() must never write to a closed fd, and every pair made after set() wakes.
     stop = StopSignal()
@@ -151,7 +204,7 @@ def test_set_racing_with_wake_pairs_coming_and_going() -> None:
     def churn() -> None:
         try:
             for _ in range(300):
-                with WakePair(stop) as wake:
+                with kind(stop) as wake:
                     if stop.is_set():
                         assert readable(wake.fileno(), timeout=5)
         except BaseException as exc:

@@ -8,6 +8,7 @@ covered; ``located`` proves which one a test took.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import queue
 import socket
@@ -24,8 +25,16 @@ import pytest
 import requests
 import responses
 import trustme
+import urllib3
 
-from eventstream import ConnectError, ContentTypeError, HTTPStatusError, ReadError, _transport
+from eventstream import (
+    ConnectError,
+    ContentTypeError,
+    HTTPStatusError,
+    ReadError,
+    _transport,
+    _wait,
+)
 from eventstream._stop import StopSignal
 from eventstream._transport import Body, RequestSpec, make_session, open_stream
 from eventstream.testing import Framing, Script, SSEServer
@@ -308,9 +317,23 @@ def test_make_session_calls_the_factory_on_the_calling_thread() -> None:
         assert isinstance(session, requests.Session)
     assert threads == [threading.get_ident()]
     with make_session() as default:
-        assert type(default) is requests.Session
+        assert isinstance(default, requests.Session)
     with pytest.raises(TypeError, match=r"requests\.Session"):
         make_session(object)  # type: ignore[arg-type]
+
+
+def test_the_default_session_mounts_each_adapter_when_a_request_needs_it(
+    server: SSEServer, tls_server: SSEServer, ca: tuple[trustme.CA, Path]
+) -> None:
+    # An adapter and its pool manager are ~2 KiB per stream: none is kept unused.
+    server.enqueue(Script.redirect(tls_server.url_for("/")))
+    tls_server.enqueue(Script().event("a"))
+    with make_session() as session:
+        assert dict(session.adapters) == {}
+        session.verify = str(ca[1])
+        assert read_all(session, server.url) == b"data: a\n\n"  # http, then https
+        assert set(session.adapters) == {"http://", "https://"}
+        assert all(type(a) is requests.adapters.HTTPAdapter for a in session.adapters.values())
 
 
 # -- redirects -----------------------------------------------------------------------------
@@ -418,6 +441,22 @@ def test_stop_during_a_silent_stream_leaves_at_once(
         stream.join()
         assert stream.error is None
         assert stream.returned_at - set_at < STOP_BOUND
+    assert located
+
+
+@pytest.mark.parametrize("framing", [Framing.CHUNKED, Framing.CLOSE])
+def test_stop_while_bytes_keep_arriving_reads_no_more(
+    server: SSEServer, session: requests.Session, located: list[Any], framing: Framing
+) -> None:
+    # The socket never stops being readable: the wait itself must see the stop (no
+    # other stop check is made per read).
+    server.enqueue(Script(framing=framing).send(EVENTS * 3000))  # ~9 MB
+    stop = StopSignal()
+    with open_stream(session, spec(server.url), stop) as body:
+        chunks = body.chunks()
+        assert next(chunks)
+        stop.set()
+        assert list(chunks) == []
     assert located
 
 
@@ -663,17 +702,29 @@ def test_fallback_delivers_every_byte(
     assert read_all(session, server.url) == EVENTS + b"end"
 
 
-def test_no_wake_pair_falls_back(
+def test_out_of_descriptors_for_the_waker_says_so(
     server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # No silent fallback (whose stop would wait for the read timeout): a plain error.
     def no_fds(stop: StopSignal) -> None:
-        raise OSError(24, "Too many open files")
+        raise OSError(errno.EMFILE, "Too many open files")
 
-    monkeypatch.setattr(_transport, "WakePair", no_fds)
+    monkeypatch.setattr(_wait, "make_waker", no_fds)
     server.enqueue(Script().event("a"))
-    with open_stream(session, spec(server.url), StopSignal()) as body:
-        assert isinstance(body._source, _transport._FallbackSource)
-        assert list(body.chunks()) == [b"data: a\n\n"]
+    with pytest.raises(ReadError, match=r"out of file descriptors.*RLIMIT_NOFILE") as caught:
+        open_stream(session, spec(server.url), StopSignal())
+    assert isinstance(caught.value.__cause__, OSError)
+
+
+def test_out_of_descriptors_at_connect_says_so(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_fds(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", no_fds)
+    with pytest.raises(ConnectError, match=r"out of file descriptors.*ulimit -n"):
+        open_stream(session, spec(server.url), StopSignal())
 
 
 @pytest.mark.parametrize("encoding", ["identity", "gzip", "deflate"])
@@ -717,5 +768,6 @@ def test_body_is_a_context_manager_that_closes(
         assert entered is body
         assert isinstance(body, Body)
     assert body._closed
-    assert body._wake is not None
+    assert body._waiter is not None
+    assert body._waiter._waker._closed  # detached from the signal, descriptor closed
     server.connections[0].wait_closed(TIMEOUT)

@@ -2,8 +2,8 @@
 
 Rule: the test's thread only queues commands and reads state here; the connection's
 own thread (``_handler``) carries the commands out.  Every method is safe from any
-thread; a wake-up socket pair interrupts the connection thread's ``poll()``.
-Standard library only.
+thread; a wake-up socket pair interrupts the connection thread's wait (``poll()``, or
+``select()`` where there is no ``poll``).  Standard library only.
 """
 
 from __future__ import annotations

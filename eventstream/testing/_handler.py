@@ -1,7 +1,8 @@
 """The body of one connection's thread: TLS handshake, request, script, close.
 
 Rule: everything here runs on that one thread, on a non-blocking socket.  Every
-blocking point is a ``poll()`` on the socket and the connection's wake-up socket, so
+blocking point is a wait (``_wait.ready``: ``poll()``, or ``select()`` without it) on
+the socket and the connection's wake-up socket, so
 :meth:`SSEServer.stop` and :meth:`SSEServer.drop_all` end it at once.  Write errors
 (the client went away) end the thread quietly, logged at debug level.  Standard
 library only.
@@ -11,8 +12,6 @@ from __future__ import annotations
 
 import http
 import logging
-import math
-import select
 import socket
 import ssl
 import string
@@ -25,6 +24,7 @@ from ._actions import NO_BODY_STATUSES, Encoder, End, Pause, Step, Wait, Wire, W
 from ._connection import Connection
 from ._records import Headers, RecordedRequest
 from ._script import Framing, Script
+from ._wait import ready
 
 __all__ = ["Handler", "ScriptFor"]
 
@@ -121,21 +121,20 @@ class Handler:
 
     # -- waiting: every blocking point is a poll that a wake-up interrupts -------------
 
-    def _poll(self, events: int, timeout: float | None) -> bool:
-        """Wait for ``events`` on the socket, a wake-up or the timeout; True if ready."""
-        poller = select.poll()
-        poller.register(self._sock.fileno(), events)
-        poller.register(self._conn._wake_r.fileno(), select.POLLIN)
-        ready = dict(poller.poll(-1 if timeout is None else math.ceil(timeout * 1000)))
-        if self._conn._wake_r.fileno() in ready:
+    def _poll(self, write: bool, timeout: float | None) -> bool:
+        """Wait for the socket to be readable (writable if ``write``), a wake-up or the
+        timeout; True if the socket is ready."""
+        sock, wake = self._sock.fileno(), self._conn._wake_r.fileno()
+        found = ready([wake] if write else [sock, wake], [sock] if write else [], timeout)
+        if wake in found:
             self._conn._drain_wake()
         if self._conn._ending is not None:
             raise _Stop(self._conn._ending, "ended by the server")
-        return self._sock.fileno() in ready
+        return sock in found
 
     def _idle(self, timeout: float | None) -> None:
         """Stay silent until the timeout or a wake-up, noticing a client that left."""
-        if not self._poll(select.POLLIN, timeout):
+        if not self._poll(False, timeout):
             return
         try:
             if not self._sock.recv(_RECV_SIZE):
@@ -170,18 +169,18 @@ class Handler:
                 tls.do_handshake()
                 return
             except ssl.SSLWantReadError:
-                self._poll(select.POLLIN, None)
+                self._poll(False, None)
             except ssl.SSLWantWriteError:
-                self._poll(select.POLLOUT, None)
+                self._poll(True, None)
 
     def _recv(self) -> bytes:
         while True:
             try:
                 return self._sock.recv(_RECV_SIZE)
             except (BlockingIOError, ssl.SSLWantReadError):
-                self._poll(select.POLLIN, None)
+                self._poll(False, None)
             except ssl.SSLWantWriteError:
-                self._poll(select.POLLOUT, None)
+                self._poll(True, None)
 
     def _sendall(self, data: bytes) -> None:
         view = memoryview(data)
@@ -189,9 +188,9 @@ class Handler:
             try:
                 view = view[self._sock.send(view) :]
             except (BlockingIOError, ssl.SSLWantWriteError):
-                self._poll(select.POLLOUT, None)
+                self._poll(True, None)
             except ssl.SSLWantReadError:
-                self._poll(select.POLLIN, None)
+                self._poll(False, None)
 
     def _close(self, end: End) -> None:
         try:

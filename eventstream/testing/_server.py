@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import select
 import socket
 import ssl
 import threading
@@ -22,6 +21,7 @@ from ._connection import Connection
 from ._handler import Handler
 from ._records import RecordedRequest
 from ._script import Responder, Script
+from ._wait import ready
 
 __all__ = ["SSEServer"]
 
@@ -274,12 +274,8 @@ class SSEServer:
     # -- the accept thread ---------------------------------------------------------------------
 
     def _accept_loop(self, listener: socket.socket, wake: socket.socket) -> None:
-        poller = select.poll()
-        poller.register(listener.fileno(), select.POLLIN)
-        poller.register(wake.fileno(), select.POLLIN)
         while True:
-            ready = dict(poller.poll())
-            if wake.fileno() in ready:
+            if wake.fileno() in ready([listener.fileno(), wake.fileno()], [], None):
                 return
             try:
                 sock, address = listener.accept()
@@ -287,9 +283,7 @@ class SSEServer:
                 continue  # the client left before we took it
             except OSError as exc:  # out of fds, say: back off without spinning
                 logger.debug("accept failed: %r", exc)
-                backoff = select.poll()
-                backoff.register(wake.fileno(), select.POLLIN)
-                if backoff.poll(50):
+                if ready([wake.fileno()], [], 0.05):
                     return
                 continue
             self._register(sock, (address[0], address[1]))

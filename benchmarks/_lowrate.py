@@ -1,0 +1,244 @@
+"""Shared pieces of the low-rate benchmarks: the ticker server process, the clients that
+count events, and the file-descriptor limit.
+
+Every client here counts events the same way (:class:`Counter`, one small Python call
+per event), so that the per-event CPU compared is the client's own.  Each is read the
+way its documentation shows: eventstream with ``on_event`` or by iterating, the peers
+by iterating on a thread of their own.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import eventstream
+
+__all__ = ["CLIENTS", "Client", "Counter", "Ticker", "raise_fd_limit"]
+
+HERE = Path(__file__).resolve().parent
+TIMEOUT = (10.0, 60.0)  # connect, read: as users set them
+
+
+class Ticker:
+    """``python _ticker.py INTERVAL`` in a child process: its URL, and its end."""
+
+    def __init__(self, interval: float) -> None:
+        command = [sys.executable, str(HERE / "_ticker.py"), repr(interval)]
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self._process.stdout is not None
+        self.url = self._process.stdout.readline().decode().strip()
+        if not self.url.startswith("http://"):
+            self.close()
+            raise RuntimeError(f"the ticker did not start: {command}")
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def close(self) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        try:
+            self._process.wait(30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def __enter__(self) -> Ticker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Counter:
+    """Counts events; takes this process's CPU and the clock at two marks.
+
+    ``hit`` runs on whichever thread consumes the events.  ``done`` is set at the
+    second mark.  ``opened`` is set at the first event.
+    """
+
+    def __init__(self, first: int, second: int) -> None:
+        self.n = 0
+        self._marks = (first, second)
+        self.at: list[tuple[float, float]] = []  # (process CPU, monotonic) at each mark
+        self.first = threading.Event()
+        self.done = threading.Event()
+
+    def hit(self, _event: object = None) -> None:
+        self.n += 1
+        if self.n in self._marks:
+            self.at.append((time.process_time(), time.monotonic()))
+            (self.first if len(self.at) == 1 else self.done).set()
+
+    @property
+    def finished(self) -> bool:
+        return self.done.is_set()
+
+
+class Client:
+    """One stream of one contestant; ``start`` opens it, ``stop`` ends it (from here)."""
+
+    name: ClassVar[str]
+    #: The distribution whose version the report shows, if any.
+    package: ClassVar[str | None] = None
+
+    def __init__(self, url: str, counter: Counter) -> None:
+        self.url, self.counter = url, counter
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def join(self, timeout: float) -> bool:
+        return True
+
+
+class _Threaded(Client):
+    """A client read on a thread of its own, which counts until ``done``, then leaves."""
+
+    def __init__(self, url: str, counter: Counter) -> None:
+        super().__init__(url, counter)
+        self._thread = threading.Thread(target=self._run, name=f"bench-{self.name}", daemon=True)
+        self._leave = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._leave.set()
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            self._read()
+        except Exception as exc:  # a result, shown in the report
+            self.error = exc
+
+    def _count(self, events: Iterable[Any]) -> None:
+        hit, leave = self.counter.hit, self._leave
+        for event in events:
+            hit(event)
+            if leave.is_set():
+                break
+
+    def _read(self) -> None:
+        raise NotImplementedError
+
+
+class EventStreamCallback(Client):
+    name = "eventstream on_event"
+
+    def start(self) -> None:
+        self._stream = eventstream.EventStream(
+            self.url, timeout=TIMEOUT, on_event=self.counter.hit, on_error=self._failed
+        ).start()
+
+    def _failed(self, exc: BaseException) -> None:
+        self.error = exc
+
+    def stop(self) -> None:
+        self._stream.stop()
+
+    def join(self, timeout: float) -> bool:
+        return self._stream.join(timeout)
+
+
+class EventStreamIterating(_Threaded):
+    name = "eventstream iterating"
+
+    def _read(self) -> None:
+        with eventstream.EventStream(self.url, timeout=TIMEOUT) as stream:
+            self._count(stream)
+
+
+class LaunchDarkly(_Threaded):
+    name = "launchdarkly-eventsource"
+    package = "launchdarkly-eventsource"
+
+    def _read(self) -> None:
+        import urllib3
+        from ld_eventsource import SSEClient
+        from ld_eventsource.config import ConnectStrategy, ErrorStrategy
+
+        timeout = urllib3.Timeout(connect=TIMEOUT[0], read=TIMEOUT[1])
+        connect = ConnectStrategy.http(self.url, urllib3_request_options={"timeout": timeout})
+        client = SSEClient(connect, error_strategy=ErrorStrategy.always_fail())
+        try:
+            self._count(client.events)
+        finally:
+            client.close()
+
+
+class Sseclient(_Threaded):
+    name = "sseclient-py"
+    package = "sseclient-py"
+
+    def _read(self) -> None:
+        import requests
+        from sseclient import SSEClient
+
+        headers = {"Accept": "text/event-stream"}
+        with requests.get(self.url, stream=True, headers=headers, timeout=TIMEOUT) as response:
+            self._count(SSEClient(response).events())
+
+
+class RequestsLoop(_Threaded):
+    name = "requests iter_content"
+    package = "requests"
+
+    def _read(self) -> None:
+        import requests
+
+        headers = {"Accept": "text/event-stream"}
+        with requests.get(self.url, stream=True, headers=headers, timeout=TIMEOUT) as response:
+            # One HTTP chunk per event: each chunk counts as one event, unparsed.
+            self._count(response.iter_content(chunk_size=None))
+
+
+def _importable(module: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            __import__(module)
+        except ImportError:
+            return False
+        return True
+
+    return check
+
+
+#: Every contestant, and how to know whether it is installed.
+CLIENTS: dict[type[Client], Callable[[], bool]] = {
+    EventStreamCallback: lambda: True,
+    EventStreamIterating: lambda: True,
+    LaunchDarkly: _importable("ld_eventsource"),
+    Sseclient: _importable("sseclient"),
+    RequestsLoop: lambda: True,
+}
+
+
+def raise_fd_limit(needed: int) -> str:
+    """Raise this process's soft limit on open files to ``needed`` if it is lower (up to
+    the hard limit); what was done, for the report."""
+    try:
+        import resource
+    except ImportError:
+        return "no RLIMIT_NOFILE on this platform"
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return f"soft limit {soft} is enough"
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return f"soft limit raised from {soft} to {target} (hard limit {hard})"
