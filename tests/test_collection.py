@@ -46,7 +46,7 @@ MOMENTS: dict[str, tuple[Moment, Script]] = {
         Script(404),
     ),
     "handing over a batch": (
-        lambda f: f.f_code is threading.Condition.notify_all.__code__ and _called_from(f, "put"),
+        lambda f: f.f_code is threading.Event.is_set.__code__ and _called_from(f, "put"),
         Script().event("a").hold(),
     ),
     "waiting to reconnect": (
