@@ -49,10 +49,12 @@ from typing import Any, Protocol
 __all__ = [
     "LAZY_IMPORTS",
     "check",
+    "forget_descriptor",
     "forget_thread",
     "guarded_import",
     "on_child",
     "prepare",
+    "record_descriptor",
     "uwsgi_defer",
     "worker_thread",
 ]
@@ -154,6 +156,20 @@ def _record_number(sock: _HasFileno) -> None:
         _log.debug("cannot record a socket for the fork hook: %r", exc)
         return
     _by_number[(fd, stat.st_dev, stat.st_ino)] = threading.get_ident()
+
+
+def record_descriptor(owner: _HasFileno) -> None:
+    """On a worker thread: a child closes ``owner``'s descriptor (a waker that is no
+    socket, an eventfd), recorded by number and inode like a socket without weak
+    references.  Call :func:`forget_descriptor` before closing it."""
+    _record_number(owner)
+
+
+def forget_descriptor(fd: int) -> None:
+    """The worker is about to close ``fd``: a child must not close the number later
+    (an eventfd shares its inode with every other anonymous-inode descriptor)."""
+    for key in [key for key in list(_by_number) if key[0] == fd]:
+        _by_number.pop(key, None)
 
 
 def forget_thread() -> None:

@@ -26,6 +26,8 @@ import threading
 from types import TracebackType
 from typing import Protocol, TypeVar, Union
 
+from . import _fork
+
 __all__ = ["StopSignal", "WakeFd", "WakePair", "Waker", "make_waker"]
 
 _log = logging.getLogger(__name__)
@@ -175,12 +177,14 @@ class WakeFd(_Waker):
     def __init__(self, stop: StopSignal) -> None:
         self._stop = stop
         self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._closed = False
+        _fork.record_descriptor(self)  # a forked child closes it (sockets: an audit hook)
         try:
             stop.attach(self)
         except BaseException:
+            _fork.forget_descriptor(self._fd)
             os.close(self._fd)
             raise
-        self._closed = False
 
     def fileno(self) -> int:
         """The eventfd, to register with ``poll()``; -1 once closed."""
@@ -200,6 +204,7 @@ class WakeFd(_Waker):
         return bool(poller.poll(0))
 
     def _close_fds(self) -> None:
+        _fork.forget_descriptor(self._fd)
         os.close(self._fd)
 
 

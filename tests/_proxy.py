@@ -3,20 +3,22 @@
 It tunnels ``CONNECT host:port`` and forwards absolute-form requests
 (``GET http://host:port/path``), over plain TCP or, given a server-side
 ``ssl.SSLContext``, as an ``https://`` proxy.  Each connection is relayed by one
-thread that waits in ``poll()`` on both sides and on a wake-up socket, so leaving the
+thread that waits (``poll()``, or ``select()`` without it) on both sides and on a
+wake-up socket, so leaving the
 ``with`` block ends every relay at once and joins every thread.  ``requests`` holds
 the request line of every request the proxy received (``CONNECT 127.0.0.1:4321``).
 """
 
 from __future__ import annotations
 
-import select
 import socket
 import socketserver
 import ssl
 import threading
 from types import TracebackType
 from urllib.parse import urlsplit
+
+from eventstream.testing._wait import ready
 
 _HEAD_LIMIT = 64 * 1024
 
@@ -89,12 +91,10 @@ class ForwardProxy:
             client.close()
 
     def _relay(self, client: socket.socket, upstream: socket.socket) -> None:
-        poller = select.poll()
-        for sock in (client, upstream, self._wake_r):
-            poller.register(sock, select.POLLIN)
+        watched = [client.fileno(), upstream.fileno(), self._wake_r.fileno()]
         ends = {client.fileno(): (client, upstream), upstream.fileno(): (upstream, client)}
         while True:
-            for fd, _ in poller.poll():
+            for fd in ready(watched, [], None):  # poll(), or select() without it
                 if fd not in ends:
                     return  # the proxy is shutting down
                 source, sink = ends[fd]

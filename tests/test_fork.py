@@ -28,7 +28,8 @@ needs_fork = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="needs os.fork and /proc/self/fd"
 )
 
-# Shared by the scripts: the socket inodes a process holds, from /proc.
+# Shared by the scripts: the socket inodes a process holds, and its eventfds (all share
+# one anonymous inode: named by number), from /proc.
 _SOCKETS = """
 import os
 def sockets():
@@ -40,6 +41,8 @@ def sockets():
             continue
         if target.startswith("socket:"):
             found.add(target)
+        elif target == "anon_inode:[eventfd]":  # a worker's waker (Linux, 3.10+)
+            found.add(name + ":" + target)
     return found
 """
 
@@ -239,9 +242,10 @@ assert got.wait(10)
 # fork(2) itself, as uWSGI does: no os.register_at_fork hook runs, so nothing resets
 # the interpreter's own locks in the child either.  That is only safe while no other
 # thread is taking or dropping the GIL: PyDLL keeps it across the call, and the worker
-# must be parked in poll() (the syscall it is in, from /proc), waiting for the feed.
+# must be parked in poll() or select() (the syscall it is in, from /proc), waiting.
 (worker,) = [t for t in threading.enumerate() if t.name.startswith("eventstream-worker")]
-POLLS = {"x86_64": ("7", "271"), "aarch64": ("73",)}[os.uname().machine]
+# poll, ppoll; select, pselect6 (the suite's run without select.poll)
+POLLS = {"x86_64": ("7", "271", "23", "270"), "aarch64": ("73", "72")}[os.uname().machine]
 pause = threading.Event()
 for _ in range(1000):
     with open(f"/proc/self/task/{worker.native_id}/syscall") as status:
