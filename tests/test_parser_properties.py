@@ -302,7 +302,7 @@ def test_on_comment_gets_every_comment_byte_by_byte(body: bytes) -> None:
 @st.composite
 def data_line_streams(draw: st.DrawFn) -> bytes:
     """Blocks of one ``data: `` line each, sometimes with one block changed: a second
-    line, a comment, no space after the colon, an extra blank line, another field."""
+    line, a third, a comment, no space after the colon, an extra blank line, another field."""
     value = st.one_of(TEXT.map(str.encode), TEXT_WITH_ODDITIES.map(str.encode), BAD_BYTES)
     values = draw(st.lists(value, min_size=1, max_size=16))
     blocks = [b"data: " + value + b"\n" for value in values]
@@ -312,6 +312,7 @@ def data_line_streams(draw: st.DrawFn) -> bytes:
             st.sampled_from(
                 [
                     blocks[at] + b"data: more\n",
+                    blocks[at] + b"id: 7\ndata: more\n",  # three lines: data first and last
                     b": ping\n" + blocks[at],
                     blocks[at].replace(b"data: ", b"data:", 1),
                     blocks[at] + b"\n",
