@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import traceback
+from collections.abc import Iterator
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -19,6 +20,7 @@ __all__ = [
     "leaves_origin",
     "redact_url",
     "release_frames",
+    "wrapped",
 ]
 
 # The user info of a URL ("user:password@") is a credential.  Greedy up to the last
@@ -94,8 +96,9 @@ def leaves_origin(old: str, new: str) -> bool:
     return before.scheme == "https" and after.scheme != "https"
 
 
-def caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
-    """Whether ``kind`` is among the errors ``exc`` wraps (args, cause or context)."""
+def wrapped(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and every error it wraps (as args, cause, context or urllib3's
+    ``reason``), each once."""
     pending: list[object] = [exc]
     seen: set[int] = set()
     while pending:
@@ -103,11 +106,14 @@ def caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
         if not isinstance(item, BaseException) or id(item) in seen:
             continue
         seen.add(id(item))
-        if isinstance(item, kind):
-            return True
+        yield item
         pending.extend(item.args)
-        pending.extend((item.__cause__, item.__context__))
-    return False
+        pending.extend((item.__cause__, item.__context__, getattr(item, "reason", None)))
+
+
+def caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``kind`` is among the errors ``exc`` wraps (args, cause or context)."""
+    return any(isinstance(item, kind) for item in wrapped(exc))
 
 
 def describe(exc: BaseException) -> str:

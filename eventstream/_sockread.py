@@ -114,13 +114,19 @@ class SocketSource:
         # returns b"" both at EOF and when no byte is there: the socket itself tells
         # them apart, so from then on it is read directly.
         assert self._buffered is not None
-        try:
-            data = self._buffered.read1(READ_SIZE)
-        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            data = b""
+        data = read_buffered(self._buffered)
         if not data:
             self._buffered = None
         return data
+
+
+def read_buffered(buffered: io.BufferedReader) -> bytes:
+    """What ``buffered`` (http.client's reader over a non-blocking socket) holds, or
+    ``b""`` when it would have to wait."""
+    try:
+        return buffered.read1(READ_SIZE)
+    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return b""
 
 
 def locate_socket(raw: object) -> tuple[http.client.HTTPResponse, socket.socket] | None:

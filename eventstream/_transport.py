@@ -44,7 +44,7 @@ import urllib3
 from . import _fork
 from ._body import BodyDecoder, BodyError, ContentDecoder, Framing, supported_coding
 from ._exceptions import ConnectError, ContentTypeError, HTTPStatusError, ReadError
-from ._httputil import caused_by, describe, leaves_origin, redact_url, release_frames
+from ._httputil import caused_by, describe, leaves_origin, redact_url, release_frames, wrapped
 from ._sockread import READ_SIZE, SocketSource, body_framing, locate_socket
 from ._stop import StopSignal
 from ._tunnelread import TunnelSource, locate_tunnel
@@ -668,18 +668,10 @@ OUT_OF_FDS = (
 
 def _out_of_fds(exc: BaseException) -> bool:
     """Whether ``exc`` wraps EMFILE or ENFILE (as args, cause, context or reason)."""
-    pending: list[object] = [exc]
-    seen: set[int] = set()
-    while pending:
-        item = pending.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, OSError) and item.errno in (errno.EMFILE, errno.ENFILE):
-            return True
-        pending.extend(item.args)
-        pending.extend((item.__cause__, item.__context__, getattr(item, "reason", None)))
-    return False
+    return any(
+        isinstance(item, OSError) and item.errno in (errno.EMFILE, errno.ENFILE)
+        for item in wrapped(exc)
+    )
 
 
 def _no_waker(exc: OSError) -> str:

@@ -23,7 +23,7 @@ import socket
 import ssl
 import time
 
-from ._sockread import READ_SIZE, locate_connection
+from ._sockread import READ_SIZE, locate_connection, read_buffered
 from ._stop import StopSignal
 from ._wait import Waiter
 
@@ -139,10 +139,7 @@ class TunnelSource:
         # socket that could only fail with a full send buffer, which one request
         # cannot fill.)
         assert self._buffered is not None
-        try:
-            data = self._buffered.read1(READ_SIZE)
-        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            data = b""
+        data = read_buffered(self._buffered)
         if not data:
             self._buffered = None  # empty: from here on the tunnel is read directly
         return data
