@@ -86,7 +86,8 @@ def test_the_file_is_utf_8_whatever_the_locale(tmp_path: Path) -> None:
     StateFile(str(path)).save("é-1")
     code = (
         "import sys; from eventstream._cli_state import StateFile\n"
-        "f = StateFile(sys.argv[1]); old = f.load(); f.save(old + '-\\u2713'); print(ascii(f.load()))"
+        "f = StateFile(sys.argv[1]); old = f.load(); f.save(old + '-\\u2713')\n"
+        "print(ascii(f.load()))"
     )
     ran = run_python(code, str(path), LC_ALL="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
     assert ran.returncode == 0, ran.stderr
