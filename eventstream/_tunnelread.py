@@ -39,15 +39,14 @@ class Tunnel:
     incoming: ssl.MemoryBIO
     outgoing: ssl.MemoryBIO
     outer: socket.socket
-    suppress_ragged_eofs: bool
 
 
 def locate_tunnel(raw: object) -> tuple[http.client.HTTPResponse, Tunnel] | None:
     """The http.client response and the TLS-in-TLS tunnel under ``raw``, if any.
 
     urllib3 1.26 and 2.x name the parts of their ``SSLTransport`` alike: ``sslobj``,
-    ``incoming``, ``outgoing``, ``socket``, ``suppress_ragged_eofs``.  Each is
-    checked by type; ``None`` means "not a tunnel we can read".
+    ``incoming``, ``outgoing``, ``socket``.  Each is checked by type; ``None``
+    means "not a tunnel we can read".
     """
     located = locate_connection(raw)
     if located is None:
@@ -65,8 +64,7 @@ def locate_tunnel(raw: object) -> tuple[http.client.HTTPResponse, Tunnel] | None
         and outer.fileno() >= 0
     ):
         return None
-    ragged = getattr(transport, "suppress_ragged_eofs", True)
-    return fp, Tunnel(inner, incoming, outgoing, outer, ragged is not False)
+    return fp, Tunnel(inner, incoming, outgoing, outer)
 
 
 class TunnelSource:
@@ -154,12 +152,11 @@ class TunnelSource:
         tunnel = self._tunnel
         try:
             data = tunnel.inner.read(READ_SIZE)
-        except ssl.SSLZeroReturnError:  # the origin's close_notify
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            # close_notify, or an end without it: the end of input, as urllib3's own
+            # read takes both (it makes every SSLTransport with suppress_ragged_eofs
+            # True).  A body cut short is still caught by the framing above.
             return b""
-        except ssl.SSLEOFError:  # the stream ended without close_notify
-            if tunnel.suppress_ragged_eofs:
-                return b""
-            raise
         finally:
             self._unsent += tunnel.outgoing.read()
         return data
