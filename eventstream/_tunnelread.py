@@ -79,8 +79,7 @@ class TunnelSource:
         self._buffered: io.BufferedReader | None = buffered
         self._tunnel = tunnel
         self._stop = stop
-        self._unsent = b""  # the inner TLS's own bytes for the peer (a key update)
-        self._outer_ended = False
+        self._unsent = b""  # the inner TLS's own bytes for the peer (a key update...)
         self._poller = select.poll()  # never select(): it fails for fds >= 1024
         self._poller.register(tunnel.outer, select.POLLIN)
         self._poller.register(wake.fileno(), select.POLLIN)
@@ -121,14 +120,13 @@ class TunnelSource:
             try:
                 return self._read_inner()
             except ssl.SSLWantReadError:
-                if self._outer_ended:
+                if tunnel.incoming.eof:
                     return b""  # not expected: an inner read after EOF ends or fails
             self._flush()
             data = tunnel.outer.recv(READ_SIZE)  # raises SSLWantReadError when empty
             if data:
                 tunnel.incoming.write(data)
             else:
-                self._outer_ended = True
                 tunnel.incoming.write_eof()  # the inner read now ends or fails for good
 
     def _drain(self) -> bytes:
@@ -162,7 +160,8 @@ class TunnelSource:
         return data
 
     def _flush(self) -> None:
-        # Rarely anything: TLS 1.3 answers a key update request with one of its own.
+        # Rarely anything: TLS 1.3 answers a key update request with one of its own,
+        # and a post-handshake certificate request with the certificate.
         while self._unsent:
             sent = self._tunnel.outer.send(self._unsent)  # may raise SSLWantWriteError
             self._unsent = self._unsent[sent:]
