@@ -9,6 +9,7 @@ one-shot run's empty ID are pinned in ``test_cli_state.py``.)
 
 from __future__ import annotations
 
+import locale
 import logging
 import os
 import stat
@@ -93,6 +94,21 @@ def test_the_file_is_utf_8_whatever_the_locale(tmp_path: Path) -> None:
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip() == ascii("é-1-✓")
     assert StateFile(str(path)).load() == "é-1-✓"
+
+
+def test_the_file_is_utf_8_in_this_process_under_the_c_locale(tmp_path: Path) -> None:
+    # The same, in this process: where Python is not in UTF-8 mode, switching the
+    # C library's locale makes ASCII the default encoding of files opened from here.
+    path = tmp_path / "feed.id"
+    previous = locale.setlocale(locale.LC_CTYPE)
+    try:
+        locale.setlocale(locale.LC_CTYPE, "C")
+        StateFile(str(path)).save("é-2")
+        loaded = StateFile(str(path)).load()
+    finally:
+        locale.setlocale(locale.LC_CTYPE, previous)
+    assert loaded == "é-2"
+    assert path.read_bytes() == "é-2\n".encode()
 
 
 def test_a_kill_during_a_save_leaves_the_old_id_and_a_hidden_temporary(tmp_path: Path) -> None:
