@@ -52,6 +52,9 @@ def test_describe_stops_on_a_cycle_at_the_last_new_error() -> None:
     itself = OSError("itself")
     itself.__cause__ = itself
     assert describe(itself) == "OSError: itself"
+    start, b, c = RuntimeError("start"), OSError("b"), ValueError("c")
+    start.__cause__, b.__cause__, c.__cause__ = b, c, b  # a loop after the start
+    assert describe(start) == "ValueError: c"
 
 
 def test_caused_by_looks_through_arguments_causes_and_contexts() -> None:
