@@ -31,7 +31,7 @@ _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 
 def redact_url(url: str) -> str:
     """``url`` without its user info: the form for logs, errors and reprs."""
-    return _USERINFO.sub(r"\1", url, count=1)
+    return _USERINFO.sub(r"\1", url)  # anchored at the start: one match at most
 
 
 def release_frames(exc: BaseException | None) -> None:
@@ -91,7 +91,7 @@ def detach(exc: _E) -> _E:
 
 def leaves_origin(old: str, new: str) -> bool:
     before, after = urlsplit(old), urlsplit(new)
-    if (before.hostname or "").lower() != (after.hostname or "").lower():
+    if before.hostname != after.hostname:  # already lower-case, None if none
         return True
     return before.scheme == "https" and after.scheme != "https"
 

@@ -38,15 +38,14 @@ class Tunnel:
     incoming: ssl.MemoryBIO
     outgoing: ssl.MemoryBIO
     outer: socket.socket
-    suppress_ragged_eofs: bool
 
 
 def locate_tunnel(raw: object) -> tuple[http.client.HTTPResponse, Tunnel] | None:
     """The http.client response and the TLS-in-TLS tunnel under ``raw``, if any.
 
     urllib3 1.26 and 2.x name the parts of their ``SSLTransport`` alike: ``sslobj``,
-    ``incoming``, ``outgoing``, ``socket``, ``suppress_ragged_eofs``.  Each is
-    checked by type; ``None`` means "not a tunnel we can read".
+    ``incoming``, ``outgoing``, ``socket``.  Each is checked by type; ``None``
+    means "not a tunnel we can read".
     """
     located = locate_connection(raw)
     if located is None:
@@ -64,8 +63,7 @@ def locate_tunnel(raw: object) -> tuple[http.client.HTTPResponse, Tunnel] | None
         and outer.fileno() >= 0
     ):
         return None
-    ragged = getattr(transport, "suppress_ragged_eofs", True)
-    return fp, Tunnel(inner, incoming, outgoing, outer, ragged is not False)
+    return fp, Tunnel(inner, incoming, outgoing, outer)
 
 
 class TunnelSource:
@@ -80,8 +78,7 @@ class TunnelSource:
         self._buffered: io.BufferedReader | None = buffered
         self._tunnel = tunnel
         self._stop = stop
-        self._unsent = b""  # the inner TLS's own bytes for the peer (a key update)
-        self._outer_ended = False
+        self._unsent = b""  # the inner TLS's own bytes for the peer (a key update...)
         waiter.watch(tunnel.outer.fileno())
         self._wait = waiter.wait
 
@@ -120,14 +117,13 @@ class TunnelSource:
             try:
                 return self._read_inner()
             except ssl.SSLWantReadError:
-                if self._outer_ended:
+                if tunnel.incoming.eof:
                     return b""  # not expected: an inner read after EOF ends or fails
             self._flush()
             data = tunnel.outer.recv(READ_SIZE)  # raises SSLWantReadError when empty
             if data:
                 tunnel.incoming.write(data)
             else:
-                self._outer_ended = True
                 tunnel.incoming.write_eof()  # the inner read now ends or fails for good
 
     def _drain(self) -> bytes:
@@ -148,18 +144,18 @@ class TunnelSource:
         tunnel = self._tunnel
         try:
             data = tunnel.inner.read(READ_SIZE)
-        except ssl.SSLZeroReturnError:  # the origin's close_notify
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            # close_notify, or an end without it: the end of input, as urllib3's own
+            # read takes both (it makes every SSLTransport with suppress_ragged_eofs
+            # True).  A body cut short is still caught by the framing above.
             return b""
-        except ssl.SSLEOFError:  # the stream ended without close_notify
-            if tunnel.suppress_ragged_eofs:
-                return b""
-            raise
         finally:
             self._unsent += tunnel.outgoing.read()
         return data
 
     def _flush(self) -> None:
-        # Rarely anything: TLS 1.3 answers a key update request with one of its own.
+        # Rarely anything: TLS 1.3 answers a key update request with one of its own,
+        # and a post-handshake certificate request with the certificate.
         while self._unsent:
             sent = self._tunnel.outer.send(self._unsent)  # may raise SSLWantWriteError
             self._unsent = self._unsent[sent:]
