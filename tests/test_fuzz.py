@@ -231,9 +231,7 @@ _BODY_PIECES = st.one_of(
 )
 
 
-_EVENT_STREAM_STATUS = frozenset(
-    (b"HTTP/1.1 200 OK\r\n", b"HTTP/1.0 200 OK\r\n", b"HTTP/1.1 200\r\n")
-)
+_EVENT_STREAM_STATUS = frozenset((b"HTTP/1.1 200 OK", b"HTTP/1.0 200 OK", b"HTTP/1.1 200"))
 
 
 @st.composite
@@ -247,8 +245,10 @@ def raw_responses(draw: st.DrawFn) -> tuple[bytes, str, bool]:
     if draw(st.booleans()):
         head += b"\r\n"
     body = b"".join(draw(st.lists(_BODY_PIECES, max_size=10)))
-    labelled = any(f.lower().startswith(b"content-type: text/event-stream") for f in fields)
-    may_have_events = status in _EVENT_STREAM_STATUS and labelled
+    # A status line without its CRLF takes the first field as its reason phrase.
+    parsed = fields if status.endswith(b"\r\n") else fields[1:]
+    labelled = any(f.lower().startswith(b"content-type: text/event-stream") for f in parsed)
+    may_have_events = status.rstrip(b"\r\n") in _EVENT_STREAM_STATUS and labelled
     return head + body, draw(st.sampled_from(["close", "drop", "reset"])), may_have_events
 
 
