@@ -9,13 +9,13 @@ by iterating on a thread of their own.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
+
+from _net import ServerProcess
 
 import eventstream
 
@@ -25,36 +25,11 @@ HERE = Path(__file__).resolve().parent
 TIMEOUT = (10.0, 60.0)  # connect, read: as users set them
 
 
-class Ticker:
+class Ticker(ServerProcess):
     """``python _ticker.py INTERVAL`` in a child process: its URL, and its end."""
 
     def __init__(self, interval: float) -> None:
-        command = [sys.executable, str(HERE / "_ticker.py"), repr(interval)]
-        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        assert self._process.stdout is not None
-        self.url = self._process.stdout.readline().decode().strip()
-        if not self.url.startswith("http://"):
-            self.close()
-            raise RuntimeError(f"the ticker did not start: {command}")
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    def close(self) -> None:
-        assert self._process.stdin is not None
-        self._process.stdin.close()
-        try:
-            self._process.wait(30)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-
-    def __enter__(self) -> Ticker:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        super().__init__(repr(interval), script=HERE / "_ticker.py")
 
 
 class Counter:

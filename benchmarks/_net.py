@@ -394,8 +394,8 @@ class TouchProbe:
 class ServerProcess:
     """``python _net.py ARGS`` in a child process: an SSEServer, its URL, and its end."""
 
-    def __init__(self, *args: str) -> None:
-        command = [sys.executable, str(Path(__file__).resolve()), *args]
+    def __init__(self, *args: str, script: Path | None = None) -> None:
+        command = [sys.executable, str(script or Path(__file__).resolve()), *args]
         self._process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=HERE
         )
@@ -404,6 +404,10 @@ class ServerProcess:
         if not self.url.startswith("http://"):
             self.close()
             raise RuntimeError(f"the server process did not start: {command}")
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     def close(self) -> None:
         assert self._process.stdin is not None
