@@ -105,9 +105,12 @@ def main() -> int:
                 return
 
     watcher = threading.Thread(target=guard, name="cron-guard", daemon=True)
-    watcher.start()
     with stream, args.output.open("ab") as output:
-        for event in stream:
+        events = iter(stream)  # started (iterating starts a stream that is not running)
+        # Only now the guard: a stop made before that start would be undone by it, and
+        # a signal that came early would leave the run without its limits.
+        watcher.start()
+        for event in events:
             line = {"id": event.id, "event": event.event, "data": event.data}
             output.write(json.dumps(line).encode("utf-8") + b"\n")
             output.flush()

@@ -186,6 +186,35 @@ def test_cron_job_killed_at_random_points_loses_and_repeats_nothing(
     assert mid_stream >= KILLS // 2
 
 
+def test_cron_job_signalled_before_its_stream_starts_still_ends(
+    server: SSEServer, tmp_path: Path
+) -> None:
+    # SIGTERM right after the handler is installed, before the stream starts: a stop
+    # made then would be undone by start(), and on a busy feed the run would go on
+    # until --max-time (here far beyond the wait) instead of ending at once.
+    server.default = busy_feed
+    state, output = tmp_path / "last-id", tmp_path / "events.jsonl"
+    script = EXAMPLES / "cron_job.py"
+    code = f"""
+import runpy, signal, sys
+import eventstream
+made = eventstream.EventStream.__init__
+def make_then_signal(self, *args, **kwargs):
+    made(self, *args, **kwargs)
+    signal.raise_signal(signal.SIGTERM)  # the handler runs now, before start()
+eventstream.EventStream.__init__ = make_then_signal
+sys.argv = [{str(script)!r}, {server.url!r}, {str(state)!r}, {str(output)!r},
+            "--idle", "120", "--max-time", "120"]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 20  # ended by the signal, not by a limit
+
+
 def test_wsgi_app_serves_events_from_the_background_stream(server: SSEServer) -> None:
     server.default = Script().event("a", id="1").event("b", id="2").hold()
     code = f"""
