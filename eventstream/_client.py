@@ -132,15 +132,21 @@ class StreamBase:
 
     def __iter__(self) -> Iterator[Event]:
         """Events in order, in the iterating thread, blocking for the next; starts the
-        stream if needed.
+        stream if it was never started.
 
         Ends after ``stop()`` or when the stream ends; raises the fatal error, if
-        any, after the events received before it.
+        any, after the events received before it.  Iterating a stream that was
+        stopped, or that ended, never starts it again (a stop from another thread, or
+        a fatal error, would be undone by a loop that began just after it): call
+        :meth:`start` for that.
         """
-        channel = self._control.channel
+        control = self._control
+        channel = control.channel
         if channel is None:
             raise RuntimeError("this stream delivers to on_event; it cannot be iterated")
-        self.start()
+        _fork.check()
+        if control.thread is None:  # never started (or forked since: the child's own)
+            self.start()
         return _iterate(self, channel, self._control if self._one_shot else None)
 
     def __repr__(self) -> str:

@@ -461,3 +461,27 @@ def test_tls_with_an_untrusted_certificate_fails(tmp_path: Any) -> None:
         with pytest.raises(RetriesExhausted) as info:
             list(stream)
     assert isinstance(info.value.__cause__, ConnectError)
+
+
+def test_iterating_after_a_fatal_error_raises_it_and_connects_no_more(server: SSEServer) -> None:
+    # The worker fails before the consumer begins its loop: the loop must see that
+    # error, not start the stream again (a second request, the error lost).
+    server.default = Script(404)
+    stream = EventStream(server.url).start()
+    assert stream.join(WAIT)
+    with pytest.raises(HTTPStatusError):
+        for _ in stream:
+            pass
+    assert len(server.requests) == 1
+
+
+def test_iterating_a_stopped_stream_ends_and_connects_no_more(server: SSEServer) -> None:
+    # A stop from another thread just before the loop begins is not undone by it.
+    server.enqueue(Script().event("a").hold())
+    server.default = Script(204)  # what a second connection would get: a quick end
+    stream = EventStream(server.url).start()
+    server.wait_for_requests(1, timeout=WAIT)
+    assert stream.stop(WAIT)
+    assert list(stream) == []
+    assert not stream.running
+    assert len(server.requests) == 1

@@ -318,7 +318,7 @@ def test_stop_and_start_of_an_iterated_stream_loses_nothing() -> None:
         assert [e.id for e in take(stream, 3)] == ["1", "2", "3"]
         assert stream.stop(WAIT)
         resume_point = stream.last_event_id
-        following = take(stream, 1)  # iterating starts the stream again
+        following = take(stream.start(), 1)  # iterating alone never starts it again
         assert stream.stop(WAIT)
     assert resume_point == "3"
     assert [e.id for e in following] == ["4"]
