@@ -106,11 +106,10 @@ def main() -> int:
 
     watcher = threading.Thread(target=guard, name="cron-guard", daemon=True)
     with stream, args.output.open("ab") as output:
-        events = iter(stream)  # started (iterating starts a stream that is not running)
-        # Only now the guard: a stop made before that start would be undone by it, and
-        # a signal that came early would leave the run without its limits.
+        # The guard starts once the stream has: a stop made before start() would be
+        # undone by it, and a signal that came early would leave the run unbounded.
         watcher.start()
-        for event in events:
+        for event in stream:
             line = {"id": event.id, "event": event.event, "data": event.data}
             output.write(json.dumps(line).encode("utf-8") + b"\n")
             output.flush()
