@@ -72,7 +72,8 @@ class AskingOrigin:
             conn.settimeout(0.05)
             deadline = time.monotonic() + TIMEOUT
             while self.certificate is None and time.monotonic() < deadline:
-                with contextlib.suppress(TimeoutError, ssl.SSLWantReadError):
+                # socket.timeout: on Python 3.9 it is not yet TimeoutError.
+                with contextlib.suppress(socket.timeout, ssl.SSLWantReadError):
                     conn.recv(1)  # processes the client's answer, if it came
                 self.certificate = conn.getpeercert() or None
             if self.certificate is not None:
