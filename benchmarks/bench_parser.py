@@ -332,7 +332,10 @@ def _lead_bound(target: Target, peer_of_floor: float, peer: str) -> str:
     reach for every parser, not only this one.
     """
     needed = peer_of_floor / target.over_fastest
-    reach = "out of reach for any parser" if needed < 1 else "possible in principle"
+    if needed < 1:
+        reach = "below the floor: out of reach for any parser"
+    else:
+        reach = "bound_parser.py says whether a Python parser can"
     return (
         f"{peer} takes {peer_of_floor:.2f}x the floor, so {target.over_fastest:.2f}x it"
         f" needs <= {needed:.2f}x the floor ({reach})"
