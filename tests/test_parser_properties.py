@@ -453,3 +453,14 @@ def test_long_data_line_blocks_read_value_by_value(
     for size in (1, 7, 4099, 5000, 8191):  # cuts inside multi-byte characters too
         reads = [body[i : i + size] for i in range(0, len(body), size)]
         assert run_body(reads, last_event_id="s") == expected
+
+
+@pytest.mark.parametrize("value", [_LONG_VALUE, "data: é → 🚀"])  # each one-data-line path
+def test_one_data_line_blocks_carry_the_id_and_retry_in_effect(value: str) -> None:
+    """The events of a region read from its bytes carry the last event ID and the
+    reconnection time set by earlier blocks, as every event does."""
+    head = b"id: 5\nretry: 7000\n\n"
+    body = "".join(f"{value}{i}\n\n" for i in range(300)).encode()
+    expected = reference_parse(head + body)
+    assert expected[0][-1][2:] == ("5", 7000)  # (id, retry)
+    assert run_body([head, body]) == expected
