@@ -8,11 +8,16 @@ a contestant that gets a corpus wrong is reported as WRONG, never silently accep
 Timing: the median of ``--repeat`` interleaved repetitions; within each repetition
 every contestant runs once, the starting contestant rotating, with ``gc.collect()``
 before each run.  The reads are built before timing, so only parsing is measured.
+The clock is the process's CPU time (``--clock wall`` for elapsed time): on a machine
+others share, time spent waiting for a CPU is not counted against anyone.
 
 The decode floor runs in the same rotation: the same reads through an incremental
 UTF-8 decoder and nothing else, the least work any parser that yields ``str`` must do.
+Each contestant's time over the floor's is printed: where decoding is most of the
+work, no parser can lead a peer by more than that peer's figure.
 
-Usage: python benchmarks/bench_parser.py [--quick] [--repeat N] [--corpus a,b,...] [--check]
+Usage: python benchmarks/bench_parser.py [--quick] [--repeat N] [--corpus a,b,...]
+       [--clock cpu|wall] [--check]
 """
 
 from __future__ import annotations
@@ -200,18 +205,26 @@ def verify(contestant: Contestant, corpus: Corpus) -> tuple[int | None, str | No
     return len(events), _difference(got, corpus.expected)
 
 
-def time_once(parse: ParseFn, chunks: list[bytes]) -> tuple[float, int]:
+CLOCKS: dict[str, Callable[[], float]] = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def time_once(
+    parse: ParseFn, chunks: list[bytes], clock: Callable[[], float] = time.process_time
+) -> tuple[float, int]:
     """Seconds to parse ``chunks`` and consume every event, and the number of events."""
     gc.collect()
     count = 0
-    start = time.perf_counter()
+    start = clock()
     for _event in parse(chunks):
         count += 1
-    return time.perf_counter() - start, count
+    return clock() - start, count
 
 
 def measure(
-    contestants: Sequence[Contestant], corpus: Corpus, repeat: int
+    contestants: Sequence[Contestant],
+    corpus: Corpus,
+    repeat: int,
+    clock: Callable[[], float] = time.process_time,
 ) -> tuple[list[Result], Result]:
     """Check each contestant, then time those that ran and the decode floor, interleaved;
     a median each.  Returns the contestants' results and the floor's."""
@@ -224,7 +237,7 @@ def measure(
     for rep in range(repeat):
         turn = rep % len(runnable)  # rotate who goes first: no contestant always leads
         for contestant in runnable[turn:] + runnable[:turn]:
-            seconds, count = time_once(contestant.parse, corpus.chunks)
+            seconds, count = time_once(contestant.parse, corpus.chunks, clock)
             times[contestant.name].append(seconds)
             if count != checks[contestant.name][0]:
                 problems[contestant.name] = f"a timed run gave {count:,} events"
@@ -304,8 +317,29 @@ def assess(key: str, results: list[Result], floor: Result) -> tuple[str, bool]:
         facts.append(f"{SSECLIENT} did not run: not assessed against it")
     of_floor = subject / floor.seconds if floor.seconds else float("inf")
     facts.append(f"takes {of_floor:.2f}x the decode floor")
+    if target.of_floor is not None and floor.seconds:
+        facts.append(_lead_bound(target, of_floor * ratios[fastest], fastest))
     met = target.met(ratios[fastest], ratios.get(SSECLIENT), of_floor)
     return f"{prefix} {'met' if met else 'MISSED'}; {'; '.join(facts)}", met
+
+
+def _lead_bound(target: Target, peer_of_floor: float, peer: str) -> str:
+    """Where decoding is most of the work: how far ahead of ``peer`` any parser can be.
+
+    No parser that yields ``str`` takes less than the floor, so none can lead the peer
+    by more than the peer's time over the floor's; the target's lead needs at most
+    that figure divided by the lead, which may be below the floor: then it is out of
+    reach for every parser, not only this one.
+    """
+    needed = peer_of_floor / target.over_fastest
+    if needed < 1:
+        reach = "below the floor: out of reach for any parser"
+    else:
+        reach = "bound_parser.py says whether a Python parser can"
+    return (
+        f"{peer} takes {peer_of_floor:.2f}x the floor, so {target.over_fastest:.2f}x it"
+        f" needs <= {needed:.2f}x the floor ({reach})"
+    )
 
 
 # -- Report ------------------------------------------------------------------------------
@@ -350,7 +384,7 @@ def environment(contestants: Sequence[Contestant], missing: Sequence[str]) -> li
 
 
 def command_line(args: argparse.Namespace) -> str:
-    return shown(command(__file__, args, "--corpus", ",".join(args.corpus)))
+    return shown(command(__file__, args, "--corpus", ",".join(args.corpus), "--clock", args.clock))
 
 
 def _rate(per_second: float) -> str:
@@ -366,24 +400,25 @@ def table(corpus: Corpus, results: list[Result], floor: Result) -> list[str]:
     lines = [
         f"({corpus.key}) {corpus.title}: {count:,} events, {size / 1e6:,.1f} MB,"
         f" {len(corpus.chunks):,} reads of {corpus.read_size // 1024} KiB",
-        f"  {'contestant':<26}{'events/s':>12}{'MB/s':>10}{'spread':>8}"
+        f"  {'contestant':<26}{'events/s':>12}{'MB/s':>10}{'spread':>8}{'floor':>8}"
         f"  {'eventstream is':<16}check",
     ]
+    of_floor = floor.seconds or float("nan")
     for r in results:
         check = "WRONG" if r.problem else "ok"
         if r.seconds is None:
-            lines.append(f"  {r.name:<26}{'-':>12}{'-':>10}{'-':>8}  {'-':<16}{check}")
+            lines.append(f"  {r.name:<26}{'-':>12}{'-':>10}{'-':>8}{'-':>8}  {'-':<16}{check}")
             continue
         ratio = f"{r.seconds / subject:.2f}x" if subject and r.name != SUBJECT else "-"
         lines.append(
             f"  {r.name:<26}{_rate(count / r.seconds):>12}{size / r.seconds / 1e6:>10,.1f}"
-            f"{r.spread:>8.0%}  {ratio:<16}{check}"
+            f"{r.spread:>8.0%}{r.seconds / of_floor:>7.2f}x  {ratio:<16}{check}"
         )
     if floor.seconds:
         ratio = f"{subject / floor.seconds:.2f}x its time" if subject else "-"
         lines.append(
             f"  {FLOOR:<26}{'-':>12}{size / floor.seconds / 1e6:>10,.1f}"
-            f"{floor.spread:>8.0%}  {ratio:<16}-"
+            f"{floor.spread:>8.0%}{1:>7.2f}x  {ratio:<16}-"
         )
     lines.extend(f"  WRONG {r.name}: {r.problem}" for r in results if r.problem)
     return lines
@@ -415,6 +450,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=list(CORPUS_KEYS),
         help=f"comma-separated corpora to run (default {','.join(CORPUS_KEYS)})",
     )
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="cpu",
+        help="cpu: the process's CPU time (default); wall: elapsed time",
+    )
     check = "exit 1 if a target is missed or eventstream is WRONG"
     return parse(parser, argv, check=check, repeat=(5, 5))
 
@@ -425,14 +466,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("eventstream parser benchmark")
     print(f"command:  {command_line(args)}")
     print("\n".join(environment(contestants, missing)))
-    print(f"method:   median of {args.repeat} interleaved runs each; MB = 10^6 bytes of the corpus")
+    clock = "CPU time of this process" if args.clock == "cpu" else "elapsed time"
+    print(f"method:   {clock}, median of {args.repeat} interleaved runs each")
+    print("          MB = 10^6 bytes of the corpus; floor = time over the decode floor's")
     print("check:    each event's (type, data, last event ID) against the expected list")
     summary: list[str] = []
     missed: list[str] = []
     wrong: list[str] = []
     for key in args.corpus:
         corpus = build_corpus(key, quick=args.quick)
-        results, floor = measure(contestants, corpus, args.repeat)
+        results, floor = measure(contestants, corpus, args.repeat, CLOCKS[args.clock])
         print("\n" + "\n".join(table(corpus, results, floor)), flush=True)
         line, met = assess(key, results, floor)
         summary.append(line)

@@ -7,8 +7,9 @@ every read, however the body is split.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import pytest
 from _helpers import cpu_deadline, feed_all, feed_capped, reference_parse, run_body
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -357,6 +358,7 @@ def test_data_line_blocks_take_the_one_split_path() -> None:
     blocks of one data line that are not ASCII, and declines a region where a block
     has two lines."""
     body = "".join(f'data: {{"n": {i}, "text": "é → 東京 🚀"}}\n\n' for i in range(200))
+    _Spy.taken = 0  # the test may run twice in one process (mutmut's runs do)
     assert (
         _Spy(last_event_id="s").feed(body.encode())
         == reference_parse(body.encode(), last_event_id="s")[0]
@@ -366,3 +368,99 @@ def test_data_line_blocks_take_the_one_split_path() -> None:
     assert Parser()._interpret_data_bytes(two_lines) is None
     assert _Spy().feed(two_lines) == reference_parse(two_lines)[0]
     assert _Spy.taken == 1
+
+
+# --- Blocks of one "data: " line with long values: the value-by-value path.
+
+# Blocks of one long data line before the body: a region over the sample size with
+# few line ends in its sample (values of a few hundred bytes) takes that path.
+_LONG_HEAD = ("data: " + "é → 東京 🚀 " * 30 + "\n\n").encode() * 8
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), data_line_streams(), SEEDS)
+def test_long_data_line_blocks_agree_with_reference(
+    data: st.DataObject, body: bytes, seed: str
+) -> None:
+    expected = reference_parse(_LONG_HEAD + body, last_event_id=seed)
+    assert run_body([_LONG_HEAD + body], last_event_id=seed) == expected
+    assert run_body(data.draw(split(_LONG_HEAD + body)), last_event_id=seed) == expected
+    # Called directly as the parser calls it: line ends made LF, on "data: " only.
+    region = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if region.startswith(b"data: "):
+        events = Parser(last_event_id=seed)._interpret_data_values(region)
+        assert events is None or events == reference_parse(region, last_event_id=seed)[0]
+
+
+@given(st.lists(st.one_of(st.binary(max_size=8), BAD_BYTES), max_size=8))
+def test_decoding_lines_alone_equals_decoding_the_stream(pieces: list[bytes]) -> None:
+    """What the byte-level paths rest on (WHATWG: the stream is decoded as a whole):
+    a line end is ASCII, and a UTF-8 decoder never takes an ASCII byte into an
+    invalid sequence, so decoding each line alone with U+FFFD gives the same text."""
+    body = b"\n".join(pieces)
+    alone = [line.decode("utf-8", "replace") for line in body.split(b"\n")]
+    assert "\n".join(alone) == body.decode("utf-8", "replace")
+
+
+class _LongSpy(Parser):
+    __slots__ = ()
+    taken = 0
+
+    def _interpret_data_values(self, region: bytes) -> list[Event] | None:
+        events = super()._interpret_data_values(region)
+        _LongSpy.taken += events is not None
+        return events
+
+
+_LONG_VALUE = "data: " + "ça → 東京 🚀 " * 40  # one block's data line, 600 bytes
+
+
+@pytest.mark.parametrize("at", [0, 5, 11])  # the first block, one inside, the last
+@pytest.mark.parametrize(
+    ("change", "taken"),
+    [
+        (lambda line: line, True),
+        (lambda line: line + "a\udcffb", True),  # a byte that is not UTF-8: U+FFFD
+        (lambda line: line.replace("data: ", "data:  ", 1), True),  # value " ça ..."
+        (lambda line: "data: ", True),  # an empty value
+        (lambda line: line.replace("data: ", "data:", 1), False),
+        (lambda line: ": ping\n" + line, False),
+        (lambda line: line + "\n: ping", False),
+        (lambda line: "id: 7\n" + line, False),
+        (lambda line: line + "\nevent: tick", False),
+        (lambda line: line + "\ndata: more", False),
+        (lambda line: line + "\n", False),  # a blank line more
+        (lambda line: line + "\r", True),  # CRLF then LF: the same block
+        (lambda line: line + "\r\r", False),  # CR, CR, LF: a blank line more
+        (lambda line: "data: x\r" + line, False),
+    ],
+)
+def test_long_data_line_blocks_read_value_by_value(
+    at: int, change: Callable[[str], str], taken: bool
+) -> None:
+    """Twelve blocks of one long data line, one of them changed: the value-by-value
+    path reads the region when every block is still one ``data: `` line, declines
+    it otherwise, and the events are the spec's however the bytes are cut."""
+    lines = [_LONG_VALUE] * 12
+    lines[at] = change(lines[at])
+    body = "".join(line + "\n\n" for line in lines).encode("utf-8", "surrogateescape")
+    expected = reference_parse(body, last_event_id="s")
+    _LongSpy.taken = 0
+    assert run_body([body], last_event_id="s") == expected
+    spy = _LongSpy(last_event_id="s")
+    assert (spy.feed(body), spy.last_event_id, spy.retry) == expected
+    assert _LongSpy.taken == taken
+    for size in (1, 7, 4099, 5000, 8191):  # cuts inside multi-byte characters too
+        reads = [body[i : i + size] for i in range(0, len(body), size)]
+        assert run_body(reads, last_event_id="s") == expected
+
+
+@pytest.mark.parametrize("value", [_LONG_VALUE, "data: é → 🚀"])  # each one-data-line path
+def test_one_data_line_blocks_carry_the_id_and_retry_in_effect(value: str) -> None:
+    """The events of a region read from its bytes carry the last event ID and the
+    reconnection time set by earlier blocks, as every event does."""
+    head = b"id: 5\nretry: 7000\n\n"
+    body = "".join(f"{value}{i}\n\n" for i in range(300)).encode()
+    expected = reference_parse(head + body)
+    assert expected[0][-1][2:] == ("5", 7000)  # (id, retry)
+    assert run_body([head, body]) == expected
