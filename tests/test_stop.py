@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import select
 import socket
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -218,3 +220,42 @@ def test_set_racing_with_wakers_coming_and_going(kind: type[WakePair | WakeFd]) 
         thread.join(10)
     assert not errors
     assert not any(thread.is_alive() for thread in threads)
+
+
+@needs_eventfd
+def test_set_after_a_waker_closed_writes_nothing_to_a_descriptor_that_took_its_number() -> None:
+    # A stream's stop signal outlives each connection's waker.  Once a waker is closed,
+    # its descriptor number goes to the next file or socket the process opens: set()
+    # must not write the wake counter into it (here: a socket, which would receive it).
+    stop = StopSignal()
+    wake = WakeFd(stop)
+    number = wake.fileno()
+    reader, writer = socket.socketpair()
+    wake.close()
+    reused = os.dup2(writer.fileno(), number)  # the number, now someone else's socket
+    try:
+        assert reused == number
+        reader.setblocking(False)
+        stop.set()
+        with pytest.raises(BlockingIOError):
+            reader.recv(64)  # nothing was written to it
+    finally:
+        os.close(reused)
+        reader.close()
+        writer.close()
+
+
+@pytest.mark.parametrize("kind", WAKERS)
+def test_a_signal_keeps_no_waker_once_closed(kind: type[WakePair | WakeFd]) -> None:
+    # A stream's stop signal lives through every reconnect, and each connection closes
+    # its waker: a signal that kept them would grow with each reconnect (and set()
+    # would go through all of them).
+    stop = StopSignal()
+    closed = []
+    for _ in range(3):
+        with kind(stop) as wake:
+            closed.append(weakref.ref(wake))
+    del wake
+    gc.collect()
+    assert [ref() for ref in closed] == [None, None, None]
+    stop.set()

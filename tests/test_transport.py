@@ -269,6 +269,17 @@ def test_204_is_a_body_at_its_end(server: SSEServer, session: requests.Session) 
         assert list(body.chunks()) == []
 
 
+def test_204_without_a_content_type_is_a_body_at_its_end(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # A 204 has no body, and servers often send no Content-Type with it: "no more
+    # events", not a wrong Content-Type (which would be fatal for another reason).
+    server.enqueue(Script.raw_response(b"HTTP/1.1 204 No Content\r\n\r\n"))
+    with open_stream(session, spec(server.url), StopSignal()) as body:
+        assert body.status_code == 204
+        assert list(body.chunks()) == []
+
+
 # -- the request ---------------------------------------------------------------------------
 
 
