@@ -583,6 +583,31 @@ def test_tls_bytes_held_by_openssl_are_delivered_without_waiting(
     assert pending > 0  # the scenario really happened
 
 
+def test_stop_while_openssl_holds_decrypted_bytes_reads_no_more(
+    tls_server: SSEServer, ca: tuple[trustme.CA, Path], located: list[Any]
+) -> None:
+    # OpenSSL decrypts a record whole: a read smaller than the record leaves the rest
+    # decrypted in OpenSSL (pending()), which is read without a wait, so no wait sees
+    # the stop there.  The stop must still end the reading at once.
+    first, second = threading.Event(), threading.Event()
+    big = b"data: " + b"x" * 14000 + b"\n\n"  # one write: one TLS record (< 16 KiB)
+    tls_server.enqueue(Script().event("a").wait(first).event("b").wait(second).send(big).hold())
+    stop = StopSignal()
+    with make_session() as session:
+        session.verify = str(ca[1])
+        with open_stream(session, spec(tls_server.url, read_timeout=60), stop) as body:
+            chunks = body.chunks()
+            assert next(chunks) == b"data: a\n\n"
+            first.set()
+            assert next(chunks) == b"data: b\n\n"  # a small read: the next ones are small
+            second.set()
+            part = next(chunks)
+            assert 0 < len(part) < len(big)  # the rest of the record is held by OpenSSL
+            stop.set()
+            assert list(chunks) == []
+    assert located
+
+
 def test_session_verify_wins_over_requests_ca_bundle(
     tls_server: SSEServer,
     ca: tuple[trustme.CA, Path],
