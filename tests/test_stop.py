@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import select
 import socket
@@ -143,9 +144,9 @@ def test_wake_pair_is_woken_by_set_and_closes_both_ends() -> None:
     stop = StopSignal()
     wake = WakePair(stop)
     reader, writer = wake._reader, wake._writer
-    assert not wake.is_woken()
-    assert not reader.getblocking()
+    assert not reader.getblocking()  # first: else the is_woken() below would hang
     assert not writer.getblocking()
+    assert not wake.is_woken()
     assert not os.get_inheritable(reader.fileno())  # close-on-exec
     assert not os.get_inheritable(writer.fileno())
     stop.set()
@@ -259,3 +260,38 @@ def test_a_signal_keeps_no_waker_once_closed(kind: type[WakePair | WakeFd]) -> N
     gc.collect()
     assert [ref() for ref in closed] == [None, None, None]
     stop.set()
+
+
+def test_set_says_in_the_debug_log_why_a_wake_pair_could_not_be_poked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A pair whose reader end is gone cannot be woken; set() still returns quietly,
+    # and the debug log says which error it met (for whoever debugs a late stop).
+    stop = StopSignal()
+    orphan = WakePair(stop)
+    orphan._reader.close()
+    try:
+        with caplog.at_level(logging.DEBUG, logger="eventstream._stop"):
+            stop.set()
+        (record,) = caplog.records
+        assert record.getMessage().startswith("stop signal could not write to a wake-up socket: ")
+        assert "Error(" in record.getMessage()  # the error's repr, not None
+    finally:
+        orphan.close()
+
+
+@needs_eventfd
+def test_set_says_in_the_debug_log_why_an_eventfd_could_not_be_poked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # An eventfd whose counter is at its maximum cannot be written (it is readable
+    # already): set() returns quietly, and the debug log names the error.
+    stop = StopSignal()
+    with WakeFd(stop) as wake:
+        os.eventfd_write(wake.fileno(), 0xFFFFFFFFFFFFFFFE)  # the counter's maximum
+        with caplog.at_level(logging.DEBUG, logger="eventstream._stop"):
+            stop.set()
+        (record,) = caplog.records
+        assert record.getMessage().startswith("stop signal could not write to an eventfd: ")
+        assert "BlockingIOError(" in record.getMessage()
+        assert readable(wake.fileno())
