@@ -155,13 +155,6 @@ class WakePair(_Waker):
         except OSError as exc:  # the reader end is gone: no one left to wake
             _log.debug("stop signal could not write to a wake-up socket: %r", exc)
 
-    def is_woken(self) -> bool:
-        """True once a wake byte is waiting on the read end (a non-blocking peek)."""
-        try:
-            return bool(self._reader.recv(1, socket.MSG_PEEK))
-        except BlockingIOError:
-            return False
-
     def _close_fds(self) -> None:
         self._writer.close()
         self._reader.close()
@@ -196,12 +189,6 @@ class WakeFd(_Waker):
             os.eventfd_write(self._fd, 1)
         except OSError as exc:  # only a counter at its maximum: readable already
             _log.debug("stop signal could not write to an eventfd: %r", exc)
-
-    def is_woken(self) -> bool:
-        """True once the signal poked this eventfd (a poll with no wait; nothing read)."""
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN)
-        return bool(poller.poll(0))
 
     def _close_fds(self) -> None:
         _fork.forget_descriptor(self._fd)
