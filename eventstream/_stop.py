@@ -87,7 +87,7 @@ class _Waker:
     """What both wakers share: attach at birth, detach before closing, ``with``."""
 
     _stop: StopSignal
-    _closed: bool
+    _closed = False  # set once by close()
 
     def fileno(self) -> int:
         raise NotImplementedError
@@ -140,7 +140,6 @@ class WakePair(_Waker):
             self._reader.close()
             self._writer.close()
             raise
-        self._closed = False
 
     def fileno(self) -> int:
         """The read end's file descriptor, to register with ``poll()``."""
@@ -170,7 +169,6 @@ class WakeFd(_Waker):
     def __init__(self, stop: StopSignal) -> None:
         self._stop = stop
         self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._closed = False
         _fork.record_descriptor(self)  # a forked child closes it (sockets: an audit hook)
         try:
             stop.attach(self)
