@@ -90,19 +90,18 @@ class Channel:
 
     def end(self, error: BaseException | None = None) -> None:
         """The producer is done; ``error`` (if any) is raised to the consumer after the
-        events already queued."""
+        events already queued.  Once per producer (:meth:`reopen` accepts the next)."""
         with self._lock:
             self._ended = True
-            if error is not None and self._error is None:
-                self._error = error
+            self._error = error
             self._wake_all()
 
     def reopen(self) -> None:
-        """Accept a new producer after an end (a stream started again)."""
+        """Accept a new producer after an end (a stream started again).  An error the
+        consumer did not take is replaced by what the new producer's end brings."""
         with self._lock:
             self._ended = False
             self._cancelled = False
-            self._error = None
 
     def cancel(self) -> tuple[bool, Event | None]:
         """Drop queued events and end consumption now (the stream was stopped).
