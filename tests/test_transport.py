@@ -13,6 +13,7 @@ import gzip
 import queue
 import socket
 import ssl
+import sys
 import threading
 import time
 import zlib
@@ -177,6 +178,20 @@ class StreamThread:
     def join(self, timeout: float = TIMEOUT) -> None:
         self.thread.join(timeout)
         assert not self.thread.is_alive(), "the stream thread did not finish"
+
+
+def wait_until_reading(thread: threading.Thread, timeout: float = TIMEOUT) -> bool:
+    """Wait (bounded) until ``thread`` is in the fast path's reader (``_sockread``)."""
+    deadline = time.monotonic() + timeout
+    tick = threading.Event()  # never set: wait() paces the polling
+    while time.monotonic() < deadline and thread.is_alive():
+        frame = sys._current_frames().get(thread.ident or -1)
+        while frame is not None:
+            if frame.f_code.co_filename.endswith("_sockread.py"):
+                return True
+            frame = frame.f_back
+        tick.wait(0.001)
+    return False
 
 
 def split_script(
@@ -452,6 +467,29 @@ def test_stop_during_a_silent_stream_leaves_at_once(
         stream.join()
         assert stream.error is None
         assert stream.returned_at - set_at < STOP_BOUND
+    assert located
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_stop_before_the_first_body_byte_leaves_at_once(
+    request: pytest.FixtureRequest,
+    ca: tuple[trustme.CA, Path],
+    located: list[Any],
+    scheme: str,
+) -> None:
+    # Headers, then silence: nothing came with the headers, so the first read finds
+    # http.client's buffer empty; it must not block on the socket there.
+    server: SSEServer = request.getfixturevalue("server" if scheme == "http" else "tls_server")
+    server.enqueue(Script().hold())
+    setup = None if scheme == "http" else (lambda s: setattr(s, "verify", str(ca[1])))
+    with StreamThread(spec(server.url, read_timeout=60), setup) as stream:
+        assert wait_until_reading(stream.thread)
+        set_at = time.monotonic()
+        stream.stop.set()
+        stream.join()
+        assert stream.error is None
+        assert stream.returned_at - set_at < STOP_BOUND
+        assert stream.rest() == b""
     assert located
 
 
