@@ -180,14 +180,17 @@ class StreamThread:
         assert not self.thread.is_alive(), "the stream thread did not finish"
 
 
-def wait_until_reading(thread: threading.Thread, timeout: float = TIMEOUT) -> bool:
-    """Wait (bounded) until ``thread`` is in the fast path's reader (``_sockread``)."""
+def wait_until_reading(
+    thread: threading.Thread, module: str = "_sockread", timeout: float = TIMEOUT
+) -> bool:
+    """Wait (bounded) until ``thread`` runs code of ``module``: the fast path's reader
+    (``_sockread``), or its wait for the socket (``_wait``)."""
     deadline = time.monotonic() + timeout
     tick = threading.Event()  # never set: wait() paces the polling
     while time.monotonic() < deadline and thread.is_alive():
         frame = sys._current_frames().get(thread.ident or -1)
         while frame is not None:
-            if frame.f_code.co_filename.endswith("_sockread.py"):
+            if frame.f_code.co_filename.endswith(f"{module}.py"):
                 return True
             frame = frame.f_back
         tick.wait(0.001)
@@ -643,6 +646,22 @@ def test_stop_while_openssl_holds_decrypted_bytes_reads_no_more(
             assert 0 < len(part) < len(big)  # the rest of the record is held by OpenSSL
             stop.set()
             assert list(chunks) == []
+    assert located
+
+
+def test_tls_event_after_a_silence_that_followed_the_headers_arrives_intact(
+    tls_server: SSEServer, ca: tuple[trustme.CA, Path], located: list[Any]
+) -> None:
+    # Nothing came with the headers: the first look at http.client's buffer finds
+    # OpenSSL with nothing to decrypt (SSLWantReadError), which must read as no bytes.
+    gate = threading.Event()
+    tls_server.enqueue(Script().wait(gate).event("a").hold())
+    setup = lambda s: setattr(s, "verify", str(ca[1]))  # noqa: E731
+    with StreamThread(spec(tls_server.url, read_timeout=60), setup) as stream:
+        assert wait_until_reading(stream.thread, "_wait")  # past the first look
+        gate.set()
+        assert stream.read(9) == b"data: a\n\n"
+    assert stream.error is None
     assert located
 
 
