@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import os
 import queue
 import socket
 import ssl
@@ -522,6 +523,38 @@ def test_stop_set_before_reading_returns_without_reading(
         started = time.monotonic()
         assert list(body.chunks()) == []
         assert time.monotonic() - started < STOP_BOUND
+
+
+def test_a_connection_on_descriptor_0_is_read_on_the_fast_path(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A daemon that closed its standard input gets descriptor 0 for its next socket:
+    # a socket like any other, whose stop must be just as prompt (only a closed
+    # socket's -1 means "no socket").
+    numbers: list[int] = []
+    real = _transport.locate_socket
+
+    def spy(raw: object) -> Any:
+        result = real(raw)
+        numbers.append(-1 if result is None else result[1].fileno())
+        return result
+
+    monkeypatch.setattr(_transport, "locate_socket", spy)
+    server.enqueue(Script().event("a").hold())
+    saved = os.dup(0)
+    os.close(0)  # the next descriptor the process opens is 0: the connection's socket
+    try:
+        with StreamThread(spec(server.url, read_timeout=60)) as stream:
+            assert stream.read(9) == b"data: a\n\n"
+            set_at = time.monotonic()
+            stream.stop.set()
+            stream.join()
+            assert stream.returned_at - set_at < STOP_BOUND
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+    assert numbers == [0]
+    assert stream.error is None
 
 
 def test_stop_on_the_fallback_path_waits_at_most_the_read_timeout(
