@@ -96,7 +96,7 @@ def test_attaching_twice_is_refused() -> None:
     waker = SocketWaker()
     try:
         stop.attach(waker)
-        with pytest.raises(ValueError, match="already attached"):
+        with pytest.raises(ValueError, match=r"^this waker is already attached$"):
             stop.attach(waker)
         stop.detach(waker)
     finally:
@@ -294,3 +294,32 @@ def test_set_says_in_the_debug_log_why_an_eventfd_could_not_be_poked(
         assert record.getMessage().startswith("stop signal could not write to an eventfd: ")
         assert "BlockingIOError(" in record.getMessage()
         assert readable(wake.fileno())
+
+
+@needs_eventfd
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_fork_leaves_alone_a_descriptor_that_took_a_closed_wakers_number() -> None:
+    # A forked child closes the eventfds of the streams it inherited.  A waker closed
+    # before the fork is none of them: its number may since belong to the
+    # application (here, its own eventfd, which has the same kind of inode), and the
+    # child must keep that one open.
+    stop = StopSignal()
+    wake = WakeFd(stop)
+    number = wake.fileno()
+    wake.close()
+    mine = os.eventfd(0)
+    if mine != number:
+        os.dup2(mine, number)
+        os.close(mine)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: report whether the application's eventfd is open
+            try:
+                os.fstat(number)
+                os._exit(0)
+            except OSError:
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the child closed the descriptor"
+    finally:
+        os.close(number)
