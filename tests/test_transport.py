@@ -788,6 +788,23 @@ def test_stalled_error_body_is_read_within_the_read_timeout(
     assert time.monotonic() - started < 0.3 + STOP_BOUND
 
 
+def test_stop_while_reading_an_error_body_leaves_at_once_with_what_came(
+    server: SSEServer,
+) -> None:
+    # The status is known; its body is what the user reads to see why.  A stop while
+    # it trickles in ends the read at once, and the error keeps what arrived.
+    head = b"HTTP/1.1 500 Oops\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n"
+    server.enqueue(Script.raw_response(head + b"partial").hold())  # one write: one read
+    with StreamThread(spec(server.url, read_timeout=60)) as stream:
+        assert wait_until_reading(stream.thread, "_wait")  # waiting for the rest
+        set_at = time.monotonic()
+        stream.stop.set()
+        stream.join()
+        assert time.monotonic() - set_at < STOP_BOUND
+    assert isinstance(stream.error, HTTPStatusError), repr(stream.error)
+    assert (stream.error.status_code, stream.error.body) == (500, "partial")
+
+
 def test_user_info_stays_out_of_errors(server: SSEServer, session: requests.Session) -> None:
     server.enqueue(Script(404))
     url = server.url.replace("://", "://user:pa55word@") + "/x"
