@@ -9,6 +9,7 @@ any request.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -162,3 +163,76 @@ def test_reading_a_closed_body_is_a_runtime_error(
     with pytest.raises(RuntimeError) as caught:
         body.chunks()
     assert str(caught.value) == "the body is closed"
+
+
+def test_a_204_on_a_connection_kept_open_ends_the_body_at_once(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # A 204 has no body by definition: its end is not the connection's end, nor a
+    # silence that lasts the read timeout.
+    server.enqueue(Script.raw_response(b"HTTP/1.1 204 No Content\r\n\r\n").hold())
+    started = time.monotonic()
+    assert read_all(session, server.url, read_timeout=TIMEOUT) == b""
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_300_that_is_no_redirect_is_a_status_error_even_with_an_event_stream(
+    server: SSEServer, session: requests.Session
+) -> None:
+    server.enqueue(Script(300).event("a"))  # an event-stream Content-Type, no Location
+    error = raised(session, server.url)
+    assert isinstance(error, HTTPStatusError)
+    assert error.status_code == 300
+
+
+@pytest.mark.parametrize(
+    ("status_line", "words"),
+    [(b"HTTP/1.1 503 Busy Now", "HTTP 503 Busy Now from "), (b"HTTP/1.1 599 ", "HTTP 599 from ")],
+    ids=["reason", "no-reason"],
+)
+def test_a_status_error_says_the_status_and_its_reason(
+    server: SSEServer, session: requests.Session, status_line: bytes, words: str
+) -> None:
+    head = status_line + b"\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n"
+    server.enqueue(Script.raw_response(head))
+    error = raised(session, server.url)
+    assert isinstance(error, HTTPStatusError)
+    assert str(error) == words + server.url_for("/")
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/event-stream;charset=utf-8",
+        "text/event-stream; charset=utf-8; x=y",
+        "text/event-stream",
+    ],
+)
+def test_media_type_parameters_in_any_spacing_are_accepted(
+    server: SSEServer, session: requests.Session, content_type: str
+) -> None:
+    server.enqueue(Script(headers={"Content-Type": content_type}).event("a"))
+    assert read_all(session, server.url) == b"data: a\n\n"
+
+
+def test_no_content_type_says_none(server: SSEServer, session: requests.Session) -> None:
+    server.enqueue(Script(headers={"Content-Type": None}).send(b"data: a\n\n"))
+    error = raised(session, server.url)
+    assert isinstance(error, ContentTypeError)
+    expected = f"expected Content-Type text/event-stream from {server.url_for('/')}, got 'none'"
+    assert str(error) == expected
+
+
+def test_a_hostile_content_type_or_encoding_is_cut_to_60_characters(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # A message quotes what the server sent, but never more than 60 characters of it.
+    long = "x" * 200
+    server.enqueue(
+        Script(headers={"Content-Type": f"text/{long}"}).send(b"<html>"),
+        Script(headers={"Content-Encoding": long}).send(b"data: a\n\n"),
+    )
+    for cut in (f"got '{('text/' + long)[:60]}'", f"Content-Encoding '{long[:60]}' from"):
+        error = raised(session, server.url)
+        assert isinstance(error, ContentTypeError)
+        assert cut in str(error)
