@@ -181,17 +181,21 @@ class StreamThread:
         assert not self.thread.is_alive(), "the stream thread did not finish"
 
 
-def wait_until_reading(
-    thread: threading.Thread, module: str = "_sockread", timeout: float = TIMEOUT
-) -> bool:
-    """Wait (bounded) until ``thread`` runs code of ``module``: the fast path's reader
-    (``_sockread``), or its wait for the socket (``_wait``)."""
-    deadline = time.monotonic() + timeout
+def wait_until_reading(thread: threading.Thread, wait: bool = False) -> bool:
+    """Wait (bounded) until ``thread`` reads the body on the fast path: in ``reads()``
+    of ``_sockread``, or (``wait``) further, in the wait for the socket (``_wait``).
+    Names, not code objects, so that the look sees through mutmut's trampolines."""
+    module, names = ("_wait", ("wait", "_select")) if wait else ("_sockread", ("reads",))
+    deadline = time.monotonic() + TIMEOUT
     tick = threading.Event()  # never set: wait() paces the polling
     while time.monotonic() < deadline and thread.is_alive():
         frame = sys._current_frames().get(thread.ident or -1)
         while frame is not None:
-            if frame.f_code.co_filename.endswith(f"{module}.py"):
+            code = frame.f_code
+            if code.co_filename.endswith(f"{module}.py") and any(
+                code.co_name == name or code.co_name.endswith(f"ǁ{name}__mutmut_orig")
+                for name in names
+            ):
                 return True
             frame = frame.f_back
         tick.wait(0.001)
@@ -691,7 +695,7 @@ def test_tls_event_after_a_silence_that_followed_the_headers_arrives_intact(
     tls_server.enqueue(Script().wait(gate).event("a").hold())
     setup = lambda s: setattr(s, "verify", str(ca[1]))  # noqa: E731
     with StreamThread(spec(tls_server.url, read_timeout=60), setup) as stream:
-        assert wait_until_reading(stream.thread, "_wait")  # past the first look
+        assert wait_until_reading(stream.thread, wait=True)  # past the first look
         gate.set()
         assert stream.read(9) == b"data: a\n\n"
     assert stream.error is None
@@ -796,7 +800,7 @@ def test_stop_while_reading_an_error_body_leaves_at_once_with_what_came(
     head = b"HTTP/1.1 500 Oops\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n"
     server.enqueue(Script.raw_response(head + b"partial").hold())  # one write: one read
     with StreamThread(spec(server.url, read_timeout=60)) as stream:
-        assert wait_until_reading(stream.thread, "_wait")  # waiting for the rest
+        assert wait_until_reading(stream.thread, wait=True)  # waiting for the rest
         set_at = time.monotonic()
         stream.stop.set()
         stream.join()
