@@ -809,6 +809,22 @@ def test_stop_while_reading_an_error_body_leaves_at_once_with_what_came(
     assert (stream.error.status_code, stream.error.body) == (500, "partial")
 
 
+def test_an_error_body_in_several_writes_is_read_whole_within_the_read_timeout(
+    server: SSEServer,
+) -> None:
+    # The error body's reads go on past what came with the headers: each read must
+    # find http.client's buffer empty and read the socket, without failing.
+    gate = threading.Event()
+    head = b"HTTP/1.1 500 Oops\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n"
+    server.enqueue(Script.raw_response(head + b"part1").wait(gate).wire(b"-part2").hold())
+    with StreamThread(spec(server.url, read_timeout=0.3)) as stream:
+        assert wait_until_reading(stream.thread, wait=True)  # "part1" read: waiting
+        gate.set()
+        stream.join()
+    assert isinstance(stream.error, HTTPStatusError), repr(stream.error)
+    assert stream.error.body == "part1-part2"  # the rest never came: the timeout ends it
+
+
 def test_user_info_stays_out_of_errors(server: SSEServer, session: requests.Session) -> None:
     server.enqueue(Script(404))
     url = server.url.replace("://", "://user:pa55word@") + "/x"
