@@ -323,3 +323,17 @@ def test_a_fork_leaves_alone_a_descriptor_that_took_a_closed_wakers_number() -> 
         assert os.waitstatus_to_exitcode(status) == 0, "the child closed the descriptor"
     finally:
         os.close(number)
+
+
+@pytest.mark.parametrize("kind", WAKERS)
+def test_a_waker_whose_attach_fails_raises_that_error_and_leaks_nothing(
+    kind: type[WakePair | WakeFd],
+) -> None:
+    # An error while attaching (an interrupt, say) reaches the caller as it was, and
+    # the descriptors made for the waker are closed (the autouse fixture checks).
+    class Refusing(StopSignal):
+        def attach(self, waker: object) -> None:
+            raise RuntimeError("refused")
+
+    with pytest.raises(RuntimeError, match=r"^refused$"):
+        kind(Refusing())
