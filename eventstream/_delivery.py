@@ -35,6 +35,11 @@ class Channel:
     ``cancel`` on any thread.
     """
 
+    # Until an end, a cancel or a reopen sets them for this channel.
+    _ended = False
+    _cancelled = False  # a stop cancelled consumption
+    _error: BaseException | None = None  # what the producer ended with (read after _ended)
+
     def __init__(self, capacity: int) -> None:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # producers wait here for room
@@ -45,15 +50,12 @@ class Channel:
         self._consumers_waiting = 0
         self._events: deque[Event] = deque()
         self._capacity = capacity
-        self._ended = False
-        self._cancelled = False  # a stop cancelled consumption
         # The batch the consumer is going through, and the iterator it reads it with
         # (events are not copied out one at a time: see take).  The iterator's
         # position says which events the consumer has received.
         self._batch: list[Event] = []
         self._reader: Iterator[Event] = iter(self._batch)
         self._before: Event | None = None  # the last event of the batches before
-        self._error: BaseException | None = None
 
     def put(self, batch: list[Event], stop: StopSignal) -> bool:
         """Append a batch once there is room; False (nothing added) if ``stop`` is set
@@ -90,19 +92,18 @@ class Channel:
 
     def end(self, error: BaseException | None = None) -> None:
         """The producer is done; ``error`` (if any) is raised to the consumer after the
-        events already queued."""
+        events already queued.  Once per producer (:meth:`reopen` accepts the next)."""
         with self._lock:
             self._ended = True
-            if error is not None and self._error is None:
-                self._error = error
+            self._error = error
             self._wake_all()
 
     def reopen(self) -> None:
-        """Accept a new producer after an end (a stream started again)."""
+        """Accept a new producer after an end (a stream started again).  An error the
+        consumer did not take is replaced by what the new producer's end brings."""
         with self._lock:
             self._ended = False
             self._cancelled = False
-            self._error = None
 
     def cancel(self) -> tuple[bool, Event | None]:
         """Drop queued events and end consumption now (the stream was stopped).

@@ -124,7 +124,7 @@ def read_buffered(buffered: io.BufferedReader) -> bytes:
     """What ``buffered`` (http.client's reader over a non-blocking socket) holds, or
     ``b""`` when it would have to wait."""
     try:
-        return buffered.read1(READ_SIZE)
+        return buffered.read1()  # what it holds, else one read of its buffer size
     except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
         return b""
 

@@ -87,7 +87,7 @@ class _Waker:
     """What both wakers share: attach at birth, detach before closing, ``with``."""
 
     _stop: StopSignal
-    _closed: bool
+    _closed = False  # set once by close()
 
     def fileno(self) -> int:
         raise NotImplementedError
@@ -140,7 +140,6 @@ class WakePair(_Waker):
             self._reader.close()
             self._writer.close()
             raise
-        self._closed = False
 
     def fileno(self) -> int:
         """The read end's file descriptor, to register with ``poll()``."""
@@ -154,13 +153,6 @@ class WakePair(_Waker):
             pass  # the buffer is full of unread bytes: the reader is awake already
         except OSError as exc:  # the reader end is gone: no one left to wake
             _log.debug("stop signal could not write to a wake-up socket: %r", exc)
-
-    def is_woken(self) -> bool:
-        """True once a wake byte is waiting on the read end (a non-blocking peek)."""
-        try:
-            return bool(self._reader.recv(1, socket.MSG_PEEK))
-        except BlockingIOError:
-            return False
 
     def _close_fds(self) -> None:
         self._writer.close()
@@ -177,7 +169,6 @@ class WakeFd(_Waker):
     def __init__(self, stop: StopSignal) -> None:
         self._stop = stop
         self._fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._closed = False
         _fork.record_descriptor(self)  # a forked child closes it (sockets: an audit hook)
         try:
             stop.attach(self)
@@ -196,12 +187,6 @@ class WakeFd(_Waker):
             os.eventfd_write(self._fd, 1)
         except OSError as exc:  # only a counter at its maximum: readable already
             _log.debug("stop signal could not write to an eventfd: %r", exc)
-
-    def is_woken(self) -> bool:
-        """True once the signal poked this eventfd (a poll with no wait; nothing read)."""
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN)
-        return bool(poller.poll(0))
 
     def _close_fds(self) -> None:
         _fork.forget_descriptor(self._fd)

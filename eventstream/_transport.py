@@ -541,7 +541,7 @@ def _accept(response: requests.Response, spec: RequestSpec, stop: StopSignal) ->
             body=body,
         )
     content_type = headers.get("Content-Type", "")
-    media_type = content_type.split(";", 1)[0].strip().lower()
+    media_type = content_type.partition(";")[0].strip().lower()
     if media_type != EVENT_STREAM:
         raise ContentTypeError(
             f"expected Content-Type {EVENT_STREAM} from {url}, got {media_type[:60] or 'none'!r}",

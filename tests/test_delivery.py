@@ -177,3 +177,24 @@ def test_a_full_channel_makes_the_producer_wait_for_room_or_stop() -> None:
     assert results.get(timeout=5) is False
     producer.join(5)
     assert not producer.is_alive()
+
+
+def test_cancel_counts_events_still_queued_behind_a_whole_batch_as_dropped() -> None:
+    # The consumer received all of a and b; c was handed over but never taken.  A
+    # stop must say that c was dropped, so that the stream resumes after b and c comes
+    # again; otherwise the resume point stays after c, which is lost.
+    channel = Channel(8)
+    assert channel.put(events("a", "b"), StopSignal())
+    assert [e.data for e in channel.take() or []] == ["a", "b"]
+    assert channel.put(events("c"), StopSignal())
+    assert channel.cancel() == (True, events("b")[0])
+
+
+def test_cancel_right_after_a_take_names_the_end_of_a_longer_batch_before() -> None:
+    # As above with a batch of three: the resume point is its last event, not another.
+    channel = Channel(8)
+    assert channel.put(events("a", "b", "c"), StopSignal())
+    assert [e.data for e in channel.take() or []] == ["a", "b", "c"]
+    assert channel.put(events("d"), StopSignal())
+    assert channel.take() is not None
+    assert channel.cancel() == (True, events("c")[0])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 import select
 import socket
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -93,7 +96,7 @@ def test_attaching_twice_is_refused() -> None:
     waker = SocketWaker()
     try:
         stop.attach(waker)
-        with pytest.raises(ValueError, match="already attached"):
+        with pytest.raises(ValueError, match=r"^this waker is already attached$"):
             stop.attach(waker)
         stop.detach(waker)
     finally:
@@ -141,14 +144,14 @@ def test_wake_pair_is_woken_by_set_and_closes_both_ends() -> None:
     stop = StopSignal()
     wake = WakePair(stop)
     reader, writer = wake._reader, wake._writer
-    assert not wake.is_woken()
     assert not reader.getblocking()
     assert not writer.getblocking()
+    assert not readable(wake.fileno())
     assert not os.get_inheritable(reader.fileno())  # close-on-exec
     assert not os.get_inheritable(writer.fileno())
     stop.set()
-    assert wake.is_woken()
-    assert wake.is_woken()  # the byte is peeked, never drained
+    assert readable(wake.fileno())
+    assert readable(wake.fileno())  # the byte is never drained
     wake.close()
     wake.close()  # idempotent
     assert reader.fileno() == -1
@@ -162,7 +165,6 @@ def test_waker_created_after_set_is_woken_at_once(kind: type[WakePair | WakeFd])
     stop.set()
     with kind(stop) as wake:
         assert readable(wake.fileno())
-        assert wake.is_woken()
 
 
 @needs_eventfd
@@ -172,10 +174,10 @@ def test_eventfd_waker_is_one_descriptor_woken_for_good_and_closed() -> None:
     fd = wake.fileno()
     assert not os.get_inheritable(fd)  # close-on-exec
     assert not os.get_blocking(fd)
-    assert not wake.is_woken()
+    assert not readable(fd)
     stop.set()
-    assert wake.is_woken()
-    assert wake.is_woken()  # never drained
+    assert readable(fd)
+    assert readable(fd)  # never drained
     wake.close()
     wake.close()  # idempotent
     assert wake.fileno() == -1
@@ -218,3 +220,120 @@ def test_set_racing_with_wakers_coming_and_going(kind: type[WakePair | WakeFd]) 
         thread.join(10)
     assert not errors
     assert not any(thread.is_alive() for thread in threads)
+
+
+@needs_eventfd
+def test_set_after_a_waker_closed_writes_nothing_to_a_descriptor_that_took_its_number() -> None:
+    # A stream's stop signal outlives each connection's waker.  Once a waker is closed,
+    # its descriptor number goes to the next file or socket the process opens: set()
+    # must not write the wake counter into it (here: a socket, which would receive it).
+    stop = StopSignal()
+    wake = WakeFd(stop)
+    number = wake.fileno()
+    reader, writer = socket.socketpair()
+    wake.close()
+    reused = os.dup2(writer.fileno(), number)  # the number, now someone else's socket
+    try:
+        assert reused == number
+        reader.setblocking(False)
+        stop.set()
+        with pytest.raises(BlockingIOError):
+            reader.recv(64)  # nothing was written to it
+    finally:
+        os.close(reused)
+        reader.close()
+        writer.close()
+
+
+@pytest.mark.parametrize("kind", WAKERS)
+def test_a_signal_keeps_no_waker_once_closed(kind: type[WakePair | WakeFd]) -> None:
+    # A stream's stop signal lives through every reconnect, and each connection closes
+    # its waker: a signal that kept them would grow with each reconnect (and set()
+    # would go through all of them).
+    stop = StopSignal()
+    closed = []
+    for _ in range(3):
+        with kind(stop) as wake:
+            closed.append(weakref.ref(wake))
+    del wake
+    gc.collect()
+    assert [ref() for ref in closed] == [None, None, None]
+    stop.set()
+
+
+def test_set_says_in_the_debug_log_why_a_wake_pair_could_not_be_poked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A pair whose reader end is gone cannot be woken; set() still returns quietly,
+    # and the debug log says which error it met (for whoever debugs a late stop).
+    stop = StopSignal()
+    orphan = WakePair(stop)
+    orphan._reader.close()
+    try:
+        with caplog.at_level(logging.DEBUG, logger="eventstream._stop"):
+            stop.set()
+        (record,) = caplog.records
+        assert record.getMessage().startswith("stop signal could not write to a wake-up socket: ")
+        assert "Error(" in record.getMessage()  # the error's repr, not None
+    finally:
+        orphan.close()
+
+
+@needs_eventfd
+def test_set_says_in_the_debug_log_why_an_eventfd_could_not_be_poked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # An eventfd whose counter is at its maximum cannot be written (it is readable
+    # already): set() returns quietly, and the debug log names the error.
+    stop = StopSignal()
+    with WakeFd(stop) as wake:
+        os.eventfd_write(wake.fileno(), 0xFFFFFFFFFFFFFFFE)  # the counter's maximum
+        with caplog.at_level(logging.DEBUG, logger="eventstream._stop"):
+            stop.set()
+        (record,) = caplog.records
+        assert record.getMessage().startswith("stop signal could not write to an eventfd: ")
+        assert "BlockingIOError(" in record.getMessage()
+        assert readable(wake.fileno())
+
+
+@needs_eventfd
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_fork_leaves_alone_a_descriptor_that_took_a_closed_wakers_number() -> None:
+    # A forked child closes the eventfds of the streams it inherited.  A waker closed
+    # before the fork is none of them: its number may since belong to the
+    # application (here, its own eventfd, which has the same kind of inode), and the
+    # child must keep that one open.
+    stop = StopSignal()
+    wake = WakeFd(stop)
+    number = wake.fileno()
+    wake.close()
+    mine = os.eventfd(0)
+    if mine != number:
+        os.dup2(mine, number)
+        os.close(mine)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: report whether the application's eventfd is open
+            try:
+                os.fstat(number)
+                os._exit(0)
+            except OSError:
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the child closed the descriptor"
+    finally:
+        os.close(number)
+
+
+@pytest.mark.parametrize("kind", WAKERS)
+def test_a_waker_whose_attach_fails_raises_that_error_and_leaks_nothing(
+    kind: type[WakePair | WakeFd],
+) -> None:
+    # An error while attaching (an interrupt, say) reaches the caller as it was, and
+    # the descriptors made for the waker are closed (the autouse fixture checks).
+    class Refusing(StopSignal):
+        def attach(self, waker: object) -> None:
+            raise RuntimeError("refused")
+
+    with pytest.raises(RuntimeError, match=r"^refused$"):
+        kind(Refusing())

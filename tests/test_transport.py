@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import errno
 import gzip
+import os
 import queue
 import socket
 import ssl
+import sys
 import threading
 import time
 import zlib
@@ -179,6 +181,27 @@ class StreamThread:
         assert not self.thread.is_alive(), "the stream thread did not finish"
 
 
+def wait_until_reading(thread: threading.Thread, wait: bool = False) -> bool:
+    """Wait (bounded) until ``thread`` reads the body on the fast path: in ``reads()``
+    of ``_sockread``, or (``wait``) further, in the wait for the socket (``_wait``).
+    Names, not code objects, so that the look sees through mutmut's trampolines."""
+    module, names = ("_wait", ("wait", "_select")) if wait else ("_sockread", ("reads",))
+    deadline = time.monotonic() + TIMEOUT
+    tick = threading.Event()  # never set: wait() paces the polling
+    while time.monotonic() < deadline and thread.is_alive():
+        frame = sys._current_frames().get(thread.ident or -1)
+        while frame is not None:
+            code = frame.f_code
+            if code.co_filename.endswith(f"{module}.py") and any(
+                code.co_name == name or code.co_name.endswith(f"ǁ{name}__mutmut_orig")
+                for name in names
+            ):
+                return True
+            frame = frame.f_back
+        tick.wait(0.001)
+    return False
+
+
 def split_script(
     framing: Framing, encoding: str | None, first: bytes, second: bytes, gate: threading.Event
 ) -> Script:
@@ -264,6 +287,17 @@ def test_content_type_parameters_and_case_are_accepted(
 
 def test_204_is_a_body_at_its_end(server: SSEServer, session: requests.Session) -> None:
     server.enqueue(Script(204))
+    with open_stream(session, spec(server.url), StopSignal()) as body:
+        assert body.status_code == 204
+        assert list(body.chunks()) == []
+
+
+def test_204_without_a_content_type_is_a_body_at_its_end(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # A 204 has no body, and servers often send no Content-Type with it: "no more
+    # events", not a wrong Content-Type (which would be fatal for another reason).
+    server.enqueue(Script.raw_response(b"HTTP/1.1 204 No Content\r\n\r\n"))
     with open_stream(session, spec(server.url), StopSignal()) as body:
         assert body.status_code == 204
         assert list(body.chunks()) == []
@@ -444,6 +478,29 @@ def test_stop_during_a_silent_stream_leaves_at_once(
     assert located
 
 
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_stop_before_the_first_body_byte_leaves_at_once(
+    request: pytest.FixtureRequest,
+    ca: tuple[trustme.CA, Path],
+    located: list[Any],
+    scheme: str,
+) -> None:
+    # Headers, then silence: nothing came with the headers, so the first read finds
+    # http.client's buffer empty; it must not block on the socket there.
+    server: SSEServer = request.getfixturevalue("server" if scheme == "http" else "tls_server")
+    server.enqueue(Script().hold())
+    setup = None if scheme == "http" else (lambda s: setattr(s, "verify", str(ca[1])))
+    with StreamThread(spec(server.url, read_timeout=60), setup) as stream:
+        assert wait_until_reading(stream.thread)
+        set_at = time.monotonic()
+        stream.stop.set()
+        stream.join()
+        assert stream.error is None
+        assert stream.returned_at - set_at < STOP_BOUND
+        assert stream.rest() == b""
+    assert located
+
+
 @pytest.mark.parametrize("framing", [Framing.CHUNKED, Framing.CLOSE])
 def test_stop_while_bytes_keep_arriving_reads_no_more(
     server: SSEServer, session: requests.Session, located: list[Any], framing: Framing
@@ -470,6 +527,38 @@ def test_stop_set_before_reading_returns_without_reading(
         started = time.monotonic()
         assert list(body.chunks()) == []
         assert time.monotonic() - started < STOP_BOUND
+
+
+def test_a_connection_on_descriptor_0_is_read_on_the_fast_path(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A daemon that closed its standard input gets descriptor 0 for its next socket:
+    # a socket like any other, whose stop must be just as prompt (only a closed
+    # socket's -1 means "no socket").
+    numbers: list[int] = []
+    real = _transport.locate_socket
+
+    def spy(raw: object) -> Any:
+        result = real(raw)
+        numbers.append(-1 if result is None else result[1].fileno())
+        return result
+
+    monkeypatch.setattr(_transport, "locate_socket", spy)
+    server.enqueue(Script().event("a").hold())
+    saved = os.dup(0)
+    os.close(0)  # the next descriptor the process opens is 0: the connection's socket
+    try:
+        with StreamThread(spec(server.url, read_timeout=60)) as stream:
+            assert stream.read(9) == b"data: a\n\n"
+            set_at = time.monotonic()
+            stream.stop.set()
+            stream.join()
+            assert stream.returned_at - set_at < STOP_BOUND
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+    assert numbers == [0]
+    assert stream.error is None
 
 
 def test_stop_on_the_fallback_path_waits_at_most_the_read_timeout(
@@ -572,6 +661,47 @@ def test_tls_bytes_held_by_openssl_are_delivered_without_waiting(
     assert pending > 0  # the scenario really happened
 
 
+def test_stop_while_openssl_holds_decrypted_bytes_reads_no_more(
+    tls_server: SSEServer, ca: tuple[trustme.CA, Path], located: list[Any]
+) -> None:
+    # OpenSSL decrypts a record whole: a read smaller than the record leaves the rest
+    # decrypted in OpenSSL (pending()), which is read without a wait, so no wait sees
+    # the stop there.  The stop must still end the reading at once.
+    first, second = threading.Event(), threading.Event()
+    big = b"data: " + b"x" * 14000 + b"\n\n"  # one write: one TLS record (< 16 KiB)
+    tls_server.enqueue(Script().event("a").wait(first).event("b").wait(second).send(big).hold())
+    stop = StopSignal()
+    with make_session() as session:
+        session.verify = str(ca[1])
+        with open_stream(session, spec(tls_server.url, read_timeout=60), stop) as body:
+            chunks = body.chunks()
+            assert next(chunks) == b"data: a\n\n"
+            first.set()
+            assert next(chunks) == b"data: b\n\n"  # a small read: the next ones are small
+            second.set()
+            part = next(chunks)
+            assert 0 < len(part) < len(big)  # the rest of the record is held by OpenSSL
+            stop.set()
+            assert list(chunks) == []
+    assert located
+
+
+def test_tls_event_after_a_silence_that_followed_the_headers_arrives_intact(
+    tls_server: SSEServer, ca: tuple[trustme.CA, Path], located: list[Any]
+) -> None:
+    # Nothing came with the headers: the first look at http.client's buffer finds
+    # OpenSSL with nothing to decrypt (SSLWantReadError), which must read as no bytes.
+    gate = threading.Event()
+    tls_server.enqueue(Script().wait(gate).event("a").hold())
+    setup = lambda s: setattr(s, "verify", str(ca[1]))  # noqa: E731
+    with StreamThread(spec(tls_server.url, read_timeout=60), setup) as stream:
+        assert wait_until_reading(stream.thread, wait=True)  # past the first look
+        gate.set()
+        assert stream.read(9) == b"data: a\n\n"
+    assert stream.error is None
+    assert located
+
+
 def test_session_verify_wins_over_requests_ca_bundle(
     tls_server: SSEServer,
     ca: tuple[trustme.CA, Path],
@@ -660,6 +790,39 @@ def test_stalled_error_body_is_read_within_the_read_timeout(
     assert isinstance(error, HTTPStatusError)
     assert error.body == "partial"
     assert time.monotonic() - started < 0.3 + STOP_BOUND
+
+
+def test_stop_while_reading_an_error_body_leaves_at_once_with_what_came(
+    server: SSEServer,
+) -> None:
+    # The status is known; its body is what the user reads to see why.  A stop while
+    # it trickles in ends the read at once, and the error keeps what arrived.
+    head = b"HTTP/1.1 500 Oops\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n"
+    server.enqueue(Script.raw_response(head + b"partial").hold())  # one write: one read
+    with StreamThread(spec(server.url, read_timeout=60)) as stream:
+        assert wait_until_reading(stream.thread, wait=True)  # waiting for the rest
+        set_at = time.monotonic()
+        stream.stop.set()
+        stream.join()
+        assert time.monotonic() - set_at < STOP_BOUND
+    assert isinstance(stream.error, HTTPStatusError), repr(stream.error)
+    assert (stream.error.status_code, stream.error.body) == (500, "partial")
+
+
+def test_an_error_body_in_several_writes_is_read_whole_within_the_read_timeout(
+    server: SSEServer,
+) -> None:
+    # The error body's reads go on past what came with the headers: each read must
+    # find http.client's buffer empty and read the socket, without failing.
+    gate = threading.Event()
+    head = b"HTTP/1.1 500 Oops\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n"
+    server.enqueue(Script.raw_response(head + b"part1").wait(gate).wire(b"-part2").hold())
+    with StreamThread(spec(server.url, read_timeout=0.3)) as stream:
+        assert wait_until_reading(stream.thread, wait=True)  # "part1" read: waiting
+        gate.set()
+        stream.join()
+    assert isinstance(stream.error, HTTPStatusError), repr(stream.error)
+    assert stream.error.body == "part1-part2"  # the rest never came: the timeout ends it
 
 
 def test_user_info_stays_out_of_errors(server: SSEServer, session: requests.Session) -> None:
