@@ -173,6 +173,20 @@ def test_endless_chunk_size_line_is_an_error() -> None:
         decoder.feed(b"x")
 
 
+def test_chunk_size_line_at_the_limit_is_accepted() -> None:
+    # MAX_CHUNK_LINE bytes before the LF (extensions and CR included): a legal line,
+    # whether it arrives whole or byte by byte; one byte more is refused.
+    line = b"3;" + b"x" * (MAX_CHUNK_LINE - 3) + b"\r"
+    for reads in whole_and_bytewise(line + b"\nabc\r\n0\r\n\r\n"):
+        decoder = BodyDecoder(Framing.CHUNKED, identity())
+        assert feed(decoder, reads) == b"abc"
+        assert decoder.done
+    for reads in whole_and_bytewise(b"3;x" + line[2:] + b"\nabc\r\n"):
+        decoder = BodyDecoder(Framing.CHUNKED, identity())
+        with pytest.raises(BodyError, match="too long"):
+            feed(decoder, reads)
+
+
 def test_long_chunk_size_line_arriving_whole_is_an_error() -> None:
     decoder = BodyDecoder(Framing.CHUNKED, identity())
     with pytest.raises(BodyError, match="too long"):
