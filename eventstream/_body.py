@@ -83,13 +83,10 @@ class ContentDecoder:
     def feed(self, data: bytes) -> bytes:
         if self._coding == "identity" or not data:
             return data
-        self._fed = True
-        try:
-            if self._probe is not None:
-                return self._feed_probe(data)
-            return self._decompress(data)
-        except zlib.error as exc:
-            raise BodyError(f"invalid {self._coding} data: {exc}") from exc
+        self._fed = True  # zlib errors become BodyError in these two
+        if self._probe is not None:
+            return self._feed_probe(data)
+        return self._decompress(data)
 
     def finish(self) -> bytes:
         """Flush the decoder; raise if the compressed stream is incomplete."""
@@ -112,12 +109,13 @@ class ContentDecoder:
             out = self._zlib.decompress(data)
         except zlib.error:
             # Not zlib-wrapped: many servers send raw deflate under this name.
-            self._probe = None
-            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+            self._probe = self._zlib = None  # _decompress makes a raw decoder
             return self._decompress(probe)
         self._probe = None if len(probe) >= 2 else probe  # the header is 2 bytes
         if self._zlib.unused_data:
-            raise BodyError("data after the end of the deflate stream")
+            error = BodyError("data after the end of the deflate stream")
+            error.decoded = out
+            raise error
         return out
 
     def _decompress(self, data: bytes) -> bytes:
@@ -341,7 +339,7 @@ def _size_or_zero(line: bytes) -> int:
 
 def _chunk_size(line: bytes) -> int:
     """The size a chunk-size line gives (RFC 9112 7.1: hex digits, then extensions)."""
-    size = line.split(b";", 1)[0].strip(b" \t")  # chunk extensions are ignored
+    size = line.partition(b";")[0].strip(b" \t")  # chunk extensions are ignored
     # int(x, 16) alone would also accept "0x1a", "1_a", "+1a" and inner spaces.
     if not _CHUNK_SIZE.fullmatch(size):
         raise BodyError(f"invalid chunk size line {line[:40]!r}")

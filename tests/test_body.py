@@ -157,6 +157,9 @@ def test_chunked_ignores_bytes_after_the_last_chunk() -> None:
         b"\r\n",
         b"3\r\nabcdef\r\n",  # data longer than the size
         b"1" * 17 + b"\r\n",  # more than 64 bits of size
+        b"3\r\r\nabc\r\n",  # a CR before the CRLF: only spaces and tabs may pad a size
+        b"3\x0b\r\nabc\r\n",  # nor other whitespace
+        b"3X\r\nabc\r\n",
     ],
 )
 def test_bad_chunk_framing_is_an_error(wire: bytes) -> None:
@@ -305,12 +308,35 @@ def test_truncated_compressed_body_is_an_error(coding: str, encoded: bytes) -> N
         ("gzip", gzip.compress(b"ok") + b"garbage after the member"),
         ("deflate", zlib.compress(b"ok") + b"trailing"),
         ("deflate", deflate_raw(b"ok") + b"trailing"),
+        ("gzip", zlib.compress(b"ok")),  # zlib-wrapped deflate is not gzip
     ],
 )
 def test_invalid_compressed_data_is_an_error(coding: str, encoded: bytes) -> None:
     decoder = BodyDecoder(Framing.CLOSE, ContentDecoder(coding))
     with pytest.raises(BodyError):
         decoder.feed(encoded)
+
+
+@pytest.mark.parametrize(
+    ("coding", "encoded", "message"),
+    [
+        ("deflate", zlib.compress(b"ok") + b"trailing", "data after the end of the deflate stream"),
+        ("deflate", deflate_raw(b"ok") + b"trailing", "data after the end of the deflate stream"),
+        ("gzip", gzip.compress(b"ok") + b"garbage after the member", "invalid gzip data"),
+    ],
+    ids=["deflate-zlib", "deflate-raw", "gzip"],
+)
+@pytest.mark.parametrize("framing", [Framing.CHUNKED, Framing.CLOSE])
+def test_bytes_decoded_before_a_coding_error_are_kept(
+    coding: str, encoded: bytes, message: str, framing: Framing
+) -> None:
+    # The error says what is wrong, and carries the body decoded before the fault in
+    # the same read, so that the events it completes are not lost.
+    wire = chunked(encoded, tail=b"") if framing is Framing.CHUNKED else encoded
+    decoder = BodyDecoder(framing, ContentDecoder(coding))
+    with pytest.raises(BodyError, match=f"^{message}") as info:
+        decoder.feed(wire)
+    assert info.value.decoded == b"ok"
 
 
 def test_unknown_coding_is_refused() -> None:
