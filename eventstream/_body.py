@@ -90,7 +90,7 @@ class ContentDecoder:
 
     def finish(self) -> bytes:
         """Flush the decoder; raise if the compressed stream is incomplete."""
-        if self._coding == "identity" or not self._fed:
+        if not self._fed:  # identity (its feed passes bytes through), or an empty body
             return b""
         if self._probe is not None:  # not even a whole zlib header arrived
             raise BodyError(f"{self._coding} body ended before its end marker")

@@ -278,6 +278,17 @@ def test_compressed_body_is_decoded_whole_and_byte_by_byte(
         assert decoder.done
 
 
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+@pytest.mark.parametrize("framing", [Framing.CHUNKED, Framing.CLOSE])
+def test_empty_body_with_a_content_coding_ends_cleanly(coding: str, framing: Framing) -> None:
+    # A server that closes a stream at once may still label it gzip: no bytes, no error.
+    decoder = BodyDecoder(framing, ContentDecoder(coding))
+    if framing is Framing.CHUNKED:
+        assert decoder.feed(b"0\r\n\r\n") == b""
+    assert decoder.end_of_input() == b""
+    assert decoder.done
+
+
 def test_sync_flushed_gzip_comes_out_before_the_stream_ends() -> None:
     compressor = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
     decoder = ContentDecoder("gzip")
