@@ -1,0 +1,22 @@
+"""Parser guarantees pinned by mutation testing (#13): each test names the wrong edit of
+``eventstream._parser`` that it catches, and checks only what a reader can observe
+(events, the last event ID, the reconnection time, the errors raised)."""
+
+from __future__ import annotations
+
+import pytest
+from _helpers import chunkings, ev, reference_parse, run_body
+
+BODY = b"\xef\xbb\xbfdata: a\r\ndata: b\r\rid: 1\rretry: 7\r\ndata: c\r\n\r\n: x\ndata: d\n\n"
+
+
+@pytest.mark.parametrize("label", ["whole", "byte by byte", "split at 14"])
+def test_empty_reads_change_nothing(label: str) -> None:
+    # A decoder's read can decode to no bytes (a gzip header, a chunk-size line): feeding
+    # b"" between any two reads, also between a CR and its LF, changes nothing.
+    # Catches: _prepare consuming the CR flag on an empty read (an IndexError).
+    reads = dict(chunkings(BODY))[label]
+    with_empty = [piece for read in reads for piece in (b"", read)] + [b""]
+    events, last_id, retry = run_body(with_empty)
+    assert (events, last_id, retry) == reference_parse(BODY)
+    assert events == [ev("a\nb"), ev("c", id="1", retry=7), ev("d", id="1", retry=7)]
