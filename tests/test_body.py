@@ -333,9 +333,9 @@ def test_invalid_compressed_data_is_an_error(coding: str, encoded: bytes) -> Non
     [
         ("deflate", zlib.compress(b"ok") + b"trailing", "data after the end of the deflate stream"),
         ("deflate", deflate_raw(b"ok") + b"trailing", "data after the end of the deflate stream"),
-        ("gzip", gzip.compress(b"ok") + b"garbage after the member", "invalid gzip data"),
+        ("gzip", gzip.compress(b"o") + gzip.compress(b"k") + b"garbage", "invalid gzip data"),
     ],
-    ids=["deflate-zlib", "deflate-raw", "gzip"],
+    ids=["deflate-zlib", "deflate-raw", "gzip-two-members"],
 )
 @pytest.mark.parametrize("framing", [Framing.CHUNKED, Framing.CLOSE])
 def test_bytes_decoded_before_a_coding_error_are_kept(
