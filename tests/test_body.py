@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from eventstream import _body
 from eventstream._body import (
     MAX_CHUNK_LINE,
+    MAX_TRAILER,
     BodyDecoder,
     BodyError,
     ContentDecoder,
@@ -130,6 +131,35 @@ def test_one_whole_chunk_per_read_decodes_as_the_general_loop(case: tuple[bytes,
         expected = [slow.feed(read) for read in reads]
     assert got == expected
     assert b"".join(got) == payload or not fast.done
+
+
+def test_reads_that_look_like_a_whole_chunk_are_decoded_in_context() -> None:
+    # The shortcut for a read that is exactly one chunk applies only at a chunk
+    # boundary: inside a chunk's data, or after the first digit of a size line, such
+    # a read is payload or the rest of the size line.
+    fake = b"3\r\nabc\r\n"
+    cases = [
+        ([b"8\r\n", fake, b"\r\n0\r\n\r\n"], fake),  # a payload that is a chunk
+        ([b"1", fake, b"x" * 14 + b"\r\n0\r\n\r\n"], b"abc\r\n" + b"x" * 14),  # size 0x13
+    ]
+    for reads, payload in cases:
+        decoder = BodyDecoder(Framing.CHUNKED, identity())
+        assert feed(decoder, reads) == payload
+        assert decoder.done
+
+
+def test_trailer_section_at_its_limit_is_accepted() -> None:
+    # The trailer section counts its lines with their CRLF, the final empty one too.
+    field = b"X-Pad: " + b"x" * (MAX_TRAILER - 4 - 7)
+    for extra, ok in ((b"", True), (b"x", False)):
+        decoder = BodyDecoder(Framing.CHUNKED, identity())
+        wire = b"0\r\n" + field + extra + b"\r\n\r\n"
+        if ok:
+            assert decoder.feed(wire) == b""
+            assert decoder.done
+        else:
+            with pytest.raises(BodyError, match="trailer"):
+                decoder.feed(wire)
 
 
 def test_chunk_payload_comes_out_before_the_chunk_is_complete() -> None:
