@@ -199,6 +199,15 @@ def test_bad_chunk_framing_is_an_error(wire: bytes) -> None:
             feed(decoder, reads)
 
 
+def test_bad_framing_keeps_the_payload_before_it() -> None:
+    # A run of whole chunks, a chunk with an extension, then a bad size line, in one
+    # read: the error carries both payloads, so their events are not lost.
+    decoder = BodyDecoder(Framing.CHUNKED, identity())
+    with pytest.raises(BodyError, match="invalid chunk size") as info:
+        decoder.feed(b"3\r\nabc\r\n3;x\r\ndef\r\nzz\r\n")
+    assert info.value.decoded == b"abcdef"
+
+
 def test_endless_chunk_size_line_is_an_error() -> None:
     decoder = BodyDecoder(Framing.CHUNKED, identity())
     decoder.feed(b"3;" + b"x" * (MAX_CHUNK_LINE - 2))  # at the limit: still waiting
