@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 from _helpers import chunkings, ev, reference_parse, run_body
 
+from eventstream import Parser, ProtocolError
+
 BODY = b"\xef\xbb\xbfdata: a\r\ndata: b\r\rid: 1\rretry: 7\r\ndata: c\r\n\r\n: x\ndata: d\n\n"
 
 
@@ -20,3 +22,12 @@ def test_empty_reads_change_nothing(label: str) -> None:
     events, last_id, retry = run_body(with_empty)
     assert (events, last_id, retry) == reference_parse(BODY)
     assert events == [ev("a\nb"), ev("c", id="1", retry=7), ev("d", id="1", retry=7)]
+
+
+def test_events_after_the_end_of_a_skipped_event_in_one_read_are_all_kept() -> None:
+    # The read that ends an oversized event also brings two more: both are delivered.
+    # Catches: _discard resuming after the last blank line of the read (rfind).
+    parser = Parser(max_event_size=16)
+    with pytest.raises(ProtocolError):
+        parser.feed(b"data: " + b"x" * 20)
+    assert parser.feed(b"xx\n\ndata: a\n\ndata: b\n\n") == [ev("a"), ev("b")]
