@@ -140,6 +140,7 @@ def test_reads_that_look_like_a_whole_chunk_are_decoded_in_context() -> None:
     fake = b"3\r\nabc\r\n"
     cases = [
         ([b"8\r\n", fake, b"\r\n0\r\n\r\n"], fake),  # a payload that is a chunk
+        ([b"8\r\n", fake + b"\r\n3\r\nxyz\r\n0\r\n\r\n"], fake + b"xyz"),  # then chunks
         ([b"1", fake, b"x" * 14 + b"\r\n0\r\n\r\n"], b"abc\r\n" + b"x" * 14),  # size 0x13
     ]
     for reads, payload in cases:
