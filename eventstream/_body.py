@@ -190,7 +190,7 @@ class _Chunked:
             if state is _SIZE:
                 if columns:
                     columns = False
-                    pos += _whole_chunks(buf[pos:] if pos else buf, out)
+                    pos += _whole_chunks(buf[pos:], out)  # buf[0:] is buf, not a copy
                     if pos == size:
                         break
                 end = find(b"\n", pos, pos + MAX_CHUNK_LINE + 1)
