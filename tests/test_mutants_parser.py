@@ -28,6 +28,8 @@ def test_events_after_the_end_of_a_skipped_event_in_one_read_are_all_kept() -> N
     # The read that ends an oversized event also brings two more: both are delivered.
     # Catches: _discard resuming after the last blank line of the read (rfind).
     parser = Parser(max_event_size=16)
-    with pytest.raises(ProtocolError):
+    message = "an event stream line or event exceeds max_event_size (16 bytes); it was skipped"
+    with pytest.raises(ProtocolError) as info:
         parser.feed(b"data: " + b"x" * 20)
+    assert str(info.value) == message  # says what was lost
     assert parser.feed(b"xx\n\ndata: a\n\ndata: b\n\n") == [ev("a"), ev("b")]
