@@ -220,8 +220,9 @@ class _Chunked:
             elif state is _DONE:
                 break
             else:  # the CRLF after a chunk, or a trailer line
-                limit = MAX_TRAILER if state is _TRAILER else MAX_CHUNK_LINE
-                end = find(b"\n", pos, pos + limit + 1)
+                # Unbounded: a line past its cap fails in _on_line (not empty after a
+                # chunk, or over the trailer's total), as it does below when held.
+                end = find(b"\n", pos)
                 if end < 0:
                     break
                 line = buf[pos : end - 1] if end > pos and buf[end - 1] == 13 else buf[pos:end]
