@@ -192,6 +192,7 @@ def test_chunked_ignores_bytes_after_the_last_chunk() -> None:
         b"3\x0b\r\nabc\r\n",  # nor other whitespace
         b"3X\r\nabc\r\n",
         b"\n3\r\nabc\r\n",  # an empty size line: refused at once, not held
+        b"3\r\nabcd\n0\r\n\r\n",  # one byte too many, then a bare LF
     ],
 )
 def test_bad_chunk_framing_is_an_error(wire: bytes) -> None:
