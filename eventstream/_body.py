@@ -225,7 +225,8 @@ class _Chunked:
                 end = find(b"\n", pos)
                 if end < 0:
                     break
-                line = buf[pos : end - 1] if end > pos and buf[end - 1] == 13 else buf[pos:end]
+                # end == pos: both slices are b"", whatever byte precedes
+                line = buf[pos : end - 1] if buf[end - 1] == 13 else buf[pos:end]
                 pos = end + 1  # CRLF, or a lenient bare LF
                 state = self._on_line(state, line)
         if pos < size and state is not _DONE:
