@@ -33,3 +33,16 @@ def test_events_after_the_end_of_a_skipped_event_in_one_read_are_all_kept() -> N
         parser.feed(b"data: " + b"x" * 20)
     assert str(info.value) == message  # says what was lost
     assert parser.feed(b"xx\n\ndata: a\n\ndata: b\n\n") == [ev("a"), ev("b")]
+
+
+def test_only_a_retry_line_of_an_unfinished_event_sets_the_reconnection_time() -> None:
+    # Complete lines of an unfinished event: "retry:" counts at once (also across
+    # reset()), other fields with digits never do.
+    # Catches: _held_retry taking any "name:digits" line for a retry.
+    parser = Parser()
+    assert parser.feed(b"data:5\nid: 6\nretry:x7\nevent:8\n") == []
+    assert parser.retry is None
+    parser.reset()
+    assert parser.retry is None
+    assert parser.feed(b"data:5\nretry: 9\nid:6\n") == []
+    assert parser.retry == 9
