@@ -158,8 +158,11 @@ def test_trailer_section_at_its_limit_is_accepted() -> None:
         if ok:
             assert decoder.feed(wire) == b""
             assert decoder.done
+            split = BodyDecoder(Framing.CHUNKED, identity())  # the field's line held
+            assert feed(split, [wire[:-4], wire[-4:]]) == b""
+            assert split.done
         else:
-            with pytest.raises(BodyError, match="trailer"):
+            with pytest.raises(BodyError, match=r"^chunked trailer too long$"):
                 decoder.feed(wire)
 
 
@@ -200,6 +203,36 @@ def test_bad_chunk_framing_is_an_error(wire: bytes) -> None:
         decoder = BodyDecoder(Framing.CHUNKED, identity())
         with pytest.raises(BodyError):
             feed(decoder, reads)
+
+
+def test_bytes_after_the_last_chunk_in_the_same_read_are_ignored_however_many() -> None:
+    decoder = BodyDecoder(Framing.CHUNKED, identity())
+    assert decoder.feed(chunked(b"abc") + b"x" * (MAX_CHUNK_LINE + 1)) == b"abc"
+    assert decoder.done
+
+
+def test_a_big_read_may_end_inside_a_size_line() -> None:
+    # Only the unfinished line counts against MAX_CHUNK_LINE, not the read around it.
+    decoder = BodyDecoder(Framing.CHUNKED, identity())
+    reads = [chunked(b"x" * MAX_CHUNK_LINE, tail=b"1"), b"\r\nz\r\n0\r\n\r\n"]
+    assert feed(decoder, reads) == b"x" * MAX_CHUNK_LINE + b"z"
+    assert decoder.done
+
+
+def test_payloads_that_look_like_size_lines() -> None:
+    # A payload "1" is the hex of its own length: the run of whole chunks still pairs
+    # each size line with its own payload.
+    wire = chunked(b"a", b"1", b"b", b"c", b"1", b"d")
+    for reads in [*whole_and_bytewise(wire), [wire[:24], wire[24:]]]:
+        decoder = BodyDecoder(Framing.CHUNKED, identity())
+        assert feed(decoder, reads) == b"a1bc1d"
+        assert decoder.done
+
+
+def test_framing_errors_say_what_is_wrong() -> None:
+    decoder = BodyDecoder(Framing.CHUNKED, identity())
+    with pytest.raises(BodyError, match=r"^chunk data longer than its chunk size$"):
+        decoder.feed(b"3\r\nabcdef\r\n")
 
 
 def test_bad_framing_keeps_the_payload_before_it() -> None:
