@@ -46,3 +46,14 @@ def test_only_a_retry_line_of_an_unfinished_event_sets_the_reconnection_time() -
     assert parser.retry is None
     assert parser.feed(b"data:5\nretry: 9\nid:6\n") == []
     assert parser.retry == 9
+
+
+def test_a_comment_inside_an_unfinished_event_is_decoded_with_replacement() -> None:
+    # The comment is reported when its line ends, before the event does; bytes that
+    # are not UTF-8 become U+FFFD there too, never an exception.
+    # Catches: _held_comments decoding strictly.
+    comments: list[str] = []
+    parser = Parser(on_comment=comments.append)
+    assert parser.feed(b"data: a\n: bad \xff\n") == []
+    assert comments == [" bad \ufffd"]
+    assert parser.feed(b"\n") == [ev("a")]
