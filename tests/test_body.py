@@ -190,6 +190,7 @@ def test_chunked_ignores_bytes_after_the_last_chunk() -> None:
         b"-1\r\n",
         b"\r\n",
         b"3\r\nabcdef\r\n",  # data longer than the size
+        b"3\r\nabcd\r\n",  # by one byte, in a read shaped like one whole chunk
         b"1" * 17 + b"\r\n",  # more than 64 bits of size
         b"3\r\r\nabc\r\n",  # a CR before the CRLF: only spaces and tabs may pad a size
         b"3\x0b\r\nabc\r\n",  # nor other whitespace
