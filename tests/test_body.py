@@ -365,6 +365,17 @@ def test_empty_body_with_a_content_coding_ends_cleanly(coding: str, framing: Fra
     assert decoder.done
 
 
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+def test_compressed_body_in_one_whole_chunk_per_read(coding: str) -> None:
+    # A live compressed stream: each read is exactly one chunk of compressed bytes.
+    encoded = gzip.compress(PAYLOAD) if coding == "gzip" else zlib.compress(PAYLOAD)
+    pieces = [encoded[i : i + 40] for i in range(0, len(encoded), 40)]
+    reads = [chunked(piece, tail=b"") for piece in pieces] + [b"0\r\n\r\n"]
+    decoder = BodyDecoder(Framing.CHUNKED, ContentDecoder(coding))
+    assert feed(decoder, reads) == PAYLOAD
+    assert decoder.done
+
+
 def test_sync_flushed_gzip_comes_out_before_the_stream_ends() -> None:
     compressor = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
     decoder = ContentDecoder("gzip")
