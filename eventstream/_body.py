@@ -83,17 +83,14 @@ class ContentDecoder:
     def feed(self, data: bytes) -> bytes:
         if self._coding == "identity" or not data:
             return data
-        self._fed = True
-        try:
-            if self._probe is not None:
-                return self._feed_probe(data)
-            return self._decompress(data)
-        except zlib.error as exc:
-            raise BodyError(f"invalid {self._coding} data: {exc}") from exc
+        self._fed = True  # zlib errors become BodyError in these two
+        if self._probe is not None:
+            return self._feed_probe(data)
+        return self._decompress(data)
 
     def finish(self) -> bytes:
         """Flush the decoder; raise if the compressed stream is incomplete."""
-        if self._coding == "identity" or not self._fed:
+        if not self._fed:  # identity (its feed passes bytes through), or an empty body
             return b""
         if self._probe is not None:  # not even a whole zlib header arrived
             raise BodyError(f"{self._coding} body ended before its end marker")
@@ -112,12 +109,13 @@ class ContentDecoder:
             out = self._zlib.decompress(data)
         except zlib.error:
             # Not zlib-wrapped: many servers send raw deflate under this name.
-            self._probe = None
-            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+            self._probe = self._zlib = None  # _decompress makes a raw decoder
             return self._decompress(probe)
         self._probe = None if len(probe) >= 2 else probe  # the header is 2 bytes
         if self._zlib.unused_data:
-            raise BodyError("data after the end of the deflate stream")
+            error = BodyError("data after the end of the deflate stream")
+            error.decoded = out
+            raise error
         return out
 
     def _decompress(self, data: bytes) -> bytes:
@@ -192,7 +190,7 @@ class _Chunked:
             if state is _SIZE:
                 if columns:
                     columns = False
-                    pos += _whole_chunks(buf[pos:] if pos else buf, out)
+                    pos += _whole_chunks(buf[pos:], out)  # buf[0:] is buf, not a copy
                     if pos == size:
                         break
                 end = find(b"\n", pos, pos + MAX_CHUNK_LINE + 1)
@@ -222,11 +220,13 @@ class _Chunked:
             elif state is _DONE:
                 break
             else:  # the CRLF after a chunk, or a trailer line
-                limit = MAX_TRAILER if state is _TRAILER else MAX_CHUNK_LINE
-                end = find(b"\n", pos, pos + limit + 1)
+                # Unbounded: a line past its cap fails in _on_line (not empty after a
+                # chunk, or over the trailer's total), as it does below when held.
+                end = find(b"\n", pos)
                 if end < 0:
                     break
-                line = buf[pos : end - 1] if end > pos and buf[end - 1] == 13 else buf[pos:end]
+                # end == pos: both slices are b"", whatever byte precedes
+                line = buf[pos : end - 1] if buf[end - 1] == 13 else buf[pos:end]
                 pos = end + 1  # CRLF, or a lenient bare LF
                 state = self._on_line(state, line)
         if pos < size and state is not _DONE:
@@ -341,7 +341,7 @@ def _size_or_zero(line: bytes) -> int:
 
 def _chunk_size(line: bytes) -> int:
     """The size a chunk-size line gives (RFC 9112 7.1: hex digits, then extensions)."""
-    size = line.split(b";", 1)[0].strip(b" \t")  # chunk extensions are ignored
+    size = line.partition(b";")[0].strip(b" \t")  # chunk extensions are ignored
     # int(x, 16) alone would also accept "0x1a", "1_a", "+1a" and inner spaces.
     if not _CHUNK_SIZE.fullmatch(size):
         raise BodyError(f"invalid chunk size line {line[:40]!r}")

@@ -59,10 +59,9 @@ _SCAN_STEPS = 16  # line ends looked at one by one before searching for b"\n\n"
 
 def _held_retry(held: bytes, current: int | None) -> int | None:
     """The reconnection time after the complete lines of an unfinished event."""
-    end = held.rfind(b"\n")
-    if end < 0 or b"retry" not in held:
+    if b"retry" not in held:
         return current
-    for line in held[:end].split(b"\n"):
+    for line in held.split(b"\n")[:-1]:  # the last piece is the unfinished line
         name, colon, value = line.partition(b":")
         if name == b"retry" and colon:
             value = value[1:] if value.startswith(b" ") else value

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from eventstream import _body
 from eventstream._body import (
     MAX_CHUNK_LINE,
+    MAX_TRAILER,
     BodyDecoder,
     BodyError,
     ContentDecoder,
@@ -132,6 +133,39 @@ def test_one_whole_chunk_per_read_decodes_as_the_general_loop(case: tuple[bytes,
     assert b"".join(got) == payload or not fast.done
 
 
+def test_reads_that_look_like_a_whole_chunk_are_decoded_in_context() -> None:
+    # The shortcut for a read that is exactly one chunk applies only at a chunk
+    # boundary: inside a chunk's data, or after the first digit of a size line, such
+    # a read is payload or the rest of the size line.
+    fake = b"3\r\nabc\r\n"
+    cases = [
+        ([b"8\r\n", fake, b"\r\n0\r\n\r\n"], fake),  # a payload that is a chunk
+        ([b"8\r\n", fake + b"\r\n3\r\nxyz\r\n0\r\n\r\n"], fake + b"xyz"),  # then chunks
+        ([b"1", fake, b"x" * 14 + b"\r\n0\r\n\r\n"], b"abc\r\n" + b"x" * 14),  # size 0x13
+    ]
+    for reads, payload in cases:
+        decoder = BodyDecoder(Framing.CHUNKED, identity())
+        assert feed(decoder, reads) == payload
+        assert decoder.done
+
+
+def test_trailer_section_at_its_limit_is_accepted() -> None:
+    # The trailer section counts its lines with their CRLF, the final empty one too.
+    field = b"X-Pad: " + b"x" * (MAX_TRAILER - 4 - 7)
+    for extra, ok in ((b"", True), (b"x", False)):
+        decoder = BodyDecoder(Framing.CHUNKED, identity())
+        wire = b"0\r\n" + field + extra + b"\r\n\r\n"
+        if ok:
+            assert decoder.feed(wire) == b""
+            assert decoder.done
+            split = BodyDecoder(Framing.CHUNKED, identity())  # the field's line held
+            assert feed(split, [wire[:-4], wire[-4:]]) == b""
+            assert split.done
+        else:
+            with pytest.raises(BodyError, match=r"^chunked trailer too long$"):
+                decoder.feed(wire)
+
+
 def test_chunk_payload_comes_out_before_the_chunk_is_complete() -> None:
     decoder = BodyDecoder(Framing.CHUNKED, identity())
     assert decoder.feed(b"12\r\ndata: first") == b"data: first"
@@ -156,7 +190,13 @@ def test_chunked_ignores_bytes_after_the_last_chunk() -> None:
         b"-1\r\n",
         b"\r\n",
         b"3\r\nabcdef\r\n",  # data longer than the size
+        b"3\r\nabcd\r\n",  # by one byte, in a read shaped like one whole chunk
         b"1" * 17 + b"\r\n",  # more than 64 bits of size
+        b"3\r\r\nabc\r\n",  # a CR before the CRLF: only spaces and tabs may pad a size
+        b"3\x0b\r\nabc\r\n",  # nor other whitespace
+        b"3X\r\nabc\r\n",
+        b"\n3\r\nabc\r\n",  # an empty size line: refused at once, not held
+        b"3\r\nabcd\n0\r\n\r\n",  # one byte too many, then a bare LF
     ],
 )
 def test_bad_chunk_framing_is_an_error(wire: bytes) -> None:
@@ -166,11 +206,64 @@ def test_bad_chunk_framing_is_an_error(wire: bytes) -> None:
             feed(decoder, reads)
 
 
+def test_bytes_after_the_last_chunk_in_the_same_read_are_ignored_however_many() -> None:
+    decoder = BodyDecoder(Framing.CHUNKED, identity())
+    assert decoder.feed(chunked(b"abc") + b"x" * (MAX_CHUNK_LINE + 1)) == b"abc"
+    assert decoder.done
+
+
+def test_a_big_read_may_end_inside_a_size_line() -> None:
+    # Only the unfinished line counts against MAX_CHUNK_LINE, not the read around it.
+    decoder = BodyDecoder(Framing.CHUNKED, identity())
+    reads = [chunked(b"x" * MAX_CHUNK_LINE, tail=b"1"), b"\r\nz\r\n0\r\n\r\n"]
+    assert feed(decoder, reads) == b"x" * MAX_CHUNK_LINE + b"z"
+    assert decoder.done
+
+
+def test_payloads_that_look_like_size_lines() -> None:
+    # A payload "1" is the hex of its own length: the run of whole chunks still pairs
+    # each size line with its own payload.
+    wire = chunked(b"a", b"1", b"b", b"c", b"1", b"d")
+    for reads in [*whole_and_bytewise(wire), [wire[:24], wire[24:]]]:
+        decoder = BodyDecoder(Framing.CHUNKED, identity())
+        assert feed(decoder, reads) == b"a1bc1d"
+        assert decoder.done
+
+
+def test_framing_errors_say_what_is_wrong() -> None:
+    decoder = BodyDecoder(Framing.CHUNKED, identity())
+    with pytest.raises(BodyError, match=r"^chunk data longer than its chunk size$"):
+        decoder.feed(b"3\r\nabcdef\r\n")
+
+
+def test_bad_framing_keeps_the_payload_before_it() -> None:
+    # A run of whole chunks, a chunk with an extension, then a bad size line, in one
+    # read: the error carries both payloads, so their events are not lost.
+    decoder = BodyDecoder(Framing.CHUNKED, identity())
+    with pytest.raises(BodyError, match="invalid chunk size") as info:
+        decoder.feed(b"3\r\nabc\r\n3;x\r\ndef\r\nzz\r\n")
+    assert info.value.decoded == b"abcdef"
+
+
 def test_endless_chunk_size_line_is_an_error() -> None:
     decoder = BodyDecoder(Framing.CHUNKED, identity())
     decoder.feed(b"3;" + b"x" * (MAX_CHUNK_LINE - 2))  # at the limit: still waiting
     with pytest.raises(BodyError, match="too long"):
         decoder.feed(b"x")
+
+
+def test_chunk_size_line_at_the_limit_is_accepted() -> None:
+    # MAX_CHUNK_LINE bytes before the LF (extensions and CR included): a legal line,
+    # whether it arrives whole or byte by byte; one byte more is refused.
+    line = b"3;" + b"x" * (MAX_CHUNK_LINE - 3) + b"\r"
+    for reads in whole_and_bytewise(line + b"\nabc\r\n0\r\n\r\n"):
+        decoder = BodyDecoder(Framing.CHUNKED, identity())
+        assert feed(decoder, reads) == b"abc"
+        assert decoder.done
+    for reads in whole_and_bytewise(b"3;x" + line[2:] + b"\nabc\r\n"):
+        decoder = BodyDecoder(Framing.CHUNKED, identity())
+        with pytest.raises(BodyError, match="too long"):
+            feed(decoder, reads)
 
 
 def test_long_chunk_size_line_arriving_whole_is_an_error() -> None:
@@ -261,6 +354,28 @@ def test_compressed_body_is_decoded_whole_and_byte_by_byte(
         assert decoder.done
 
 
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+@pytest.mark.parametrize("framing", [Framing.CHUNKED, Framing.CLOSE])
+def test_empty_body_with_a_content_coding_ends_cleanly(coding: str, framing: Framing) -> None:
+    # A server that closes a stream at once may still label it gzip: no bytes, no error.
+    decoder = BodyDecoder(framing, ContentDecoder(coding))
+    if framing is Framing.CHUNKED:
+        assert decoder.feed(b"0\r\n\r\n") == b""
+    assert decoder.end_of_input() == b""
+    assert decoder.done
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+def test_compressed_body_in_one_whole_chunk_per_read(coding: str) -> None:
+    # A live compressed stream: each read is exactly one chunk of compressed bytes.
+    encoded = gzip.compress(PAYLOAD) if coding == "gzip" else zlib.compress(PAYLOAD)
+    pieces = [encoded[i : i + 40] for i in range(0, len(encoded), 40)]
+    reads = [chunked(piece, tail=b"") for piece in pieces] + [b"0\r\n\r\n"]
+    decoder = BodyDecoder(Framing.CHUNKED, ContentDecoder(coding))
+    assert feed(decoder, reads) == PAYLOAD
+    assert decoder.done
+
+
 def test_sync_flushed_gzip_comes_out_before_the_stream_ends() -> None:
     compressor = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
     decoder = ContentDecoder("gzip")
@@ -291,12 +406,35 @@ def test_truncated_compressed_body_is_an_error(coding: str, encoded: bytes) -> N
         ("gzip", gzip.compress(b"ok") + b"garbage after the member"),
         ("deflate", zlib.compress(b"ok") + b"trailing"),
         ("deflate", deflate_raw(b"ok") + b"trailing"),
+        ("gzip", zlib.compress(b"ok")),  # zlib-wrapped deflate is not gzip
     ],
 )
 def test_invalid_compressed_data_is_an_error(coding: str, encoded: bytes) -> None:
     decoder = BodyDecoder(Framing.CLOSE, ContentDecoder(coding))
     with pytest.raises(BodyError):
         decoder.feed(encoded)
+
+
+@pytest.mark.parametrize(
+    ("coding", "encoded", "message"),
+    [
+        ("deflate", zlib.compress(b"ok") + b"trailing", "data after the end of the deflate stream"),
+        ("deflate", deflate_raw(b"ok") + b"trailing", "data after the end of the deflate stream"),
+        ("gzip", gzip.compress(b"o") + gzip.compress(b"k") + b"garbage", "invalid gzip data"),
+    ],
+    ids=["deflate-zlib", "deflate-raw", "gzip-two-members"],
+)
+@pytest.mark.parametrize("framing", [Framing.CHUNKED, Framing.CLOSE])
+def test_bytes_decoded_before_a_coding_error_are_kept(
+    coding: str, encoded: bytes, message: str, framing: Framing
+) -> None:
+    # The error says what is wrong, and carries the body decoded before the fault in
+    # the same read, so that the events it completes are not lost.
+    wire = chunked(encoded, tail=b"") if framing is Framing.CHUNKED else encoded
+    decoder = BodyDecoder(framing, ContentDecoder(coding))
+    with pytest.raises(BodyError, match=f"^{message}") as info:
+        decoder.feed(wire)
+    assert info.value.decoded == b"ok"
 
 
 def test_unknown_coding_is_refused() -> None:

@@ -1,0 +1,59 @@
+"""Parser guarantees pinned by mutation testing (#13): each test names the wrong edit of
+``eventstream._parser`` that it catches, and checks only what a reader can observe
+(events, the last event ID, the reconnection time, the errors raised)."""
+
+from __future__ import annotations
+
+import pytest
+from _helpers import chunkings, ev, reference_parse, run_body
+
+from eventstream import Parser, ProtocolError
+
+BODY = b"\xef\xbb\xbfdata: a\r\ndata: b\r\rid: 1\rretry: 7\r\ndata: c\r\n\r\n: x\ndata: d\n\n"
+
+
+@pytest.mark.parametrize("label", ["whole", "byte by byte", "split at 14"])
+def test_empty_reads_change_nothing(label: str) -> None:
+    # A decoder's read can decode to no bytes (a gzip header, a chunk-size line): feeding
+    # b"" between any two reads, also between a CR and its LF, changes nothing.
+    # Catches: _prepare consuming the CR flag on an empty read (an IndexError).
+    reads = dict(chunkings(BODY))[label]
+    with_empty = [piece for read in reads for piece in (b"", read)] + [b""]
+    events, last_id, retry = run_body(with_empty)
+    assert (events, last_id, retry) == reference_parse(BODY)
+    assert events == [ev("a\nb"), ev("c", id="1", retry=7), ev("d", id="1", retry=7)]
+
+
+def test_events_after_the_end_of_a_skipped_event_in_one_read_are_all_kept() -> None:
+    # The read that ends an oversized event also brings two more: both are delivered.
+    # Catches: _discard resuming after the last blank line of the read (rfind).
+    parser = Parser(max_event_size=16)
+    message = "an event stream line or event exceeds max_event_size (16 bytes); it was skipped"
+    with pytest.raises(ProtocolError) as info:
+        parser.feed(b"data: " + b"x" * 20)
+    assert str(info.value) == message  # says what was lost
+    assert parser.feed(b"xx\n\ndata: a\n\ndata: b\n\n") == [ev("a"), ev("b")]
+
+
+def test_only_a_retry_line_of_an_unfinished_event_sets_the_reconnection_time() -> None:
+    # Complete lines of an unfinished event: "retry:" counts at once (also across
+    # reset()), other fields with digits never do.
+    # Catches: _held_retry taking any "name:digits" line for a retry.
+    parser = Parser()
+    assert parser.feed(b"data:5\nid: 6\nretry:x7\nevent:8\n") == []
+    assert parser.retry is None
+    parser.reset()
+    assert parser.retry is None
+    assert parser.feed(b"data:5\nretry: 9\nid:6\n") == []
+    assert parser.retry == 9
+
+
+def test_a_comment_inside_an_unfinished_event_is_decoded_with_replacement() -> None:
+    # The comment is reported when its line ends, before the event does; bytes that
+    # are not UTF-8 become U+FFFD there too, never an exception.
+    # Catches: _held_comments decoding strictly.
+    comments: list[str] = []
+    parser = Parser(on_comment=comments.append)
+    assert parser.feed(b"data: a\n: bad \xff\n") == []
+    assert comments == [" bad \ufffd"]
+    assert parser.feed(b"\n") == [ev("a")]
