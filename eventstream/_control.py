@@ -253,7 +253,7 @@ class _Sink:
                 on_event = control.delivery.on_event
                 assert on_event is not None
                 for event in events:
-                    if stop.is_set():
+                    if stop.requested:
                         return False
                     try:
                         on_event(event)
@@ -261,7 +261,7 @@ class _Sink:
                         _log.exception("on_event callback raised")
                         self.error(exc)
                     control.last_event_id = event.id
-            if stop.is_set():
+            if stop.requested:
                 return False
             control.last_event_id = last_event_id
         # A stop set from now on is seen by the next read's wait, within milliseconds.
