@@ -61,7 +61,8 @@ class Channel:
         whoever sets it calls :meth:`wake` after, so a waiting put never misses it."""
         with self._lock:
             while True:
-                if stop.is_set() or self._cancelled:
+                # requested: is_set() without its Python call (this runs once per read).
+                if stop.requested or self._cancelled:
                     return False
                 if len(self._events) < self._capacity:
                     break
@@ -71,7 +72,10 @@ class Channel:
                 finally:
                     self._room_waiting -= 1
             self._events.extend(batch)
-            if self._consumers_waiting:
+            if self._consumers_waiting == 1:  # _ring, inlined for its usual case
+                self._doorbell.put(None)
+                self._consumers_waiting = 0
+            elif self._consumers_waiting:
                 self._ring()
             return True
 
