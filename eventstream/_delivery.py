@@ -61,8 +61,7 @@ class Channel:
         whoever sets it calls :meth:`wake` after, so a waiting put never misses it."""
         with self._lock:
             while True:
-                # requested: is_set() without its Python call (this runs once per read).
-                if stop.requested or self._cancelled:
+                if stop.is_set() or self._cancelled:
                     return False
                 if len(self._events) < self._capacity:
                     break
