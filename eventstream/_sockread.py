@@ -63,9 +63,10 @@ class SocketSource:
 
         Raises ``TimeoutError`` when nothing arrives for ``timeout`` seconds.
         """
-        return next(self.reads(timeout, once=True), None)
+        # The generator's first item; it is dropped after it, so it reads no more.
+        return next(self.reads(timeout), None)
 
-    def reads(self, timeout: float | None, *, once: bool = False) -> Generator[bytes, None, None]:
+    def reads(self, timeout: float | None) -> Generator[bytes, None, None]:
         """Yield what each read brings, ``b""`` last at end of input; end once stopped.
 
         Raises ``TimeoutError`` when nothing arrives for ``timeout`` seconds.  A
@@ -76,8 +77,6 @@ class SocketSource:
             buffered = self._drain()
             if buffered:
                 yield buffered
-                if once:
-                    return
         recv, wait, pending, stop = self._recv, self._wait, self._pending, self._stop
         poll, fd = self._poll or (None, -1)
         ms = None if timeout is None else timeout * 1000
@@ -116,7 +115,7 @@ class SocketSource:
                 except ssl.SSLWantWriteError:  # TLS must send (e.g. a key update) first
                     write = True
             yield data
-            if once or not data:
+            if not data:
                 return
             size = READ_SIZE if len(data) >= SMALL_READ else SMALL_READ
 

@@ -135,3 +135,29 @@ def test_the_end_of_input_is_the_last_read(
         theirs.send(b"data: 1\n\n")
         theirs.shutdown(socket.SHUT_WR)
         assert list(_source(counted, stop, waiter).reads(5)) == [b"data: 1\n\n", b""]
+
+
+def test_without_a_timeout_a_read_waits_for_data(
+    how: str, sockets: tuple[socket.socket, socket.socket]
+) -> None:
+    ours, theirs = sockets
+    stop = StopSignal()
+    with CountingSocket(ours) as counted, Waiter(stop) as waiter:
+        theirs.send(b"data: 1\n\n")
+        reads = _source(counted, stop, waiter).reads(None)
+        assert next(reads) == b"data: 1\n\n"
+        reads.close()
+
+
+def test_read_gives_one_read_then_none_once_stopped(
+    how: str, sockets: tuple[socket.socket, socket.socket]
+) -> None:
+    ours, theirs = sockets
+    stop = StopSignal()
+    with CountingSocket(ours) as counted, Waiter(stop) as waiter:
+        source = _source(counted, stop, waiter)
+        theirs.send(b"data: 1\n\n")
+        assert source.read(5) == b"data: 1\n\n"
+        assert counted.reads == 1
+        stop.set()
+        assert source.read(5) is None
