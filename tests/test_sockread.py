@@ -31,14 +31,20 @@ class CountingSocket(socket.socket):
         super().__init__(sock.family, sock.type, sock.proto, fileno=sock.detach())
         self.reads = 0
         self._want_write = want_write_first
+        self._taken = b""
 
     def recv(self, size: int, flags: int = 0) -> bytes:
         self.reads += 1
         if self.reads > SPIN:
             raise AssertionError(f"{self.reads} reads: the reader spins instead of waiting")
         if self._want_write:
+            # As TLS does: the bytes are taken in, but they give nothing until a write.
             self._want_write = False
+            self._taken = super().recv(size, flags)
             raise ssl.SSLWantWriteError("the TLS layer must write first")
+        if self._taken:
+            taken, self._taken = self._taken, b""
+            return taken
         return super().recv(size, flags)
 
 
@@ -87,6 +93,7 @@ def test_a_read_that_had_to_write_first_then_waits_for_reading(
     with CountingSocket(ours, want_write_first=True) as counted, Waiter(stop) as waiter:
         reads = _source(counted, stop, waiter).reads(0.05)
         theirs.send(b"a")
+        # Nothing is left to read: only a wait for writing lets the read go on.
         assert next(reads) == b"a"
         assert counted.reads == 2  # asked to write, then read after a wait for writing
         with pytest.raises(TimeoutError):
