@@ -9,17 +9,20 @@ by iterating on a thread of their own.
 
 from __future__ import annotations
 
+import queue
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from _net import ServerProcess
 
 import eventstream
 
-__all__ = ["CLIENTS", "Client", "Counter", "Ticker", "raise_fd_limit"]
+__all__ = ["CLIENTS", "FLOORS", "Client", "Counter", "Ticker", "raise_fd_limit"]
 
 HERE = Path(__file__).resolve().parent
 TIMEOUT = (10.0, 60.0)  # connect, read: as users set them
@@ -183,6 +186,72 @@ class RequestsLoop(_Threaded):
             self._count(response.iter_content(chunk_size=None))
 
 
+def _raw_reads(url: str, leave: threading.Event) -> Iterator[bytes]:
+    """What each ``recv`` of a plain socket brings from ``url``'s ticker, until
+    ``leave`` is set or the server closes: no HTTP parsing, no SSE parsing.
+
+    The socket has a timeout, as every client here sets one: CPython then polls
+    before each ``recv`` (one ``poll`` and one ``recv`` per read, as ``requests``
+    and eventstream make), so this is the system-call floor of a reader that can time out.
+    """
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    with socket.create_connection((host, port), timeout=TIMEOUT[0]) as sock:
+        sock.settimeout(TIMEOUT[1])
+        request = f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n\r\n"
+        sock.sendall(request.encode("ascii"))
+        recv = sock.recv
+        while not leave.is_set():
+            data = recv(65536)
+            if not data:
+                return
+            yield data
+
+
+class BareSocket(_Threaded):
+    """Floor: one thread, a raw socket, a blocking ``recv`` loop; each read counts as
+    one event (the ticker writes one event per read).  What any one-thread reader pays
+    for the system calls and the wake-up, with nothing parsed."""
+
+    name = "floor: bare socket"
+
+    def _read(self) -> None:
+        self._count(_raw_reads(self.url, self._leave))
+
+
+class TwoThreadFloor(_Threaded):
+    """Floor: the bare socket loop on a reader thread of its own, each read handed to
+    the counting thread through a ``queue.SimpleQueue`` (the cheapest hand-off between
+    two threads): what any reader pays that reads on one thread and delivers on
+    another, as an iterated eventstream must (the ownership rule), with nothing parsed."""
+
+    name = "floor: two threads"
+
+    def _read(self) -> None:
+        handoff: queue.SimpleQueue[bytes | BaseException | None] = queue.SimpleQueue()
+        reader = threading.Thread(
+            target=self._reader, args=(handoff,), name="bench-floor-reader", daemon=True
+        )
+        reader.start()
+        try:
+            self._count(iter(handoff.get, None))
+        finally:
+            self._leave.set()
+            reader.join(TIMEOUT[1])
+        if isinstance(self.error, BaseException):
+            raise self.error
+
+    def _reader(self, handoff: queue.SimpleQueue[bytes | BaseException | None]) -> None:
+        put = handoff.put
+        try:
+            for data in _raw_reads(self.url, self._leave):
+                put(data)
+        except Exception as exc:  # a result, shown in the report
+            self.error = exc
+        finally:
+            put(None)
+
+
 def _importable(module: str) -> Callable[[], bool]:
     def check() -> bool:
         try:
@@ -201,6 +270,12 @@ CLIENTS: dict[type[Client], Callable[[], bool]] = {
     LaunchDarkly: _importable("ld_eventsource"),
     Sseclient: _importable("sseclient"),
     RequestsLoop: lambda: True,
+}
+
+#: The physical floors, run in the same interleaved rounds as the contestants.
+FLOORS: dict[type[Client], Callable[[], bool]] = {
+    BareSocket: lambda: True,
+    TwoThreadFloor: lambda: True,
 }
 
 

@@ -12,6 +12,15 @@ contestant counts events with the same one-line callback.  Trials are interleave
 reported.  The bare ``requests`` loop counts HTTP chunks without parsing them: the
 floor of any client built on ``requests``.
 
+Two physical floors run in the same rounds: a bare socket (one thread, a plain socket
+with a timeout, a blocking ``recv`` loop counting reads: the system calls and the one
+wake-up per event that any one-thread reader pays), and the same loop on a reader
+thread handing each read to the counting thread through a ``queue.SimpleQueue`` (two
+wake-ups per event: what any reader pays that reads on one thread and delivers on
+another, as an iterated eventstream does under its ownership rule).  The report puts
+eventstream ``on_event`` over the first and iterating over the second, beside the
+ratios to launchdarkly-eventsource, which the target is about.
+
 Usage: python benchmarks/bench_lowrate.py [--quick] [--repeat N] [--check]
 """
 
@@ -25,7 +34,18 @@ from dataclasses import dataclass, field
 
 import _cli
 import _net
-from _lowrate import CLIENTS, Client, Counter, LaunchDarkly, Ticker
+from _lowrate import (
+    CLIENTS,
+    FLOORS,
+    BareSocket,
+    Client,
+    Counter,
+    EventStreamCallback,
+    EventStreamIterating,
+    LaunchDarkly,
+    Ticker,
+    TwoThreadFloor,
+)
 
 WARMUP = 50
 SPACINGS = (0.001, 0.010)
@@ -121,6 +141,26 @@ def assess(spacing: float, results: list[Result]) -> tuple[str, bool]:
     return f"{prefix} {'met' if met else 'MISSED'}; {', '.join(facts)}", met
 
 
+def floors(spacing: float, results: list[Result]) -> str:
+    """eventstream over the physical floor of its delivery shape, and over ld (no target)."""
+    by_name = {r.name: _median(r.per_event) for r in results}
+    base = by_name.get(BASELINE)
+    facts = []
+    for subject, floor in (
+        (EventStreamCallback, BareSocket),
+        (EventStreamIterating, TwoThreadFloor),
+    ):
+        cpu, bottom = by_name.get(subject.name), by_name.get(floor.name)
+        if cpu is None:
+            continue
+        over_floor = (
+            f"{cpu / bottom:.2f}x {floor.name} (+{(cpu - bottom) * 1e6:.1f} us)" if bottom else "-"
+        )
+        over_base = f"{cpu / base:.2f}x {BASELINE}" if base else "-"
+        facts.append(f"{subject.name} {over_floor}, {over_base}")
+    return f"{spacing * 1000:g} ms: " + "; ".join(facts)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = _cli.new_parser(
         __doc__,
@@ -134,8 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     command = _cli.command(__file__, args)
     _net.clear_proxies()
-    classes = [cls for cls, present in CLIENTS.items() if present()]
-    missing = [cls.package or cls.name for cls, present in CLIENTS.items() if not present()]
+    everyone = {**CLIENTS, **FLOORS}
+    classes = [cls for cls, present in everyone.items() if present()]
+    missing = [cls.package or cls.name for cls, present in everyone.items() if not present()]
     packages = ["eventstream", *(cls.package for cls in classes if cls.package)]
     _net.header("eventstream low-rate benchmark", command, packages, missing)
     print(
@@ -145,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     missed = []
     summary = []
+    against_floors = []
     for spacing in SPACINGS:
         events = EVENTS[spacing][0 if args.quick else 1]
         with Ticker(spacing) as ticker:
@@ -152,9 +194,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n" + "\n".join(table(spacing, events, results)), flush=True)
         line, met = assess(spacing, results)
         summary.append(line)
+        against_floors.append(floors(spacing, results))
         missed += [] if met else [f"{spacing * 1000:g} ms"]
     print("\nsummary")
     print("\n".join(summary))
+    print("against the physical floors (no target; the target above is against ld)")
+    print("\n".join(against_floors))
     print(f"targets missed on: {', '.join(missed) or 'none'}")
     return _cli.end(args, bool(missed))
 

@@ -73,7 +73,10 @@ class Channel:
                 finally:
                     self._room_waiting -= 1
             self._events.extend(batch)
-            if self._consumers_waiting:
+            if self._consumers_waiting == 1:  # _ring, inlined for its usual case
+                self._doorbell.put(None)
+                self._consumers_waiting = 0
+            elif self._consumers_waiting:
                 self._ring()
             return True
 

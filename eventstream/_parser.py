@@ -55,6 +55,10 @@ _DATA_SEPARATOR_BYTES = b"\n\ndata: "  # between blocks of one data line each
 _DATA_PREFIX = b"data: "
 _SHORT_BLOCKS = 16  # LFs in the sample from which short values are decoded one by one
 _SCAN_STEPS = 16  # line ends looked at one by one before searching for b"\n\n"
+#: Bytes up to which a read that is one whole region (nothing held, it ends with its
+#: blank line) goes straight to the line loop: the one-event read of a live stream.
+#: Few blocks fit, and below _UNIFORM_MIN_BLOCKS blocks the column path declines anyway.
+_SMALL_REGION = 512
 
 
 def _held_retry(held: bytes, current: int | None) -> int | None:
@@ -131,6 +135,7 @@ class Parser:
         "_cap",
         "_comment_at",
         "_comment_base",
+        "_direct",
         "_discarding",
         "_last_id",
         "_max",
@@ -161,6 +166,9 @@ class Parser:
             raise ValueError("last_event_id must not contain NUL, CR or LF")
         self._max = max_event_size
         self._cap = sys.maxsize if max_event_size is None else max_event_size
+        # Largest read that may take the direct path of feed(): within the cap, so a
+        # read it takes never holds an oversized event.
+        self._direct = min(_SMALL_REGION, self._cap)
         self._last_id = last_event_id
         self._retry: int | None = None
         # The unfinished tail: reads kept as they came (appending to a list costs
@@ -218,6 +226,17 @@ class Parser:
         ``events`` attribute then holds the other events these bytes completed.
         """
         parts = self._parts
+        if (
+            not parts
+            and len(data) <= self._direct
+            and data[-2:] == b"\n\n"
+            and 13 not in data  # CR
+            and not (self._at_start or self._skip_lf or self._discarding)
+        ):
+            # One region and nothing else: the one-event read of a live stream.  The
+            # general path below would find the same region (the whole read) and
+            # interpret it with the same line loop, after a few more calls.
+            return self._interpret_lines(data.decode("utf-8", "replace").split("\n"))
         if (
             parts
             and data

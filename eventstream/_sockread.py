@@ -51,6 +51,7 @@ class SocketSource:
     ) -> None:
         sock.setblocking(False)
         waiter.watch(sock.fileno())
+        self._poll = waiter.poll_for_reading()
         self._buffered: io.BufferedReader | None = buffered
         self._recv = sock.recv
         self._pending = sock.pending if isinstance(sock, ssl.SSLSocket) else None
@@ -62,9 +63,10 @@ class SocketSource:
 
         Raises ``TimeoutError`` when nothing arrives for ``timeout`` seconds.
         """
-        return next(self.reads(timeout, once=True), None)
+        # The generator's first item; it is dropped after it, so it reads no more.
+        return next(self.reads(timeout), None)
 
-    def reads(self, timeout: float | None, *, once: bool = False) -> Generator[bytes, None, None]:
+    def reads(self, timeout: float | None) -> Generator[bytes, None, None]:
         """Yield what each read brings, ``b""`` last at end of input; end once stopped.
 
         Raises ``TimeoutError`` when nothing arrives for ``timeout`` seconds.  A
@@ -75,9 +77,10 @@ class SocketSource:
             buffered = self._drain()
             if buffered:
                 yield buffered
-                if once:
-                    return
         recv, wait, pending, stop = self._recv, self._wait, self._pending, self._stop
+        poll, fd = self._poll or (None, -1)
+        ms = None if timeout is None else timeout * 1000
+        restore = False  # the waiter waits for writing: wait() puts reading back
         size = READ_SIZE
         while True:
             data: bytes | None = None
@@ -94,7 +97,14 @@ class SocketSource:
             while data is None:
                 # The wait comes first: with events arriving one per read, a read tried
                 # first would mostly find nothing (one more system call and an exception).
-                if not wait(timeout, write):
+                # Its usual case, for reading with poll(), is inlined: no Python call.
+                if poll is None or write or restore:
+                    ready = wait(timeout, write)
+                    restore = write
+                else:
+                    found = poll(ms)
+                    ready = len(found) == 1 and found[0][0] == fd
+                if not ready:
                     if stop.is_set():
                         return
                     raise TimeoutError(f"no data for {timeout} s")  # the wait is exact
@@ -105,7 +115,7 @@ class SocketSource:
                 except ssl.SSLWantWriteError:  # TLS must send (e.g. a key update) first
                     write = True
             yield data
-            if once or not data:
+            if not data:
                 return
             size = READ_SIZE if len(data) >= SMALL_READ else SMALL_READ
 

@@ -54,13 +54,23 @@ class StopSignal(threading.Event):
         super().__init__()
         self._wake_lock = threading.Lock()
         self._wakers: list[_Pokeable] = []
+        #: What ``is_set()`` returns, as a plain attribute: a worker reads it once per
+        #: event, where the call to ``is_set()`` (a Python method) costs more.
+        self.requested = False
 
     def set(self) -> None:
         """Request the stop: wake ``wait()`` callers and every attached waker."""
         with self._wake_lock:
             super().set()
+            self.requested = True
             for waker in self._wakers:
                 waker.poke()
+
+    def clear(self) -> None:
+        """As ``threading.Event.clear``; pokes already made are not taken back."""
+        with self._wake_lock:
+            self.requested = False
+            super().clear()
 
     def attach(self, waker: _Pokeable) -> None:
         """Attach a waker; if the signal is already set, poke it now.

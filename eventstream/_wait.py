@@ -15,6 +15,7 @@ inside TLS through its own buffers)::
     waiter = Waiter(stop)        # OSError (EMFILE) when no descriptor is left
     waiter.watch(sock.fileno())  # the connection's socket, non-blocking
     ready = waiter.wait(seconds_or_None, write=False)  # True: the socket is ready
+    poll, fd = waiter.poll_for_reading()  # the same wait for reading, without a call
     waiter.close()               # detach the waker, close its descriptor
 
 ``wait`` returns True when the socket is readable (writable with ``write=True``) and
@@ -28,6 +29,7 @@ a reader must first use the bytes that its layers above the socket already hold
 from __future__ import annotations
 
 import select
+from collections.abc import Callable
 from types import TracebackType
 
 from ._stop import StopSignal, make_waker
@@ -63,6 +65,21 @@ class Waiter:
                 self._poller.unregister(self._fd)
             self._poller.register(fd, select.POLLIN)
         self._fd, self._write = fd, False
+
+    def poll_for_reading(
+        self,
+    ) -> tuple[Callable[[float | None], list[tuple[int, int]]], int] | None:
+        """``(poll, fd)`` for a reader's hot loop, or ``None`` without ``poll()``.
+
+        ``poll(ms)`` waits as :meth:`wait` with ``write=False`` does, without the
+        Python call: the socket is ready exactly when it returns ``[(fd, events)]``
+        alone; the waker beside it, or alone, means stopped.  Valid for the socket
+        watched now, while waiting for reading: after a :meth:`wait` with
+        ``write=True``, call :meth:`wait` with ``write=False`` once before using it.
+        """
+        if self._poller is None:
+            return None
+        return self._poller.poll, self._fd
 
     def wait(self, timeout: float | None, write: bool = False) -> bool:
         """Block until the watched socket is ready, the stop signal is set, or ``timeout``

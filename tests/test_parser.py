@@ -480,6 +480,18 @@ def test_line_over_cap_raises_and_parsing_resumes_after_its_event() -> None:
     assert parser.feed(b"data: c\n\n") == [ev("c", id="1")]
 
 
+def test_an_oversized_event_alone_in_its_read_is_skipped() -> None:
+    # The one-event read of a live stream (a whole event, nothing held) takes a short
+    # path: it still honours the cap, whether the cap is under that path's size or not.
+    for cap in (CAP, 600):
+        parser = Parser(max_event_size=cap)
+        assert parser.feed(b"data: a\n\n") == [ev("a")]  # the first read: BOM check
+        with pytest.raises(ProtocolError) as info:
+            parser.feed(b"data: " + b"x" * cap + b"\n\n")
+        assert info.value.events == []
+        assert parser.feed(b"data: b\n\n") == [ev("b")]
+
+
 def test_line_over_cap_in_one_read_keeps_the_events_around_it() -> None:
     parser = Parser(max_event_size=CAP)
     body = b"data: a\n\ndata: " + b"x" * 2 * CAP + b"\n\ndata: b\n\n"

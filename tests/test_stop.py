@@ -52,6 +52,16 @@ def test_is_an_event() -> None:
     assert stop.wait(0)
 
 
+def test_requested_says_what_is_set_says() -> None:
+    # The attribute a worker reads once per event, instead of calling is_set().
+    stop = StopSignal()
+    assert (stop.requested, stop.is_set()) == (False, False)
+    stop.set()
+    assert (stop.requested, stop.is_set()) == (True, True)
+    stop.clear()
+    assert (stop.requested, stop.is_set()) == (False, False)
+
+
 def test_set_pokes_each_attached_waker_once() -> None:
     stop = StopSignal()
     w1, w2 = SocketWaker(), SocketWaker()

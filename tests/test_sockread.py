@@ -1,0 +1,170 @@
+"""The fast path's socket reader: one wait, then one read, and the wait's cases.
+
+Real sockets (a socket pair), with ``poll()`` and without it (``select()``, as on
+Windows).  A socket that counts its reads tells a reader that waits from one that
+spins: a spin makes unbounded reads without any byte to read.
+"""
+
+from __future__ import annotations
+
+import io
+import select
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from eventstream._sockread import SocketSource
+from eventstream._stop import StopSignal
+from eventstream._wait import Waiter, have_poll
+
+SPIN = 50  # reads without data from which a reader is spinning, not waiting
+
+
+class CountingSocket(socket.socket):
+    """A socket whose reads are counted; the first one may ask to write first, as a
+    TLS socket does when OpenSSL must send before it can read (a key update)."""
+
+    def __init__(self, sock: socket.socket, *, want_write_first: bool = False) -> None:
+        super().__init__(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        self.reads = 0
+        self._want_write = want_write_first
+        self._taken = b""
+
+    def recv(self, size: int, flags: int = 0) -> bytes:
+        self.reads += 1
+        if self.reads > SPIN:
+            raise AssertionError(f"{self.reads} reads: the reader spins instead of waiting")
+        if self._want_write:
+            # As TLS does: the bytes are taken in, but they give nothing until a write.
+            self._want_write = False
+            self._taken = super().recv(size, flags)
+            raise ssl.SSLWantWriteError("the TLS layer must write first")
+        if self._taken:
+            taken, self._taken = self._taken, b""
+            return taken
+        return super().recv(size, flags)
+
+
+@pytest.fixture(params=["poll", "select"])
+def how(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "poll" and not have_poll():
+        pytest.skip("no select.poll here")
+    if request.param == "select" and have_poll():
+        monkeypatch.delattr(select, "poll")  # as on Windows
+    return str(request.param)
+
+
+def _source(sock: socket.socket, stop: StopSignal, waiter: Waiter) -> SocketSource:
+    # Nothing buffered above the socket (http.client read no body byte with the headers).
+    return SocketSource(io.BufferedReader(io.BytesIO(b"")), sock, waiter, stop)
+
+
+@pytest.fixture
+def sockets() -> Iterator[tuple[socket.socket, socket.socket]]:
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        yield ours, theirs
+
+
+def test_each_read_waits_then_reads_once(
+    how: str, sockets: tuple[socket.socket, socket.socket]
+) -> None:
+    ours, theirs = sockets
+    stop = StopSignal()
+    with CountingSocket(ours) as counted, Waiter(stop) as waiter:
+        reads = _source(counted, stop, waiter).reads(5)
+        for n, block in enumerate((b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n"), 1):
+            theirs.send(block)
+            assert next(reads) == block
+            assert counted.reads == n
+        reads.close()
+
+
+def test_a_read_that_had_to_write_first_then_waits_for_reading(
+    how: str, sockets: tuple[socket.socket, socket.socket]
+) -> None:
+    # After a wait for writing, the next wait is for reading again: a socket that is
+    # writable but has nothing to read is not taken as ready (that would spin).
+    ours, theirs = sockets
+    stop = StopSignal()
+    with CountingSocket(ours, want_write_first=True) as counted, Waiter(stop) as waiter:
+        reads = _source(counted, stop, waiter).reads(0.05)
+        theirs.send(b"a")
+        # Nothing is left to read: only a wait for writing lets the read go on.
+        assert next(reads) == b"a"
+        assert counted.reads == 2  # asked to write, then read after a wait for writing
+        with pytest.raises(TimeoutError):
+            next(reads)
+        assert counted.reads == 2  # nothing came: no read at all
+        reads = _source(counted, stop, waiter).reads(5)
+        theirs.send(b"b")
+        assert next(reads) == b"b"
+        reads.close()
+
+
+def test_a_stop_wins_over_a_readable_socket(
+    how: str, sockets: tuple[socket.socket, socket.socket]
+) -> None:
+    ours, theirs = sockets
+    stop = StopSignal()
+    with CountingSocket(ours) as counted, Waiter(stop) as waiter:
+        source = _source(counted, stop, waiter)
+        theirs.send(b"data: 1\n\n")
+        stop.set()
+        assert list(source.reads(5)) == []
+        assert counted.reads == 0
+
+
+def test_the_read_timeout_is_never_cut_short(
+    how: str, sockets: tuple[socket.socket, socket.socket]
+) -> None:
+    ours, _ = sockets
+    stop = StopSignal()
+    with CountingSocket(ours) as counted, Waiter(stop) as waiter:
+        source = _source(counted, stop, waiter)
+        for timeout in (0.0004, 0.02, 0.0501):
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                next(source.reads(timeout))
+            assert time.monotonic() - started >= timeout
+        assert counted.reads == 0
+
+
+def test_the_end_of_input_is_the_last_read(
+    how: str, sockets: tuple[socket.socket, socket.socket]
+) -> None:
+    ours, theirs = sockets
+    stop = StopSignal()
+    with CountingSocket(ours) as counted, Waiter(stop) as waiter:
+        theirs.send(b"data: 1\n\n")
+        theirs.shutdown(socket.SHUT_WR)
+        assert list(_source(counted, stop, waiter).reads(5)) == [b"data: 1\n\n", b""]
+
+
+def test_without_a_timeout_a_read_waits_for_data(
+    how: str, sockets: tuple[socket.socket, socket.socket]
+) -> None:
+    ours, theirs = sockets
+    stop = StopSignal()
+    with CountingSocket(ours) as counted, Waiter(stop) as waiter:
+        theirs.send(b"data: 1\n\n")
+        reads = _source(counted, stop, waiter).reads(None)
+        assert next(reads) == b"data: 1\n\n"
+        reads.close()
+
+
+def test_read_gives_one_read_then_none_once_stopped(
+    how: str, sockets: tuple[socket.socket, socket.socket]
+) -> None:
+    ours, theirs = sockets
+    stop = StopSignal()
+    with CountingSocket(ours) as counted, Waiter(stop) as waiter:
+        source = _source(counted, stop, waiter)
+        theirs.send(b"data: 1\n\n")
+        assert source.read(5) == b"data: 1\n\n"
+        assert counted.reads == 1
+        stop.set()
+        assert source.read(5) is None
