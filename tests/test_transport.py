@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import linecache
 import os
 import queue
 import socket
@@ -17,6 +18,7 @@ import ssl
 import sys
 import threading
 import time
+import types
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -183,23 +185,35 @@ class StreamThread:
 
 def wait_until_reading(thread: threading.Thread, wait: bool = False) -> bool:
     """Wait (bounded) until ``thread`` reads the body on the fast path: in ``reads()``
-    of ``_sockread``, or (``wait``) further, in the wait for the socket (``_wait``).
+    of ``_sockread``, or (``wait``) further, in the wait for the socket: in ``_wait``,
+    or on the line of ``reads()`` that calls ``poll()`` itself (its inlined wait).
     Names, not code objects, so that the look sees through mutmut's trampolines."""
-    module, names = ("_wait", ("wait", "_select")) if wait else ("_sockread", ("reads",))
     deadline = time.monotonic() + TIMEOUT
     tick = threading.Event()  # never set: wait() paces the polling
     while time.monotonic() < deadline and thread.is_alive():
         frame = sys._current_frames().get(thread.ident or -1)
         while frame is not None:
-            code = frame.f_code
-            if code.co_filename.endswith(f"{module}.py") and any(
-                code.co_name == name or code.co_name.endswith(f"ǁ{name}__mutmut_orig")
-                for name in names
-            ):
+            if _reading(frame, wait):
                 return True
             frame = frame.f_back
         tick.wait(0.001)
     return False
+
+
+def _reading(frame: types.FrameType, wait: bool) -> bool:
+    code = frame.f_code
+
+    def named(module: str, *names: str) -> bool:
+        return code.co_filename.endswith(f"{module}.py") and any(
+            code.co_name == name or code.co_name.endswith(f"ǁ{name}__mutmut_orig") for name in names
+        )
+
+    if not wait:
+        return named("_sockread", "reads")
+    if named("_wait", "wait", "_select"):
+        return True
+    line = linecache.getline(code.co_filename, frame.f_lineno)
+    return named("_sockread", "reads") and "poll(" in line
 
 
 def split_script(
