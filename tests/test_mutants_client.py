@@ -1,0 +1,106 @@
+"""Guarantees of ``_client`` that mutation testing found unpinned (#13): what
+``stop()`` and ``join()`` wait for, and for how long, while a worker is still busy
+ending (here: closing a session that takes as long as the test says)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from eventstream import EventStream
+from eventstream.testing import Script, SSEServer
+
+WAIT = 5.0
+SHORT = 0.05
+
+
+@pytest.fixture
+def server() -> Iterator[SSEServer]:
+    with SSEServer() as srv:
+        srv.default = Script().event("hello", id="1").hold()
+        yield srv
+
+
+class HeldClose:
+    """A ``session_factory`` whose sessions finish closing only once ``release`` is
+    set (or after WAIT): the worker is then busy ending for as long as the test wants."""
+
+    def __init__(self) -> None:
+        self.closing = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self) -> requests.Session:
+        owner = self
+
+        class Session(requests.Session):
+            def close(self) -> None:
+                owner.closing.set()
+                owner.release.wait(WAIT)
+                super().close()
+
+        return Session()
+
+
+def _busy_ending(server: SSEServer, sessions: HeldClose) -> EventStream:
+    """A stream whose worker got an event, was told to stop, and is now closing."""
+    got = threading.Event()
+    stream = EventStream(server.url, on_event=lambda e: got.set(), session_factory=sessions)
+    stream.start()
+    assert got.wait(WAIT)
+    started = time.monotonic()
+    assert stream.stop() is False  # signals only: the worker has not exited yet
+    assert time.monotonic() - started < WAIT / 2, "stop() without a timeout waited"
+    assert sessions.closing.wait(WAIT)
+    return stream
+
+
+def test_stop_and_join_wait_no_longer_than_their_timeout_for_a_busy_worker(
+    server: SSEServer,
+) -> None:
+    sessions = HeldClose()
+    stream = _busy_ending(server, sessions)
+    try:
+        for wait in (stream.stop, stream.join):
+            started = time.monotonic()
+            assert wait(SHORT) is False, f"{wait.__name__}({SHORT}) said the worker exited"
+            assert time.monotonic() - started < WAIT / 2, f"{wait.__name__} ignored its timeout"
+        assert stream.join(0) is False
+    finally:
+        sessions.release.set()
+    assert stream.join(WAIT) is True
+    assert stream.stop() is True  # exited: says so without waiting
+    assert stream.stop(SHORT) is True
+
+
+def test_a_stream_never_started_has_no_worker_to_wait_for() -> None:
+    stream = EventStream("http://127.0.0.1:9/never")
+    assert stream.join() is True
+    assert stream.join(0) is True
+    assert stream.stop() is True
+    assert stream.stop(SHORT) is True
+
+
+def test_join_and_stop_from_a_callback_do_not_wait_for_their_own_thread(
+    server: SSEServer,
+) -> None:
+    # Even with a timeout: the worker cannot wait for itself, so join() and stop()
+    # return False at once (it has not exited), and the worker then exits.
+    results: list[bool] = []
+    done = threading.Event()
+
+    def on_event(event: object) -> None:
+        started = time.monotonic()
+        results.append(stream.join(WAIT))
+        results.append(stream.stop(WAIT))
+        results.append(time.monotonic() - started < WAIT / 2)
+        done.set()
+
+    stream = EventStream(server.url, on_event=on_event)
+    stream.start()
+    assert done.wait(WAIT)
+    assert stream.join(WAIT)
+    assert results == [False, False, True]
