@@ -7,18 +7,22 @@ cannot see into a subprocess).
 
 from __future__ import annotations
 
+import logging
+import queue
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
 
-from eventstream import EventStream
+from eventstream import Backoff, EventStream
 from eventstream._control import EXIT_JOIN_TIMEOUT, _stop_all_at_exit
 from eventstream.testing import Script, SSEServer
 
 WAIT = 5.0
+FAST = Backoff(initial=0.01, maximum=0.05, jitter=0.0)
 
 
 @pytest.fixture
@@ -90,3 +94,80 @@ def test_the_exit_hook_waits_for_all_workers_within_one_budget(server: SSEServer
         for stream in streams:
             assert stream.stop(WAIT)
     assert len(sessions.closed) == 3
+
+
+def _logged(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno == level and r.name.startswith("eventstream")]
+
+
+def test_each_callback_that_raises_is_logged_by_name_and_its_error_reported(
+    server: SSEServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One connection gives a comment and an event, then a clean end (on_retry); each
+    # callback raises its own error, which goes to on_error (which raises too).
+    server.enqueue(Script().comment("c").event("a").close())
+    reported: queue.Queue[BaseException] = queue.Queue()
+    retried = threading.Event()
+
+    def fail(name: str) -> Any:
+        def callback(*args: object) -> None:
+            if name == "on_retry":
+                retried.set()
+            raise ValueError(name)
+
+        return callback
+
+    def on_error(exc: BaseException) -> None:
+        reported.put(exc)
+        raise RuntimeError("on_error")
+
+    callbacks = {name: fail(name) for name in ("on_open", "on_event", "on_comment", "on_retry")}
+    stream = EventStream(server.url, backoff=FAST, on_error=on_error, **callbacks)
+    with stream:
+        assert retried.wait(WAIT)
+        got = [reported.get(timeout=WAIT) for _ in range(4)]
+    assert [str(exc) for exc in got] == ["on_open", "on_comment", "on_event", "on_retry"]
+    assert all(type(exc) is ValueError for exc in got)
+    errors = _logged(caplog, logging.ERROR)
+    said = [r.getMessage() for r in errors]
+    for name in ("on_open", "on_comment", "on_event", "on_retry"):
+        assert said.count(f"{name} callback raised") == 1, said
+    assert said.count("on_error callback raised") == 4, said
+    # With the traceback of the callback, on the worker thread.
+    assert all(r.exc_info is not None for r in errors)
+
+
+def test_errors_that_no_callback_receives_are_logged_at_debug(
+    server: SSEServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # No on_error: a retried error, and the error that ends the stream, are not
+    # swallowed silently.
+    caplog.set_level(logging.DEBUG, logger="eventstream")
+    server.enqueue(Script(503))
+    server.default = Script(404)
+    with EventStream(server.url, backoff=FAST, on_event=lambda e: None) as stream:
+        assert stream.join(WAIT)
+    said = [r.getMessage() for r in _logged(caplog, logging.DEBUG)]
+    errors = [m for m in said if m.startswith("stream error: HTTPStatusError(")]
+    assert len(errors) == 2, said  # the retried one, then the fatal one
+    assert "HTTP 503" in errors[0]
+    assert "HTTP 404" in errors[1]
+    (end,) = [m for m in said if m.startswith("stream ended with HTTPStatusError(")]
+    assert "HTTP 404" in end
+
+
+def test_a_worker_is_a_daemon_and_there_is_no_response_before_a_connect(
+    server: SSEServer,
+) -> None:
+    # A forgotten stream never keeps the interpreter from exiting (the exit hook
+    # stops it; a non-daemon worker would be waited for before that hook runs).
+    before = set(threading.enumerate())
+    stream = EventStream(server.url)
+    assert stream.response is None
+    with stream:
+        assert next(iter(stream)).data == "hello"
+        (worker,) = [t for t in set(threading.enumerate()) - before if "worker" in t.name]
+        assert worker.daemon
+        assert worker.name.startswith("eventstream-worker-")
+        assert stream.response is not None
+        assert stream.response.status_code == 200
