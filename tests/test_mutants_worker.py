@@ -8,7 +8,10 @@ from collections.abc import Iterator
 import pytest
 from _reliability import streaming
 
+from eventstream import Backoff, EventStream, RetriesExhausted
 from eventstream.testing import Script, SSEServer
+
+WAIT = 5.0
 
 
 @pytest.fixture
@@ -28,3 +31,50 @@ def test_a_given_last_event_id_with_a_lone_surrogate_is_sent_with_a_replacement(
         assert rec.next_event().data == "a"
     assert rec.all_errors == []
     assert server.wait_for_requests(1)[0].headers["Last-Event-ID"] == "7?"
+
+
+def test_a_401_after_a_healthy_connection_gets_its_own_immediate_retry(
+    server: SSEServer,
+) -> None:
+    # Rotated credentials expire again later: each expiry gets one retry at once
+    # with fresh headers, not only the first one in the stream's life.
+    server.enqueue(Script(401), Script().event("a").close(), Script(401))
+    server.default = Script().event("b").hold()
+    tokens = iter(range(1, 100))
+    delays: list[tuple[str, float]] = []
+    backoff = Backoff(initial=0.01, maximum=1.0, jitter=0.0)  # doubles per failure
+    stream = EventStream(
+        server.url,
+        headers=lambda: {"Authorization": f"Bearer {next(tokens)}"},
+        backoff=backoff,
+        on_retry=lambda exc, delay: delays.append((type(exc).__name__, delay)),
+    )
+    with stream:
+        assert [event.data for event in iterate(stream, 2)] == ["a", "b"]
+    assert delays == [("HTTPStatusError", 0.0), ("ReadError", 0.01), ("HTTPStatusError", 0.0)]
+    sent = [r.headers["Authorization"] for r in server.wait_for_requests(4)]
+    assert sent == ["Bearer 1", "Bearer 2", "Bearer 3", "Bearer 4"]
+
+
+def iterate(stream: EventStream, count: int) -> list[object]:
+    events = iter(stream)
+    return [next(events) for _ in range(count)]
+
+
+def test_max_elapsed_allows_quick_failures_and_then_gives_up(server: SSEServer) -> None:
+    # Time since the last healthy connection, not anything larger: three quick 503s
+    # are well within 5 s and the stream goes on.
+    server.enqueue(Script(503), Script(503), Script(503))
+    server.default = Script().event("a").hold()
+    patient = Backoff(initial=0.01, maximum=0.01, jitter=0.0, max_elapsed=WAIT)
+    with EventStream(server.url, backoff=patient) as stream:
+        assert next(iter(stream)).data == "a"
+    # A server that keeps failing: given up after max_elapsed, not before.
+    server.default = Script(503)
+    brief = Backoff(initial=0.01, maximum=0.01, jitter=0.0, max_elapsed=0.3)
+    with (
+        EventStream(server.url, backoff=brief) as stream,
+        pytest.raises(RetriesExhausted) as caught,
+    ):
+        list(stream)
+    assert "HTTP 503" in str(caught.value.__cause__)
