@@ -3,6 +3,7 @@ real server."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -78,3 +79,48 @@ def test_max_elapsed_allows_quick_failures_and_then_gives_up(server: SSEServer) 
     ):
         list(stream)
     assert "HTTP 503" in str(caught.value.__cause__)
+
+
+def test_backoff_grows_over_empty_attempts_and_starts_over_after_one_that_lasted(
+    server: SSEServer,
+) -> None:
+    # Connections that open and end at once are failures in a row; one that stayed
+    # open for reset_after (even without an event) was healthy: the next wait is
+    # the initial one again.
+    backoff = Backoff(initial=0.01, maximum=1.0, jitter=0.0, reset_after=0.5)
+    quick = Script().close()
+    server.enqueue(quick, quick, quick, Script().pause(0.6).close(), quick)
+    server.default = Script().event("done").hold()
+    delays: list[float] = []
+    stream = EventStream(
+        server.url, backoff=backoff, on_retry=lambda exc, delay: delays.append(delay)
+    )
+    with stream:
+        assert next(iter(stream)).data == "done"
+    assert delays == [0.01, 0.02, 0.04, 0.01, 0.02]
+
+
+def test_on_comment_sees_the_resume_point_of_the_events_before_it(server: SSEServer) -> None:
+    # Each read holds events and comments; when on_comment runs, last_event_id is
+    # the ID of the last event before the comment in the stream, no later one.
+    server.enqueue(
+        Script()
+        .send(b": first\n\nid: 1\ndata: a\n\n")
+        .send(b"id: 2\ndata: b\n\nid: 3\ndata: c\n\n: second\n\nid: 4\ndata: d\n\n")
+        .hold()
+    )
+    seen: list[tuple[str, str]] = []
+    last = threading.Event()
+
+    def on_event(event: object) -> None:
+        if stream.last_event_id == "3":  # "d" is being delivered
+            last.set()
+
+    stream = EventStream(
+        server.url,
+        on_event=on_event,
+        on_comment=lambda text: seen.append((text, stream.last_event_id)),
+    )
+    with stream:
+        assert last.wait(WAIT)
+    assert seen == [(" first", ""), (" second", "3")]
