@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from eventstream import Backoff, EventStream
+from eventstream import Backoff, EventStream, StreamError
 from eventstream._control import EXIT_JOIN_TIMEOUT, _stop_all_at_exit
 from eventstream.testing import Script, SSEServer
 
@@ -171,3 +171,27 @@ def test_a_worker_is_a_daemon_and_there_is_no_response_before_a_connect(
         assert worker.name.startswith("eventstream-worker-")
         assert stream.response is not None
         assert stream.response.status_code == 200
+
+
+def test_a_restart_out_of_threads_says_so_and_the_exit_hook_still_waits_for_the_old_worker(
+    server: SSEServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sessions = SlowClose(0.6 * EXIT_JOIN_TIMEOUT)
+    stream = _started(server, sessions)
+    real_start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        if thread.name.startswith("eventstream-worker-"):
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    try:
+        with pytest.raises(StreamError, match="cannot start the worker thread"):
+            stream.restart()  # the old worker was told to stop: it is closing
+        assert not stream.running
+        _stop_all_at_exit()  # still waits for the old worker, which is unwinding
+        assert len(sessions.closed) == 1, "the exit hook forgot the old worker"
+    finally:
+        monkeypatch.setattr(threading.Thread, "start", real_start)
+        assert stream.stop(WAIT)
