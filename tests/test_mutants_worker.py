@@ -9,7 +9,10 @@ from collections.abc import Iterator
 import pytest
 from _reliability import streaming
 
-from eventstream import Backoff, EventStream, RetriesExhausted
+from eventstream import Backoff, Event, EventStream, ResponseInfo, RetriesExhausted, StreamError
+from eventstream._options import build_options
+from eventstream._stop import StopSignal
+from eventstream._worker import Worker
 from eventstream.testing import Script, SSEServer
 
 WAIT = 5.0
@@ -124,3 +127,68 @@ def test_on_comment_sees_the_resume_point_of_the_events_before_it(server: SSESer
     with stream:
         assert last.wait(WAIT)
     assert seen == [(" first", ""), (" second", "3")]
+
+
+class RetryRecorder:
+    """A worker's sink that records the delays before each reconnect and stops the
+    worker after ``count`` of them."""
+
+    wants_comments = False
+
+    def __init__(self, stop: StopSignal, count: int) -> None:
+        self.stop = stop
+        self.count = count
+        self.delays: list[float] = []
+        self.ended = threading.Event()
+
+    def opened(self, info: ResponseInfo) -> None:
+        pass
+
+    def deliver(self, events: list[Event], last_event_id: str, stop: StopSignal) -> bool:
+        return True
+
+    def comment(self, text: str, stop: StopSignal) -> bool:
+        return True
+
+    def error(self, exc: BaseException) -> None:
+        pass
+
+    def retrying(self, exc: StreamError, delay: float) -> None:
+        self.delays.append(delay)
+        if len(self.delays) == self.count:
+            self.stop.set()
+
+    def end(self, exc: BaseException | None) -> None:
+        self.ended.set()
+
+
+def test_a_connection_open_for_exactly_reset_after_counts_as_healthy(server: SSEServer) -> None:
+    # "Stayed open for reset_after seconds": the bound is included.  With a clock
+    # that never moves and reset_after=0, every connection lasted exactly that long,
+    # so the backoff starts over after each one.
+    server.default = Script().close()
+    backoff = Backoff(initial=0.01, maximum=1.0, jitter=0.0, reset_after=0.0)
+    options = build_options(
+        server.url,
+        method="GET",
+        params=None,
+        headers=None,
+        data=None,
+        json=None,
+        auth=None,
+        timeout=WAIT,
+        backoff=backoff,
+        max_event_size=None,
+        session_factory=None,
+    )
+    stop = StopSignal()
+    sink = RetryRecorder(stop, 3)
+    worker = Worker(options, stop, sink, clock=lambda: 0.0)
+    thread = threading.Thread(target=worker.run, name="test-worker")
+    thread.start()
+    try:
+        assert sink.ended.wait(WAIT)
+    finally:
+        stop.set()
+        thread.join(WAIT)
+    assert sink.delays == [0.01, 0.01, 0.01]
