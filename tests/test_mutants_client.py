@@ -104,3 +104,22 @@ def test_join_and_stop_from_a_callback_do_not_wait_for_their_own_thread(
     assert done.wait(WAIT)
     assert stream.join(WAIT)
     assert results == [False, False, True]
+
+
+def test_repr_names_the_class_the_url_without_credentials_and_the_state(
+    server: SSEServer,
+) -> None:
+    url = server.url.replace("http://", "http://user:secret@")
+    stream = EventStream(url)
+    assert repr(stream) == f"<EventStream {server.url!r} stopped>"
+    with stream:
+        assert next(iter(stream)).data == "hello"
+        assert repr(stream) == f"<EventStream {server.url!r} running>"
+    assert repr(stream) == f"<EventStream {server.url!r} stopped>"
+
+
+def test_iterating_a_callback_stream_says_why() -> None:
+    stream = EventStream("http://127.0.0.1:9/", on_event=lambda e: None)
+    with pytest.raises(RuntimeError) as caught:
+        iter(stream)
+    assert str(caught.value) == "this stream delivers to on_event; it cannot be iterated"
