@@ -4,6 +4,7 @@ ending (here: closing a session that takes as long as the test says)."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from eventstream import EventStream
+from eventstream import Backoff, EventStream
 from eventstream.testing import Script, SSEServer
 
 WAIT = 5.0
@@ -123,3 +124,11 @@ def test_iterating_a_callback_stream_says_why() -> None:
     with pytest.raises(RuntimeError) as caught:
         iter(stream)
     assert str(caught.value) == "this stream delivers to on_event; it cannot be iterated"
+
+
+def test_params_go_into_the_query_of_every_connect(server: SSEServer) -> None:
+    server.enqueue(Script().event("a").close())
+    backoff = Backoff(initial=0.01, maximum=0.01, jitter=0.0)
+    with EventStream(server.url, params={"topic": "a b", "n": 2}, backoff=backoff) as stream:
+        assert [event.data for event in itertools.islice(stream, 2)] == ["a", "hello"]
+    assert [r.query for r in server.wait_for_requests(2)] == ["topic=a+b&n=2"] * 2
