@@ -7,6 +7,7 @@ cannot see into a subprocess).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -195,3 +196,23 @@ def test_a_restart_out_of_threads_says_so_and_the_exit_hook_still_waits_for_the_
     finally:
         monkeypatch.setattr(threading.Thread, "start", real_start)
         assert stream.stop(WAIT)
+
+
+@pytest.mark.parametrize("name", ["on_event", "on_error", "on_open", "on_retry", "on_comment"])
+def test_a_callback_that_is_not_callable_is_refused_by_name(name: str) -> None:
+    with pytest.raises(TypeError) as caught:
+        EventStream("http://127.0.0.1:9/", **{name: "print"})
+    assert str(caught.value) == f"{name} must be callable, not 'print'"
+
+
+@pytest.mark.parametrize("size", [0, -1, True, 1.5, "3", None])
+def test_a_queue_size_that_is_not_a_positive_int_is_refused(size: Any) -> None:
+    with pytest.raises(ValueError, match=r"^queue_size must") as caught:
+        EventStream("http://127.0.0.1:9/", queue_size=size)
+    assert str(caught.value) == f"queue_size must be a positive int, not {size!r}"
+
+
+def test_a_queue_of_one_event_is_allowed_and_loses_nothing(server: SSEServer) -> None:
+    server.enqueue(Script().event("a").event("b").event("c").hold())
+    with EventStream(server.url, queue_size=1) as stream:
+        assert [event.data for event in itertools.islice(stream, 3)] == ["a", "b", "c"]
