@@ -216,3 +216,29 @@ def test_a_queue_of_one_event_is_allowed_and_loses_nothing(server: SSEServer) ->
     server.enqueue(Script().event("a").event("b").event("c").hold())
     with EventStream(server.url, queue_size=1) as stream:
         assert [event.data for event in itertools.islice(stream, 3)] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("taken", [0, 1, 2])
+def test_stop_drops_the_events_not_taken_and_resumes_after_the_last_one_taken(
+    server: SSEServer, taken: int
+) -> None:
+    # All three events are queued (on_comment runs after the events before it are in
+    # the queue); the consumer takes some, then stops the stream: the resume point is
+    # the last event it took, or the given one if it took none, and a new start
+    # resumes from there.
+    script = Script().event("a", id="1").event("b", id="2").event("c", id="3").comment("x")
+    server.enqueue(script.hold())
+    queued = threading.Event()
+    stream = EventStream(
+        server.url, last_event_id="0", backoff=FAST, on_comment=lambda text: queued.set()
+    )
+    events = iter(stream)
+    assert queued.wait(WAIT)
+    got = [next(events).data for _ in range(taken)]
+    assert got == ["a", "b"][:taken]
+    assert stream.stop(WAIT)
+    expected = ["0", "1", "2"][taken]
+    assert stream.last_event_id == expected
+    with stream.start():
+        assert next(iter(stream)).data == "hello"
+    assert server.wait_for_requests(2)[1].headers["Last-Event-ID"] == expected
