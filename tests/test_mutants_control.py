@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from eventstream import Backoff, EventStream, StreamError
+from eventstream import Backoff, EventStream, StreamError, _fork
 from eventstream._control import EXIT_JOIN_TIMEOUT, _stop_all_at_exit
 from eventstream.testing import Script, SSEServer
 
@@ -242,3 +243,50 @@ def test_stop_drops_the_events_not_taken_and_resumes_after_the_last_one_taken(
     with stream.start():
         assert next(iter(stream)).data == "hello"
     assert server.wait_for_requests(2)[1].headers["Last-Event-ID"] == expected
+
+
+class FakeUwsgi:
+    """The ``uwsgi`` module as a uWSGI master with threads shows it; ``fork()`` plays
+    a worker being forked: it becomes worker 1 and runs the post-fork hook."""
+
+    has_threads = True
+
+    def __init__(self) -> None:
+        self.worker = 0
+        self.post_fork_hook: Any = None
+
+    def worker_id(self) -> int:
+        return self.worker
+
+    def mule_id(self) -> int:
+        return 0
+
+    def fork(self) -> None:
+        self.worker = 1
+        assert self.post_fork_hook is not None
+        self.post_fork_hook()
+
+
+def test_a_stream_started_in_a_uwsgi_master_starts_in_the_worker_unless_stopped(
+    server: SSEServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uwsgi = FakeUwsgi()
+    monkeypatch.setitem(sys.modules, "uwsgi", uwsgi)
+    monkeypatch.setitem(sys.modules, "uwsgidecorators", None)  # as without --master
+    monkeypatch.setattr(_fork, "_deferred", [])  # this test's master: nothing queued yet
+    got: queue.SimpleQueue[str] = queue.SimpleQueue()
+    deferred = EventStream(server.url, on_event=lambda e: got.put(e.data))
+    dropped = EventStream(server.url, on_event=lambda e: got.put("dropped"))
+    deferred.start()
+    dropped.start()
+    assert not deferred.running  # no thread in the master: uWSGI forks in C
+    assert dropped.stop() is True
+    deferred.start()  # again: still one start, in the worker
+    uwsgi.fork()
+    try:
+        assert got.get(timeout=WAIT) == "hello"
+        assert deferred.running
+        assert not dropped.running
+    finally:
+        assert deferred.stop(WAIT)
+    assert len(server.requests) == 1
