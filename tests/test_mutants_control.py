@@ -7,12 +7,14 @@ cannot see into a subprocess).
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import queue
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -290,3 +292,23 @@ def test_a_stream_started_in_a_uwsgi_master_starts_in_the_worker_unless_stopped(
     finally:
         assert deferred.stop(WAIT)
     assert len(server.requests) == 1
+
+
+def test_a_stream_that_ended_keeps_nothing_of_its_callbacks_alive(server: SSEServer) -> None:
+    # A process that makes many short streams must not accumulate them: once a
+    # stream ended and was dropped, the objects its callbacks belong to are freed.
+    class Owner:
+        def on_event(self, event: object) -> None:
+            pass
+
+    owners = []
+    for status in (204, 404):  # ended by the server; ended by a fatal error
+        server.enqueue(Script(status))
+        owner = Owner()
+        stream = EventStream(server.url, on_event=owner.on_event)
+        stream.start()
+        assert stream.join(WAIT)
+        owners.append(weakref.ref(owner))
+        del owner, stream
+    gc.collect()
+    assert [ref() for ref in owners] == [None, None]
