@@ -312,3 +312,43 @@ def test_a_stream_that_ended_keeps_nothing_of_its_callbacks_alive(server: SSESer
         del owner, stream
     gc.collect()
     assert [ref() for ref in owners] == [None, None]
+
+
+def test_no_on_open_after_a_stop_made_before_the_response_came(server: SSEServer) -> None:
+    calls: list[str] = []
+    holder: list[EventStream] = []
+
+    def headers() -> dict[str, str]:  # on the worker, just before the connect
+        holder[0].stop()
+        return {}
+
+    stream = EventStream(
+        server.url,
+        headers=headers,
+        on_event=lambda e: calls.append("event"),
+        on_open=lambda info: calls.append("open"),
+        on_error=lambda exc: calls.append("error"),
+    )
+    holder.append(stream)
+    stream.start()
+    assert stream.join(WAIT)
+    assert calls == []
+
+
+def test_no_on_retry_after_on_error_stopped_the_stream(server: SSEServer) -> None:
+    server.default = Script(503)
+    calls: list[str] = []
+
+    def on_error(exc: BaseException) -> None:
+        calls.append("error")
+        stream.stop()
+
+    stream = EventStream(
+        server.url,
+        backoff=FAST,
+        on_error=on_error,
+        on_retry=lambda exc, delay: calls.append("retry"),
+    )
+    stream.start()
+    assert stream.join(WAIT)
+    assert calls == ["error"]
