@@ -192,3 +192,25 @@ def test_a_connection_open_for_exactly_reset_after_counts_as_healthy(server: SSE
         stop.set()
         thread.join(WAIT)
     assert sink.delays == [0.01, 0.01, 0.01]
+
+
+def test_a_headers_callable_that_raises_ends_the_stream_saying_so(server: SSEServer) -> None:
+    def headers() -> dict[str, str]:
+        raise ValueError("token store down")
+
+    with EventStream(server.url, headers=headers) as stream, pytest.raises(StreamError) as caught:
+        list(stream)
+    assert str(caught.value) == "the headers callable raised ValueError"
+    assert caught.value.url == server.url
+    assert isinstance(caught.value.__cause__, ValueError)
+    assert server.requests == []
+
+
+def test_a_headers_callable_that_returns_no_mapping_ends_the_stream_saying_so(
+    server: SSEServer,
+) -> None:
+    stream = EventStream(server.url, headers=lambda: [("Authorization", "x")])  # type: ignore[arg-type,return-value]
+    with stream, pytest.raises(TypeError) as caught:
+        list(stream)
+    assert str(caught.value) == "the headers callable must return a mapping, not <class 'list'>"
+    assert server.requests == []
