@@ -132,3 +132,14 @@ def test_params_go_into_the_query_of_every_connect(server: SSEServer) -> None:
     with EventStream(server.url, params={"topic": "a b", "n": 2}, backoff=backoff) as stream:
         assert [event.data for event in itertools.islice(stream, 2)] == ["a", "hello"]
     assert [r.query for r in server.wait_for_requests(2)] == ["topic=a+b&n=2"] * 2
+
+
+def test_form_data_is_sent_again_on_every_connect(server: SSEServer) -> None:
+    server.enqueue(Script().event("a").close())
+    backoff = Backoff(initial=0.01, maximum=0.01, jitter=0.0)
+    stream = EventStream(server.url, method="POST", data={"q": "x y"}, backoff=backoff)
+    with stream:
+        assert [event.data for event in itertools.islice(stream, 2)] == ["a", "hello"]
+    requests = server.wait_for_requests(2)
+    assert [r.body for r in requests] == [b"q=x+y"] * 2
+    assert [r.method for r in requests] == ["POST"] * 2
