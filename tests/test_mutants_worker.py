@@ -3,7 +3,9 @@ real server."""
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -214,3 +216,21 @@ def test_a_headers_callable_that_returns_no_mapping_ends_the_stream_saying_so(
         list(stream)
     assert str(caught.value) == "the headers callable must return a mapping, not <class 'list'>"
     assert server.requests == []
+
+
+def test_the_connect_timeout_bounds_a_tls_handshake_that_never_answers() -> None:
+    # The server accepts the connection and never says a byte: the connect timeout,
+    # not the (long) read timeout, ends the attempt.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(WAIT)
+        url = f"https://127.0.0.1:{listener.getsockname()[1]}/"
+        once = Backoff(max_attempts=1)
+        started = time.monotonic()
+        stream = EventStream(url, timeout=(0.3, 60.0), backoff=once)
+        with stream:
+            events = iter(stream)  # starts the stream
+            connection, _ = listener.accept()
+            with connection, pytest.raises(RetriesExhausted) as caught:
+                list(events)
+    assert time.monotonic() - started < WAIT
+    assert isinstance(caught.value.__cause__, StreamError)
