@@ -11,6 +11,7 @@ import gc
 import itertools
 import logging
 import queue
+import re
 import sys
 import threading
 import time
@@ -191,8 +192,16 @@ def test_a_restart_out_of_threads_says_so_and_the_exit_hook_still_waits_for_the_
 
     monkeypatch.setattr(threading.Thread, "start", refuse)
     try:
-        with pytest.raises(StreamError, match="cannot start the worker thread"):
+        with pytest.raises(StreamError, match="cannot start the worker thread") as caught:
             stream.restart()  # the old worker was told to stop: it is closing
+        assert caught.value.url == server.url
+        assert re.fullmatch(
+            rf"cannot start the worker thread of {re.escape(server.url)} \(can't start new"
+            r" thread; \d+ threads running\): the process is out of threads or memory for"
+            r" their stacks; raise the limit \(ulimit -u\), lower threading\.stack_size\(\)"
+            r" before starting streams, or run fewer streams",
+            str(caught.value),
+        ), str(caught.value)
         assert not stream.running
         _stop_all_at_exit()  # still waits for the old worker, which is unwinding
         assert len(sessions.closed) == 1, "the exit hook forgot the old worker"
