@@ -157,8 +157,23 @@ def test_errors_that_no_callback_receives_are_logged_at_debug(
     assert len(errors) == 2, said  # the retried one, then the fatal one
     assert "HTTP 503" in errors[0]
     assert "HTTP 404" in errors[1]
-    (end,) = [m for m in said if m.startswith("stream ended with HTTPStatusError(")]
+    (end,) = [m for m in said if m.startswith("stream ended with ")]
+    assert end.startswith("stream ended with HTTPStatusError(")
     assert "HTTP 404" in end
+
+
+def test_a_stream_stopped_or_ended_by_the_server_logs_no_error(
+    server: SSEServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="eventstream")
+    server.enqueue(Script().event("a").hold(), Script(204))
+    got = threading.Event()
+    with EventStream(server.url, on_event=lambda e: got.set()):  # stopped
+        assert got.wait(WAIT)
+    with EventStream(server.url, on_event=lambda e: None) as stream:  # ended by the 204
+        assert stream.join(WAIT)
+    said = [r.getMessage() for r in _logged(caplog, logging.DEBUG)]
+    assert [m for m in said if m.startswith(("stream ended with", "stream error"))] == []
 
 
 def test_a_worker_is_a_daemon_and_there_is_no_response_before_a_connect(
