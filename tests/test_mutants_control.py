@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import requests
 
+import eventstream
 from eventstream import Backoff, EventStream, StreamError, _fork
 from eventstream._control import EXIT_JOIN_TIMEOUT, _stop_all_at_exit
 from eventstream.testing import Script, SSEServer
@@ -376,3 +377,25 @@ def test_no_on_retry_after_on_error_stopped_the_stream(server: SSEServer) -> Non
     stream.start()
     assert stream.join(WAIT)
     assert calls == ["error"]
+
+
+def test_wait_open_right_after_a_stop_says_the_stream_was_stopped(server: SSEServer) -> None:
+    # The worker is still before its connect (in the headers callable) when the
+    # stream is stopped: wait_open does not wait for it, and says what happened.
+    entered, release = threading.Event(), threading.Event()
+
+    def headers() -> dict[str, str]:
+        entered.set()
+        release.wait(WAIT)
+        return {}
+
+    stream = eventstream.get(server.url, headers=headers, retries=0)
+    try:
+        assert entered.wait(WAIT)
+        stream.stop()
+        with pytest.raises(RuntimeError) as caught:
+            stream.wait_open(0)
+        assert str(caught.value) == "the stream was stopped before the response arrived"
+    finally:
+        release.set()
+        assert stream.join(WAIT)
