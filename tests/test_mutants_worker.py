@@ -107,28 +107,32 @@ def test_backoff_grows_over_empty_attempts_and_starts_over_after_one_that_lasted
 
 def test_on_comment_sees_the_resume_point_of_the_events_before_it(server: SSEServer) -> None:
     # Each read holds events and comments; when on_comment runs, last_event_id is
-    # the ID of the last event before the comment in the stream, no later one.
+    # the ID of the last event before the comment in the stream, no later one, and
+    # a read that held comments leaves it at its last event.
+    last, done = threading.Event(), threading.Event()
     server.enqueue(
         Script()
         .send(b": first\n\nid: 1\ndata: a\n\n")
         .send(b"id: 2\ndata: b\n\nid: 3\ndata: c\n\n: second\n\nid: 4\ndata: d\n\n")
+        .wait(last)  # the next comment comes in a read of its own
+        .send(b": third\n\n")
         .hold()
     )
     seen: list[tuple[str, str]] = []
-    last = threading.Event()
 
     def on_event(event: object) -> None:
         if stream.last_event_id == "3":  # "d" is being delivered
             last.set()
 
-    stream = EventStream(
-        server.url,
-        on_event=on_event,
-        on_comment=lambda text: seen.append((text, stream.last_event_id)),
-    )
+    def on_comment(text: str) -> None:
+        seen.append((text, stream.last_event_id))
+        if text == " third":
+            done.set()
+
+    stream = EventStream(server.url, on_event=on_event, on_comment=on_comment)
     with stream:
-        assert last.wait(WAIT)
-    assert seen == [(" first", ""), (" second", "3")]
+        assert done.wait(WAIT)
+    assert seen == [(" first", ""), (" second", "3"), (" third", "4")]
 
 
 class RetryRecorder:
