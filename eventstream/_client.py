@@ -52,7 +52,8 @@ class StreamBase:
     def __init__(self, options: Options, delivery: Delivery, *, last_event_id: str) -> None:
         check_last_event_id(last_event_id)
         self._control = Control(options, delivery, last_event_id=last_event_id)
-        self._finalizer = weakref.finalize(self, abandon, self._control)
+        # The finalizer lives in weakref's own registry until it runs: no need to keep it.
+        weakref.finalize(self, abandon, self._control)
 
     def start(self: _S) -> _S:
         """Start the worker (connecting in the background); no-op while running.

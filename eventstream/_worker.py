@@ -123,6 +123,7 @@ class Worker:
     """Runs one stream on the current thread until it ends or ``stop`` is set."""
 
     _parser: Parser  # made in run(), on the worker thread
+    _healthy: bool  # the current attempt delivered an event or lasted (set by _loop)
 
     def __init__(
         self,
@@ -140,7 +141,6 @@ class Worker:
         self._rng = rng or _JITTER
         self._clock = clock
         self._resume = resume  # gives the last event ID to resume from, on this thread
-        self._healthy = False  # the current attempt delivered an event or lasted
         self._comments: list[tuple[int, str]] = []  # (events before it, text) of a feed
         self._retry_log = RetryLog(_log, options.safe_url, clock=clock)
 

@@ -1,0 +1,401 @@
+"""Guarantees of ``_control`` that mutation testing found unpinned (#13).
+
+The interpreter's exit hook runs here in the test process, as the interpreter would
+call it (the subprocess test in test_lifecycle shows the real exit; mutation testing
+cannot see into a subprocess).
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import logging
+import queue
+import re
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+import eventstream
+from eventstream import Backoff, EventStream, StreamError, _fork
+from eventstream._control import EXIT_JOIN_TIMEOUT, _stop_all_at_exit
+from eventstream.testing import Script, SSEServer
+
+WAIT = 5.0
+FAST = Backoff(initial=0.01, maximum=0.05, jitter=0.0)
+
+
+@pytest.fixture
+def server() -> Iterator[SSEServer]:
+    with SSEServer() as srv:
+        srv.default = Script().event("hello", id="1").hold()
+        yield srv
+
+
+class SlowClose:
+    """A ``session_factory`` whose sessions take ``seconds`` to close (or until
+    ``release`` is set), and record it when they have."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.release = threading.Event()
+        self.closed: list[int] = []
+
+    def __call__(self) -> requests.Session:
+        owner = self
+
+        class Session(requests.Session):
+            def close(self) -> None:
+                owner.release.wait(owner.seconds)
+                super().close()
+                owner.closed.append(threading.get_ident())
+
+        return Session()
+
+
+def _started(server: SSEServer, sessions: SlowClose) -> EventStream:
+    got = threading.Event()
+    stream = EventStream(server.url, on_event=lambda e: got.set(), session_factory=sessions)
+    stream.start()
+    assert got.wait(WAIT)
+    return stream
+
+
+def test_the_exit_hook_stops_a_stream_and_waits_for_its_worker_to_close(
+    server: SSEServer,
+) -> None:
+    # The close takes most of the hook's time budget: a hook that waits less (or
+    # not at all) returns before the worker has closed its session.
+    sessions = SlowClose(0.6 * EXIT_JOIN_TIMEOUT)
+    stream = _started(server, sessions)
+    try:
+        _stop_all_at_exit()
+        assert not stream.running
+        assert len(sessions.closed) == 1, "the exit hook returned before the worker closed"
+        assert stream.join(0)
+    finally:
+        stream.stop(WAIT)
+
+
+def test_the_exit_hook_waits_for_all_workers_within_one_budget(server: SSEServer) -> None:
+    # Workers that never finish closing: the hook gives up on all of them after
+    # EXIT_JOIN_TIMEOUT in all, not per worker, and still stops every one.
+    sessions = SlowClose(WAIT)
+    streams = [_started(server, sessions) for _ in range(3)]
+    try:
+        started = time.monotonic()
+        _stop_all_at_exit()
+        took = time.monotonic() - started
+        assert not any(stream.running for stream in streams)
+        assert sessions.closed == []
+        assert 0.9 * EXIT_JOIN_TIMEOUT <= took < 2.5 * EXIT_JOIN_TIMEOUT
+    finally:
+        sessions.release.set()
+        for stream in streams:
+            assert stream.stop(WAIT)
+    assert len(sessions.closed) == 3
+
+
+def _logged(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno == level and r.name.startswith("eventstream")]
+
+
+def test_each_callback_that_raises_is_logged_by_name_and_its_error_reported(
+    server: SSEServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One connection gives a comment and an event, then a clean end (on_retry); each
+    # callback raises its own error, which goes to on_error (which raises too).
+    server.enqueue(Script().comment("c").event("a").close())
+    reported: queue.Queue[BaseException] = queue.Queue()
+    retried = threading.Event()
+
+    def fail(name: str) -> Any:
+        def callback(*args: object) -> None:
+            if name == "on_retry":
+                retried.set()
+            raise ValueError(name)
+
+        return callback
+
+    def on_error(exc: BaseException) -> None:
+        reported.put(exc)
+        raise RuntimeError("on_error")
+
+    callbacks = {name: fail(name) for name in ("on_open", "on_event", "on_comment", "on_retry")}
+    stream = EventStream(server.url, backoff=FAST, on_error=on_error, **callbacks)
+    with stream:
+        assert retried.wait(WAIT)
+        got = [reported.get(timeout=WAIT) for _ in range(4)]
+    assert [str(exc) for exc in got] == ["on_open", "on_comment", "on_event", "on_retry"]
+    assert all(type(exc) is ValueError for exc in got)
+    errors = _logged(caplog, logging.ERROR)
+    said = [r.getMessage() for r in errors]
+    for name in ("on_open", "on_comment", "on_event", "on_retry"):
+        assert said.count(f"{name} callback raised") == 1, said
+    assert said.count("on_error callback raised") == 4, said
+    # With the traceback of the callback, on the worker thread.
+    assert all(r.exc_info is not None for r in errors)
+
+
+def test_errors_that_no_callback_receives_are_logged_at_debug(
+    server: SSEServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # No on_error: a retried error, and the error that ends the stream, are not
+    # swallowed silently.
+    caplog.set_level(logging.DEBUG, logger="eventstream")
+    server.enqueue(Script(503))
+    server.default = Script(404)
+    with EventStream(server.url, backoff=FAST, on_event=lambda e: None) as stream:
+        assert stream.join(WAIT)
+    said = [r.getMessage() for r in _logged(caplog, logging.DEBUG)]
+    errors = [m for m in said if m.startswith("stream error: HTTPStatusError(")]
+    assert len(errors) == 2, said  # the retried one, then the fatal one
+    assert "HTTP 503" in errors[0]
+    assert "HTTP 404" in errors[1]
+    (end,) = [m for m in said if m.startswith("stream ended with ")]
+    assert end.startswith("stream ended with HTTPStatusError(")
+    assert "HTTP 404" in end
+
+
+def test_a_stream_stopped_or_ended_by_the_server_logs_no_error(
+    server: SSEServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="eventstream")
+    server.enqueue(Script().event("a").hold(), Script(204))
+    got = threading.Event()
+    with EventStream(server.url, on_event=lambda e: got.set()):  # stopped
+        assert got.wait(WAIT)
+    with EventStream(server.url, on_event=lambda e: None) as stream:  # ended by the 204
+        assert stream.join(WAIT)
+    said = [r.getMessage() for r in _logged(caplog, logging.DEBUG)]
+    assert [m for m in said if m.startswith(("stream ended with", "stream error"))] == []
+
+
+def test_a_worker_is_a_daemon_and_there_is_no_response_before_a_connect(
+    server: SSEServer,
+) -> None:
+    # A forgotten stream never keeps the interpreter from exiting (the exit hook
+    # stops it; a non-daemon worker would be waited for before that hook runs).
+    before = set(threading.enumerate())
+    stream = EventStream(server.url)
+    assert stream.response is None
+    with stream:
+        assert next(iter(stream)).data == "hello"
+        (worker,) = [t for t in set(threading.enumerate()) - before if "worker" in t.name]
+        assert worker.daemon
+        assert worker.name.startswith("eventstream-worker-")
+        assert stream.response is not None
+        assert stream.response.status_code == 200
+
+
+def test_a_restart_out_of_threads_says_so_and_the_exit_hook_still_waits_for_the_old_worker(
+    server: SSEServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sessions = SlowClose(0.6 * EXIT_JOIN_TIMEOUT)
+    stream = _started(server, sessions)
+    real_start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        if thread.name.startswith("eventstream-worker-"):
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    try:
+        with pytest.raises(StreamError, match="cannot start the worker thread") as caught:
+            stream.restart()  # the old worker was told to stop: it is closing
+        assert caught.value.url == server.url
+        assert re.fullmatch(
+            rf"cannot start the worker thread of {re.escape(server.url)} \(can't start new"
+            r" thread; \d+ threads running\): the process is out of threads or memory for"
+            r" their stacks; raise the limit \(ulimit -u\), lower threading\.stack_size\(\)"
+            r" before starting streams, or run fewer streams",
+            str(caught.value),
+        ), str(caught.value)
+        assert not stream.running
+        _stop_all_at_exit()  # still waits for the old worker, which is unwinding
+        assert len(sessions.closed) == 1, "the exit hook forgot the old worker"
+    finally:
+        monkeypatch.setattr(threading.Thread, "start", real_start)
+        assert stream.stop(WAIT)
+
+
+@pytest.mark.parametrize("name", ["on_event", "on_error", "on_open", "on_retry", "on_comment"])
+def test_a_callback_that_is_not_callable_is_refused_by_name(name: str) -> None:
+    with pytest.raises(TypeError) as caught:
+        EventStream("http://127.0.0.1:9/", **{name: "print"})
+    assert str(caught.value) == f"{name} must be callable, not 'print'"
+
+
+@pytest.mark.parametrize("size", [0, -1, True, 1.5, "3", None])
+def test_a_queue_size_that_is_not_a_positive_int_is_refused(size: Any) -> None:
+    with pytest.raises(ValueError, match=r"^queue_size must") as caught:
+        EventStream("http://127.0.0.1:9/", queue_size=size)
+    assert str(caught.value) == f"queue_size must be a positive int, not {size!r}"
+
+
+def test_a_queue_of_one_event_is_allowed_and_loses_nothing(server: SSEServer) -> None:
+    server.enqueue(Script().event("a").event("b").event("c").hold())
+    with EventStream(server.url, queue_size=1) as stream:
+        assert [event.data for event in itertools.islice(stream, 3)] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("taken", [0, 1, 2])
+def test_stop_drops_the_events_not_taken_and_resumes_after_the_last_one_taken(
+    server: SSEServer, taken: int
+) -> None:
+    # All three events are queued (on_comment runs after the events before it are in
+    # the queue); the consumer takes some, then stops the stream: the resume point is
+    # the last event it took, or the given one if it took none, and a new start
+    # resumes from there.
+    script = Script().event("a", id="1").event("b", id="2").event("c", id="3").comment("x")
+    server.enqueue(script.hold())
+    queued = threading.Event()
+    stream = EventStream(
+        server.url, last_event_id="0", backoff=FAST, on_comment=lambda text: queued.set()
+    )
+    events = iter(stream)
+    assert queued.wait(WAIT)
+    got = [next(events).data for _ in range(taken)]
+    assert got == ["a", "b"][:taken]
+    assert stream.stop(WAIT)
+    expected = ["0", "1", "2"][taken]
+    assert stream.last_event_id == expected
+    with stream.start():
+        assert next(iter(stream)).data == "hello"
+    assert server.wait_for_requests(2)[1].headers["Last-Event-ID"] == expected
+
+
+class FakeUwsgi:
+    """The ``uwsgi`` module as a uWSGI master with threads shows it; ``fork()`` plays
+    a worker being forked: it becomes worker 1 and runs the post-fork hook."""
+
+    has_threads = True
+
+    def __init__(self) -> None:
+        self.worker = 0
+        self.post_fork_hook: Any = None
+
+    def worker_id(self) -> int:
+        return self.worker
+
+    def mule_id(self) -> int:
+        return 0
+
+    def fork(self) -> None:
+        self.worker = 1
+        assert self.post_fork_hook is not None
+        self.post_fork_hook()
+
+
+def test_a_stream_started_in_a_uwsgi_master_starts_in_the_worker_unless_stopped(
+    server: SSEServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uwsgi = FakeUwsgi()
+    monkeypatch.setitem(sys.modules, "uwsgi", uwsgi)
+    monkeypatch.setitem(sys.modules, "uwsgidecorators", None)  # as without --master
+    monkeypatch.setattr(_fork, "_deferred", [])  # this test's master: nothing queued yet
+    got: queue.SimpleQueue[str] = queue.SimpleQueue()
+    deferred = EventStream(server.url, on_event=lambda e: got.put(e.data))
+    dropped = EventStream(server.url, on_event=lambda e: got.put("dropped"))
+    deferred.start()
+    dropped.start()
+    assert not deferred.running  # no thread in the master: uWSGI forks in C
+    assert dropped.stop() is True
+    deferred.start()  # again: still one start, in the worker
+    uwsgi.fork()
+    try:
+        assert got.get(timeout=WAIT) == "hello"
+        assert deferred.running
+        assert not dropped.running
+    finally:
+        assert deferred.stop(WAIT)
+    assert len(server.requests) == 1
+
+
+def test_a_stream_that_ended_keeps_nothing_of_its_callbacks_alive(server: SSEServer) -> None:
+    # A process that makes many short streams must not accumulate them: once a
+    # stream ended and was dropped, the objects its callbacks belong to are freed.
+    class Owner:
+        def on_event(self, event: object) -> None:
+            pass
+
+    owners = []
+    for status in (204, 404):  # ended by the server; ended by a fatal error
+        server.enqueue(Script(status))
+        owner = Owner()
+        stream = EventStream(server.url, on_event=owner.on_event)
+        stream.start()
+        assert stream.join(WAIT)
+        owners.append(weakref.ref(owner))
+        del owner, stream
+    gc.collect()
+    assert [ref() for ref in owners] == [None, None]
+
+
+def test_no_on_open_after_a_stop_made_before_the_response_came(server: SSEServer) -> None:
+    calls: list[str] = []
+    holder: list[EventStream] = []
+
+    def headers() -> dict[str, str]:  # on the worker, just before the connect
+        holder[0].stop()
+        return {}
+
+    stream = EventStream(
+        server.url,
+        headers=headers,
+        on_event=lambda e: calls.append("event"),
+        on_open=lambda info: calls.append("open"),
+        on_error=lambda exc: calls.append("error"),
+    )
+    holder.append(stream)
+    stream.start()
+    assert stream.join(WAIT)
+    assert calls == []
+
+
+def test_no_on_retry_after_on_error_stopped_the_stream(server: SSEServer) -> None:
+    server.default = Script(503)
+    calls: list[str] = []
+
+    def on_error(exc: BaseException) -> None:
+        calls.append("error")
+        stream.stop()
+
+    stream = EventStream(
+        server.url,
+        backoff=FAST,
+        on_error=on_error,
+        on_retry=lambda exc, delay: calls.append("retry"),
+    )
+    stream.start()
+    assert stream.join(WAIT)
+    assert calls == ["error"]
+
+
+def test_wait_open_right_after_a_stop_says_the_stream_was_stopped(server: SSEServer) -> None:
+    # The worker is still before its connect (in the headers callable) when the
+    # stream is stopped: wait_open does not wait for it, and says what happened.
+    entered, release = threading.Event(), threading.Event()
+
+    def headers() -> dict[str, str]:
+        entered.set()
+        release.wait(WAIT)
+        return {}
+
+    stream = eventstream.get(server.url, headers=headers, retries=0)
+    try:
+        assert entered.wait(WAIT)
+        stream.stop()
+        with pytest.raises(RuntimeError) as caught:
+            stream.wait_open(0)
+        assert str(caught.value) == "the stream was stopped before the response arrived"
+    finally:
+        release.set()
+        assert stream.join(WAIT)

@@ -1,0 +1,240 @@
+"""Guarantees of ``_worker`` that mutation testing found unpinned (#13), through a
+real server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from _reliability import streaming
+
+from eventstream import Backoff, Event, EventStream, ResponseInfo, RetriesExhausted, StreamError
+from eventstream._options import build_options
+from eventstream._stop import StopSignal
+from eventstream._worker import Worker
+from eventstream.testing import Script, SSEServer
+
+WAIT = 5.0
+
+
+@pytest.fixture
+def server() -> Iterator[SSEServer]:
+    with SSEServer() as srv:
+        yield srv
+
+
+def test_a_given_last_event_id_with_a_lone_surrogate_is_sent_with_a_replacement(
+    server: SSEServer,
+) -> None:
+    # A resume point read back from JSON ("\ud800" is valid JSON) may hold a lone
+    # surrogate, which UTF-8 cannot encode: it goes on the wire as "?" rather than
+    # failing every connect with UnicodeEncodeError.
+    server.enqueue(Script().event("a").hold())
+    with streaming(server.url, last_event_id="7\ud800") as rec:
+        assert rec.next_event().data == "a"
+    assert rec.all_errors == []
+    assert server.wait_for_requests(1)[0].headers["Last-Event-ID"] == "7?"
+
+
+def test_a_401_after_a_healthy_connection_gets_its_own_immediate_retry(
+    server: SSEServer,
+) -> None:
+    # Rotated credentials expire again later: each expiry gets one retry at once
+    # with fresh headers, not only the first one in the stream's life.
+    server.enqueue(Script(401), Script().event("a").close(), Script(401))
+    server.default = Script().event("b").hold()
+    tokens = iter(range(1, 100))
+    delays: list[tuple[str, float]] = []
+    backoff = Backoff(initial=0.01, maximum=1.0, jitter=0.0)  # doubles per failure
+    stream = EventStream(
+        server.url,
+        headers=lambda: {"Authorization": f"Bearer {next(tokens)}"},
+        backoff=backoff,
+        on_retry=lambda exc, delay: delays.append((type(exc).__name__, delay)),
+    )
+    with stream:
+        assert [event.data for event in iterate(stream, 2)] == ["a", "b"]
+    assert delays == [("HTTPStatusError", 0.0), ("ReadError", 0.01), ("HTTPStatusError", 0.0)]
+    sent = [r.headers["Authorization"] for r in server.wait_for_requests(4)]
+    assert sent == ["Bearer 1", "Bearer 2", "Bearer 3", "Bearer 4"]
+
+
+def iterate(stream: EventStream, count: int) -> list[object]:
+    events = iter(stream)
+    return [next(events) for _ in range(count)]
+
+
+def test_max_elapsed_allows_quick_failures_and_then_gives_up(server: SSEServer) -> None:
+    # Time since the last healthy connection, not anything larger: three quick 503s
+    # are well within 5 s and the stream goes on.
+    server.enqueue(Script(503), Script(503), Script(503))
+    server.default = Script().event("a").hold()
+    patient = Backoff(initial=0.01, maximum=0.01, jitter=0.0, max_elapsed=WAIT)
+    with EventStream(server.url, backoff=patient) as stream:
+        assert next(iter(stream)).data == "a"
+    # A server that keeps failing: given up after max_elapsed, not before.
+    server.default = Script(503)
+    brief = Backoff(initial=0.01, maximum=0.01, jitter=0.0, max_elapsed=0.3)
+    with (
+        EventStream(server.url, backoff=brief) as stream,
+        pytest.raises(RetriesExhausted) as caught,
+    ):
+        list(stream)
+    assert "HTTP 503" in str(caught.value.__cause__)
+
+
+def test_backoff_grows_over_empty_attempts_and_starts_over_after_one_that_lasted(
+    server: SSEServer,
+) -> None:
+    # Connections that open and end at once are failures in a row; one that stayed
+    # open for reset_after (even without an event) was healthy: the next wait is
+    # the initial one again.
+    backoff = Backoff(initial=0.01, maximum=1.0, jitter=0.0, reset_after=0.5)
+    quick = Script().close()
+    server.enqueue(quick, quick, quick, Script().pause(0.6).close(), quick)
+    server.default = Script().event("done").hold()
+    delays: list[float] = []
+    stream = EventStream(
+        server.url, backoff=backoff, on_retry=lambda exc, delay: delays.append(delay)
+    )
+    with stream:
+        assert next(iter(stream)).data == "done"
+    assert delays == [0.01, 0.02, 0.04, 0.01, 0.02]
+
+
+def test_on_comment_sees_the_resume_point_of_the_events_before_it(server: SSEServer) -> None:
+    # Each read holds events and comments; when on_comment runs, last_event_id is
+    # the ID of the last event before the comment in the stream, no later one, and
+    # a read that held comments leaves it at its last event.
+    last, done = threading.Event(), threading.Event()
+    server.enqueue(
+        Script()
+        .send(b": first\n\nid: 1\ndata: a\n\n")
+        .send(b"id: 2\ndata: b\n\nid: 3\ndata: c\n\n: second\n\nid: 4\ndata: d\n\n")
+        .wait(last)  # the next comment comes in a read of its own
+        .send(b": third\n\n")
+        .hold()
+    )
+    seen: list[tuple[str, str]] = []
+
+    def on_event(event: object) -> None:
+        if stream.last_event_id == "3":  # "d" is being delivered
+            last.set()
+
+    def on_comment(text: str) -> None:
+        seen.append((text, stream.last_event_id))
+        if text == " third":
+            done.set()
+
+    stream = EventStream(server.url, on_event=on_event, on_comment=on_comment)
+    with stream:
+        assert done.wait(WAIT)
+    assert seen == [(" first", ""), (" second", "3"), (" third", "4")]
+
+
+class RetryRecorder:
+    """A worker's sink that records the delays before each reconnect and stops the
+    worker after ``count`` of them."""
+
+    wants_comments = False
+
+    def __init__(self, stop: StopSignal, count: int) -> None:
+        self.stop = stop
+        self.count = count
+        self.delays: list[float] = []
+        self.ended = threading.Event()
+
+    def opened(self, info: ResponseInfo) -> None:
+        pass
+
+    def deliver(self, events: list[Event], last_event_id: str, stop: StopSignal) -> bool:
+        return True
+
+    def comment(self, text: str, stop: StopSignal) -> bool:
+        return True
+
+    def error(self, exc: BaseException) -> None:
+        pass
+
+    def retrying(self, exc: StreamError, delay: float) -> None:
+        self.delays.append(delay)
+        if len(self.delays) == self.count:
+            self.stop.set()
+
+    def end(self, exc: BaseException | None) -> None:
+        self.ended.set()
+
+
+def test_a_connection_open_for_exactly_reset_after_counts_as_healthy(server: SSEServer) -> None:
+    # "Stayed open for reset_after seconds": the bound is included.  With a clock
+    # that never moves and reset_after=0, every connection lasted exactly that long,
+    # so the backoff starts over after each one.
+    server.default = Script().close()
+    backoff = Backoff(initial=0.01, maximum=1.0, jitter=0.0, reset_after=0.0)
+    options = build_options(
+        server.url,
+        method="GET",
+        params=None,
+        headers=None,
+        data=None,
+        json=None,
+        auth=None,
+        timeout=WAIT,
+        backoff=backoff,
+        max_event_size=None,
+        session_factory=None,
+    )
+    stop = StopSignal()
+    sink = RetryRecorder(stop, 3)
+    worker = Worker(options, stop, sink, clock=lambda: 0.0)
+    thread = threading.Thread(target=worker.run, name="test-worker")
+    thread.start()
+    try:
+        assert sink.ended.wait(WAIT)
+    finally:
+        stop.set()
+        thread.join(WAIT)
+    assert sink.delays == [0.01, 0.01, 0.01]
+
+
+def test_a_headers_callable_that_raises_ends_the_stream_saying_so(server: SSEServer) -> None:
+    def headers() -> dict[str, str]:
+        raise ValueError("token store down")
+
+    with EventStream(server.url, headers=headers) as stream, pytest.raises(StreamError) as caught:
+        list(stream)
+    assert str(caught.value) == "the headers callable raised ValueError"
+    assert caught.value.url == server.url
+    assert isinstance(caught.value.__cause__, ValueError)
+    assert server.requests == []
+
+
+def test_a_headers_callable_that_returns_no_mapping_ends_the_stream_saying_so(
+    server: SSEServer,
+) -> None:
+    stream = EventStream(server.url, headers=lambda: [("Authorization", "x")])  # type: ignore[arg-type,return-value]
+    with stream, pytest.raises(TypeError) as caught:
+        list(stream)
+    assert str(caught.value) == "the headers callable must return a mapping, not <class 'list'>"
+    assert server.requests == []
+
+
+def test_the_connect_timeout_bounds_a_tls_handshake_that_never_answers() -> None:
+    # The server accepts the connection and never says a byte: the connect timeout,
+    # not the (long) read timeout, ends the attempt.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(WAIT)
+        url = f"https://127.0.0.1:{listener.getsockname()[1]}/"
+        once = Backoff(max_attempts=1)
+        started = time.monotonic()
+        stream = EventStream(url, timeout=(0.3, 60.0), backoff=once)
+        with stream:
+            events = iter(stream)  # starts the stream
+            connection, _ = listener.accept()
+            with connection, pytest.raises(RetriesExhausted) as caught:
+                list(events)
+    assert time.monotonic() - started < WAIT
+    assert isinstance(caught.value.__cause__, StreamError)
