@@ -1,0 +1,160 @@
+"""Mutation testing of one core module against its own tests, in minutes.
+
+``mutmut run`` (configured in setup.cfg) runs each mutant against every test that
+reaches the mutated function.  For the modules under the read loop that is most of the
+suite: a mutant that survives re-runs hundreds of streaming tests, and one module takes
+hours on two cores.  This runs mutmut on a copy of the tree (``.mutate/MODULE/``, kept
+between runs, so later runs only test functions whose code changed and map only new
+tests) whose test selection is the module's own test files.  A mutant it reports as
+surviving may still be killed by another part of the suite: the score is a lower bound,
+and a survivor is worth a test in the module's own files either way.
+
+Usage (from the repository's root, with the ``test`` and ``mutation`` extras)::
+
+    python tools/mutate.py _body              # its own tests, as listed below
+    python tools/mutate.py _worker --tests tests/test_faults.py tests/test_client.py
+    python tools/mutate.py _body --show       # and the edit of every survivor
+
+It runs mutmut under ``nice`` with one child process by default (``--max-children``),
+and prints the mutmut summary, the survivors and ``killed / (total - skipped)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Each core module's own test files: the tests written against it.
+OWN_TESTS: dict[str, tuple[str, ...]] = {
+    "_backoff": ("test_backoff.py",),
+    "_body": ("test_body.py", "test_mutants_body.py"),
+    "_parser": (
+        "test_parser.py",
+        "test_parser_properties.py",
+        "test_parser_sseclient.py",
+        "test_mutants_parser.py",
+    ),
+    "_sockread": ("test_sockread.py", "test_transport.py", "test_wait.py"),
+    "_stop": ("test_stop.py", "test_wait.py", "test_fork.py"),
+    "_delivery": ("test_delivery.py", "test_lifecycle.py"),
+    "_control": (
+        "test_mutants_control.py",
+        "test_lifecycle.py",
+        "test_collection.py",
+        "test_fork.py",
+        "test_comments.py",
+    ),
+    "_worker": ("test_mutants_worker.py", "test_client.py", "test_faults_status.py"),
+    "_client": ("test_client.py", "test_mutants_client.py", "test_lifecycle.py"),
+    "_oneshot": ("test_oneshot.py", "test_oneshot_options.py"),
+    "_transport": ("test_transport.py", "test_mutants_transport.py", "test_proxies.py"),
+    "_cli_state": ("test_cli_state.py", "test_state_file_round_trip.py"),
+    "_tunnelread": (
+        "test_tunnel_post_handshake.py",
+        "test_tunnel_waits.py",
+        "test_tunnel_detection.py",
+    ),
+    "_exceptions": ("test_error_descriptions.py", "test_error_defaults.py"),
+    "_httputil": ("test_error_descriptions.py", "test_transport.py"),
+}
+
+_SELECTION_KEY = "pytest_add_cli_args_test_selection"
+
+
+def main() -> int:
+    args = _arguments()
+    tests = args.tests or [f"tests/{name}" for name in OWN_TESTS[args.module]]
+    missing = [test for test in tests if not (ROOT / test).exists()]
+    if missing:
+        sys.exit(f"no such test file: {', '.join(missing)}")
+    scratch = ROOT / ".mutate" / args.module
+    _mirror(scratch)
+    _select_tests(scratch / "setup.cfg", tests)
+    pattern = f"eventstream.{args.module}.*"
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)]
+    if os.name == "posix":
+        command = ["nice", "-n", "19", *command]
+    run = subprocess.run([*command, pattern], cwd=scratch, check=False)
+    if run.returncode not in (0, 1):  # mutmut exits 1 when mutants survive
+        return run.returncode
+    statuses = _statuses(scratch, f"eventstream.{args.module}.")
+    survivors = sorted(name for name, status in statuses.items() if status == "survived")
+    for name in survivors:
+        print(f"survived: {name}")
+        if args.show:
+            subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=scratch, check=False)
+    checked = {name: s for name, s in statuses.items() if s not in ("skipped", "not checked")}
+    killed = sum(status in ("killed", "timeout", "segfault") for status in checked.values())
+    unchecked = len(statuses) - len(checked)
+    print(
+        f"{args.module}: {killed} / {len(checked)} killed"
+        f" ({100 * killed / max(len(checked), 1):.1f}%) against {len(tests)} test file(s);"
+        f" {len(survivors)} survived, {unchecked} skipped or not checked"
+    )
+    return 0
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("module", choices=sorted(OWN_TESTS), help="a core module, e.g. _body")
+    parser.add_argument("--tests", nargs="+", help="test files to use instead of its own")
+    parser.add_argument("--max-children", type=int, default=1)
+    parser.add_argument("--show", action="store_true", help="print each survivor's edit")
+    return parser.parse_args()
+
+
+def _mirror(scratch: Path) -> None:
+    """Copy the tree's files (tracked, and new ones not ignored) into ``scratch``;
+    files whose bytes did not change are left as they are."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    for relative in filter(None, listed.split("\0")):
+        source, target = ROOT / relative, scratch / relative
+        if not source.is_file():
+            continue  # deleted in the working tree
+        if target.is_file() and target.read_bytes() == source.read_bytes():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+
+
+def _select_tests(setup_cfg: Path, tests: list[str]) -> None:
+    """Point mutmut's test selection in the copy's setup.cfg at ``tests``."""
+    lines = setup_cfg.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(_SELECTION_KEY))
+    end = start + 1
+    while end < len(lines) and lines[end].startswith((" ", "\t")):
+        end += 1
+    lines[start:end] = [f"{_SELECTION_KEY} =", *(f"    {test}" for test in tests)]
+    setup_cfg.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _statuses(scratch: Path, prefix: str) -> dict[str, str]:
+    """Each of the module's mutants and its status, from ``mutmut results --all true``."""
+    out = subprocess.run(
+        [sys.executable, "-m", "mutmut", "results", "--all", "true"],
+        cwd=scratch,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    statuses = {}
+    for line in out.splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if name.startswith(prefix):
+            statuses[name] = status.strip()
+    return statuses
+
+
+if __name__ == "__main__":
+    sys.exit(main())
