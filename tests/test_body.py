@@ -437,6 +437,23 @@ def test_bytes_decoded_before_a_coding_error_are_kept(
     assert info.value.decoded == b"ok"
 
 
+@pytest.mark.parametrize(
+    "encoded",
+    [zlib.compress(b"ok") + b"trailing", deflate_raw(b"ok") + b"trailing"],
+    ids=["zlib", "raw"],
+)
+def test_a_framing_fault_after_a_coding_fault_keeps_what_came_before_both(
+    encoded: bytes,
+) -> None:
+    # A chunk whose compressed bytes go bad, then a chunk-size line that is not hex:
+    # the framing error is raised, and it still carries the events' bytes decoded
+    # before the coding went bad.
+    decoder = BodyDecoder(Framing.CHUNKED, ContentDecoder("deflate"))
+    with pytest.raises(BodyError, match="chunk") as info:
+        decoder.feed(chunked(encoded, tail=b"zz\r\n"))
+    assert info.value.decoded == b"ok"
+
+
 def test_unknown_coding_is_refused() -> None:
     with pytest.raises(ValueError, match="br"):
         ContentDecoder("br")
