@@ -335,6 +335,39 @@ def test_a_fork_leaves_alone_a_descriptor_that_took_a_closed_wakers_number() -> 
         os.close(number)
 
 
+@needs_eventfd
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_fork_leaves_alone_a_descriptor_that_took_the_number_of_a_waker_never_attached() -> None:
+    # A waker whose attach failed closed its eventfd at once; its number may then go
+    # to the application, whose descriptor a forked child must keep open.
+    numbers: list[int] = []
+
+    class Refusing(StopSignal):
+        def attach(self, waker: WakeFd) -> None:  # type: ignore[override]
+            numbers.append(waker.fileno())
+            raise RuntimeError("refused")
+
+    with pytest.raises(RuntimeError):
+        WakeFd(Refusing())
+    (number,) = numbers
+    mine = os.eventfd(0)
+    if mine != number:
+        os.dup2(mine, number)
+        os.close(mine)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: report whether the application's eventfd is open
+            try:
+                os.fstat(number)
+                os._exit(0)
+            except OSError:
+                os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the child closed the descriptor"
+    finally:
+        os.close(number)
+
+
 @pytest.mark.parametrize("kind", WAKERS)
 def test_a_waker_whose_attach_fails_raises_that_error_and_leaks_nothing(
     kind: type[WakePair | WakeFd],
