@@ -310,6 +310,7 @@ class EventStream(StreamBase):
         twice or lost across the switch.  The way to apply new credentials.  Safe
         from any thread, including a callback of this stream.
         """
+        _fork.check()
         control = self._control
         with control.lock:
             control.signal_stop()

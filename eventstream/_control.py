@@ -16,6 +16,7 @@ import atexit
 import itertools
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,7 @@ _log = logging.getLogger(__name__)
 _thread_ids = itertools.count(1)
 _live: set[Control] = set()  # controls with a running worker, for atexit and fork
 _live_lock = threading.Lock()
+_made: dict[int, weakref.ref[Control]] = {}  # every control, for _after_patch
 # On a worker thread, ``control`` is the Control it works for (see abandon).
 _worker_of = threading.local()
 #: Seconds the interpreter's exit waits, in all, for stopped workers to finish.
@@ -98,6 +100,8 @@ class Control:
         # The stream object was collected on one of its own workers (see abandon):
         # a plain flag, written and read without a lock.
         self.abandoned = False
+        made = weakref.ref(self, _forget)
+        _made[id(made)] = made
 
     def stop_and_cancel(self) -> threading.Thread | None:
         """Signal the worker to stop and end consumption; return the worker thread."""
@@ -116,14 +120,17 @@ class Control:
         return thread
 
     def _init_sync(self) -> None:
-        self.lock = threading.Lock()  # guards stop/thread
-        # Serialises hand-overs across a restart (see resume_point); re-entrant so
-        # that a callback may call restart() or stop() on its own stream.
-        self.deliver_lock = threading.RLock()
+        self._make_locks()
         delivery = self.delivery
         self.channel = None if delivery.on_event else Channel(delivery.queue_size)
         self.stop: StopSignal | None = None
         self.thread: threading.Thread | None = None
+
+    def _make_locks(self) -> None:
+        self.lock = threading.Lock()  # guards stop/thread
+        # Serialises hand-overs across a restart (see resume_point); re-entrant so
+        # that a callback may call restart() or stop() on its own stream.
+        self.deliver_lock = threading.RLock()
         # Set once the latest worker opened a response or ended, whichever is first.
         self.settled = threading.Event()
 
@@ -131,6 +138,21 @@ class Control:
         # The worker does not exist in the child, and locks may have been held by
         # it at the fork: start over, never touching the parent's wake-up sockets.
         self._init_sync()
+
+    def after_patch(self) -> bool:
+        """``threading`` was monkey-patched since the locks were made (``_fork.check``):
+        make them again as the patched module makes them, keeping what they say.
+        Not while a worker runs (it may hold or wait on them): returns False then."""
+        thread = self.thread
+        if thread is not None and thread.is_alive():
+            return False
+        settled = self.settled.is_set()
+        self._make_locks()
+        if settled:
+            self.settled.set()
+        if self.channel is not None:
+            self.channel.make_locks()
+        return True
 
     def running(self) -> bool:
         thread, stop = self.thread, self.stop
@@ -372,3 +394,28 @@ def _after_fork_in_child() -> None:
 
 
 _fork.on_child(_after_fork_in_child)
+
+
+def _forget(made: weakref.ref[Control]) -> None:
+    _made.pop(id(made), None)
+
+
+def _after_patch() -> bool:
+    global _worker_of
+    quiet = True
+    for made in list(_made.values()):
+        control = made()
+        if control is not None and not control.after_patch():
+            quiet = False
+            _log.warning(
+                "threading was monkey-patched while the stream of %s ran: it keeps"
+                " native locks, which can block every greenlet; monkey-patch before"
+                " starting streams",
+                control.options.safe_url,
+            )
+    if quiet:  # as _fork's marks: per greenlet from now on
+        _worker_of = threading.local()
+    return quiet
+
+
+_fork.on_patched(_after_patch)

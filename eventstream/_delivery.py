@@ -41,12 +41,8 @@ class Channel:
     _error: BaseException | None = None  # what the producer ended with (read after _ended)
 
     def __init__(self, capacity: int) -> None:
-        self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)  # producers wait here for room
+        self.make_locks()
         self._room_waiting = 0
-        # The consumer waits for a token here, outside the lock; a token per waiting
-        # consumer is put by whoever changes what it waits for (see _ring).
-        self._doorbell: queue.SimpleQueue[None] = queue.SimpleQueue()
         self._consumers_waiting = 0
         self._events: deque[Event] = deque()
         self._capacity = capacity
@@ -56,6 +52,15 @@ class Channel:
         self._batch: list[Event] = []
         self._reader: Iterator[Event] = iter(self._batch)
         self._before: Event | None = None  # the last event of the batches before
+
+    def make_locks(self) -> None:
+        """Make the lock, the producers' condition and the consumer's doorbell; again
+        after ``threading`` and ``queue`` were monkey-patched (gevent), when nothing waits."""
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # producers wait here for room
+        # The consumer waits for a token here, outside the lock; a token per waiting
+        # consumer is put by whoever changes what it waits for (see _ring).
+        self._doorbell: queue.SimpleQueue[None] = queue.SimpleQueue()
 
     def put(self, batch: list[Event], stop: StopSignal) -> bool:
         """Append a batch once there is room; False (nothing added) if ``stop`` is set

@@ -53,6 +53,7 @@ __all__ = [
     "forget_thread",
     "guarded_import",
     "on_child",
+    "on_patched",
     "prepare",
     "record_descriptor",
     "uwsgi_defer",
@@ -90,6 +91,8 @@ _created: dict[int, weakref.ref[Any]] = {}  # id(ref) -> a worker's socket
 # A socket that takes no weak reference: (fd, st_dev, st_ino) -> its worker's ident.
 _by_number: dict[tuple[int, int, int], int] = {}
 _child_handlers: list[Callable[[], None]] = []
+_patch_handlers: list[Callable[[], bool]] = []
+_lock_type: object = threading.Lock  # what made the streams' locks (see check)
 _import_lock = threading.Lock()
 _deferred: list[Callable[[], None]] = []
 _local = threading.local()  # .worker is True on eventstream worker threads
@@ -186,10 +189,40 @@ def on_child(handler: Callable[[], None]) -> None:
     _child_handlers.append(handler)
 
 
+def on_patched(handler: Callable[[], bool]) -> None:
+    """Run ``handler`` once ``threading`` is found monkey-patched (see :func:`check`);
+    it returns False if a worker was running then."""
+    _patch_handlers.append(handler)
+
+
 def check() -> None:
-    """On a stream's use: a fork that ran no Python hook (uWSGI) is handled now."""
+    """On a stream's use, before it takes any of its locks: a fork that ran no Python
+    hook (uWSGI) is handled now, and so is a monkey-patch of ``threading`` since the
+    streams' locks were made.
+
+    gevent and eventlet replace ``threading``'s locks with ones that let another
+    greenlet of the same thread run while one waits.  Under gunicorn's gevent worker
+    with ``--preload`` the app, and its streams, are made in the master, before the
+    worker patches: their locks are native ones, and a greenlet that waits holding
+    one (``start()`` waits for the new worker to begin) blocks every greenlet of the
+    process as soon as a second one asks for it.  So they are made again here.
+    """
     if os.getpid() != _pid:
         _after_fork_in_child()
+    if threading.Lock is not _lock_type:
+        _after_patch()
+
+
+def _after_patch() -> None:
+    global _lock_type, _local
+    _lock_type = threading.Lock
+    quiet = True
+    for handler in _patch_handlers:  # every one runs
+        quiet = handler() and quiet
+    if quiet:
+        # No worker runs: the marks become per greenlet (a running worker would
+        # lose its mark, and a child would then keep its later sockets).
+        _local = threading.local()
 
 
 def _close_inherited() -> int:
