@@ -74,7 +74,8 @@ class ResponseInfo:
 
     def __init__(self, status_code: int, headers: Mapping[str, str], url: str) -> None:
         object.__setattr__(self, "status_code", status_code)
-        object.__setattr__(self, "headers", Headers(headers))
+        kept = headers if isinstance(headers, Headers) else Headers(headers)  # read-only
+        object.__setattr__(self, "headers", kept)
         object.__setattr__(self, "url", url)
 
     def __setattr__(self, name: str, value: object) -> None:

@@ -47,12 +47,18 @@ class SocketSource:
     """
 
     def __init__(
-        self, buffered: io.BufferedReader, sock: socket.socket, waiter: Waiter, stop: StopSignal
+        self,
+        buffered: io.BufferedReader,
+        sock: socket.socket,
+        waiter: Waiter,
+        stop: StopSignal,
+        response: http.client.HTTPResponse | None = None,
     ) -> None:
         sock.setblocking(False)
         waiter.watch(sock.fileno())
         self._poll = waiter.poll_for_reading()
         self._buffered: io.BufferedReader | None = buffered
+        self._response = response  # whose reader ``buffered`` is
         self._recv = sock.recv
         self._pending = sock.pending if isinstance(sock, ssl.SSLSocket) else None
         self._wait = waiter.wait
@@ -120,14 +126,25 @@ class SocketSource:
             size = READ_SIZE if len(data) >= SMALL_READ else SMALL_READ
 
     def _drain(self) -> bytes:
-        # What http.client read past the headers.  On a non-blocking socket read1()
-        # returns b"" both at EOF and when no byte is there: the socket itself tells
-        # them apart, so from then on it is read directly.
-        assert self._buffered is not None
-        data = read_buffered(self._buffered)
-        if not data:
-            self._buffered = None
+        # What http.client read past the headers: read1() returns all it holds, or
+        # one read of the socket when it holds nothing (b"" if no byte is there, as
+        # at EOF: the socket itself tells them apart).  Either way it is empty then,
+        # and from then on the socket is read directly.
+        buffered = self._buffered
+        assert buffered is not None
+        self._buffered = None
+        data = read_buffered(buffered)
+        self._let_go(buffered)
         return data
+
+    def _let_go(self, buffered: io.BufferedReader) -> None:
+        # The raw reader under it takes its place in http.client's response, which
+        # closes it (and the socket with it) as before, and the reader goes, with the
+        # 8 KiB buffer it would keep for the life of the stream.
+        response, self._response = self._response, None
+        if response is not None and response.fp is buffered:
+            # A raw SocketIO reads, reads into and closes as the reader did.
+            response.fp = buffered.detach()  # type: ignore[assignment]
 
 
 def read_buffered(buffered: io.BufferedReader) -> bytes:

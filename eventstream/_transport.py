@@ -45,6 +45,7 @@ from . import _fork
 from ._body import BodyDecoder, BodyError, ContentDecoder, Framing, supported_coding
 from ._exceptions import ConnectError, ContentTypeError, HTTPStatusError, ReadError
 from ._httputil import caused_by, describe, leaves_origin, redact_url, release_frames, wrapped
+from ._models import Headers
 from ._sockread import READ_SIZE, SocketSource, body_framing, locate_socket
 from ._stop import StopSignal
 from ._tunnelread import TunnelSource, locate_tunnel
@@ -330,9 +331,11 @@ class Body:
         empty: bool = False,
     ) -> None:
         self.status_code: int = response.status_code
-        self.headers: Mapping[str, str] = response.headers
+        self.headers = Headers(response.headers)  # what ResponseInfo keeps, not a copy
         self.url: str = response.url
-        self._response = response
+        # Only the urllib3 response is kept: the requests one would keep its request,
+        # cookie jars and hooks (about 2 KiB) for the life of the stream.
+        self._raw = response.raw
         self._stop = stop
         self._read_timeout = read_timeout
         self._closed = False
@@ -374,7 +377,7 @@ class Body:
             raise ReadError(f"{_no_waker(exc)} (reading {safe})", url=safe) from exc
         if located is not None:
             fp, sock = located
-            return SocketSource(fp.fp, sock, self._waiter, stop), fp
+            return SocketSource(fp.fp, sock, self._waiter, stop, fp), fp
         assert tunnel is not None
         fp, parts = tunnel
         return TunnelSource(fp.fp, parts, self._waiter, stop), fp
@@ -399,8 +402,12 @@ class Body:
         if self._closed:
             return
         self._closed = True
+        raw = self._raw
         try:
-            self._response.close()
+            raw.close()  # as requests' Response.close() for a body not read through it
+            release = getattr(raw, "release_conn", None)
+            if release is not None:
+                release()
         except OSError as exc:
             _log.debug("closing the response of %s failed: %r", redact_url(self.url), exc)
         finally:

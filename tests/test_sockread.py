@@ -7,6 +7,7 @@ spins: a spin makes unbounded reads without any byte to read.
 
 from __future__ import annotations
 
+import http.client
 import io
 import select
 import socket
@@ -168,3 +169,30 @@ def test_read_gives_one_read_then_none_once_stopped(
         assert counted.reads == 1
         stop.set()
         assert source.read(5) is None
+
+
+def test_the_headers_reader_goes_once_drained_and_the_response_still_closes_the_socket(
+    sockets: tuple[socket.socket, socket.socket],
+) -> None:
+    # As urllib3 leaves it: http.client read the headers (and the first event) through
+    # its 8 KiB buffered reader, and the connection, whose body ends at close, has
+    # dropped its own reference to the socket: the response's reader keeps it open.
+    ours, theirs = sockets
+    theirs.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: 1\n\n")
+    response = http.client.HTTPResponse(ours)
+    response.begin()
+    ours.close()
+    stop = StopSignal()
+    with Waiter(stop) as waiter:
+        assert response.fp is not None
+        reads = SocketSource(response.fp, ours, waiter, stop, response).reads(5)
+        assert next(reads) == b"data: 1\n\n"  # what the reader held
+        theirs.sendall(b"data: 2\n\n")
+        assert next(reads) == b"data: 2\n\n"  # from the socket, which is still open
+        # The buffered reader and its buffer are gone for the rest of the stream...
+        assert isinstance(response.fp, socket.SocketIO)
+        # ...and closing the response closes the connection, as it did with it.
+        response.close()
+        theirs.settimeout(5)
+        assert theirs.recv(10) == b""
+        reads.close()
