@@ -35,6 +35,7 @@ Standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -43,7 +44,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any, Protocol
 
 __all__ = [
@@ -88,8 +88,9 @@ _prepared = False
 # Plain dict operations are atomic under the GIL, so no lock guards these: a lock held
 # by a worker at the fork would be held forever in the child.
 _created: dict[int, weakref.ref[Any]] = {}  # id(ref) -> a worker's socket
-# A socket that takes no weak reference: (fd, st_dev, st_ino) -> its worker's ident.
-_by_number: dict[tuple[int, int, int], int] = {}
+# A socket that takes no weak reference, or an eventfd: by number (see _record_number).
+_by_number: dict[int, tuple[int, int, int]] = {}  # fd -> (st_dev, st_ino, worker ident)
+_numbers_of: dict[int, list[int]] = {}  # worker ident -> its fds in _by_number
 _child_handlers: list[Callable[[], None]] = []
 _patch_handlers: list[Callable[[], bool]] = []
 _lock_type: object = threading.Lock  # what made the streams' locks (see check)
@@ -119,7 +120,7 @@ def prepare() -> None:
     _prepared = True
 
 
-@contextmanager
+@contextlib.contextmanager
 def guarded_import() -> Iterator[None]:
     """Around a first-time import a worker cannot avoid: a fork waits until it ends."""
     with _import_lock:
@@ -158,7 +159,11 @@ def _record_number(sock: _HasFileno) -> None:
     except (OSError, ValueError) as exc:
         _log.debug("cannot record a socket for the fork hook: %r", exc)
         return
-    _by_number[(fd, stat.st_dev, stat.st_ino)] = threading.get_ident()
+    # Indexed both ways, so that forgetting costs the same with 10 or 10 000 streams.
+    # A number is recorded once at a time: a later record of it is a reuse.
+    me = threading.get_ident()
+    _by_number[fd] = (stat.st_dev, stat.st_ino, me)
+    _numbers_of.setdefault(me, []).append(fd)
 
 
 def record_descriptor(owner: _HasFileno) -> None:
@@ -171,17 +176,20 @@ def record_descriptor(owner: _HasFileno) -> None:
 def forget_descriptor(fd: int) -> None:
     """The worker is about to close ``fd``: a child must not close the number later
     (an eventfd shares its inode with every other anonymous-inode descriptor)."""
-    for key in [key for key in list(_by_number) if key[0] == fd]:
-        _by_number.pop(key, None)
+    recorded = _by_number.pop(fd, None)
+    if recorded is not None:
+        with contextlib.suppress(ValueError):  # its thread forgot it meanwhile
+            _numbers_of.get(recorded[2], []).remove(fd)
 
 
 def forget_thread() -> None:
     """The current worker thread closed its session: forget the sockets recorded by
     number (those recorded by weak reference go when they are collected)."""
     me = threading.get_ident()
-    for key, owner in list(_by_number.items()):
-        if owner == me:
-            _by_number.pop(key, None)
+    for fd in _numbers_of.pop(me, []):
+        recorded = _by_number.get(fd)
+        if recorded is not None and recorded[2] == me:
+            _by_number.pop(fd, None)
 
 
 def on_child(handler: Callable[[], None]) -> None:
@@ -239,7 +247,7 @@ def _close_inherited() -> int:
                 closed += 1
         except (OSError, ValueError, AttributeError) as exc:
             _log.debug("cannot close an inherited socket: %r", exc)
-    for fd, dev, ino in list(_by_number):
+    for fd, (dev, ino, _) in list(_by_number.items()):
         try:
             stat = os.fstat(fd)
             if (stat.st_dev, stat.st_ino) == (dev, ino):
@@ -249,6 +257,7 @@ def _close_inherited() -> int:
             continue  # closed already
     _created.clear()
     _by_number.clear()
+    _numbers_of.clear()
     return closed
 
 
