@@ -7,7 +7,7 @@ worker to begin; an iterating consumer waits on its doorbell) would block every
 greenlet of the process.  Each case runs a script in a fresh interpreter (the patch
 is for the whole process); a hung script prints its stack and exits non-zero.
 
-Needs gevent (the ``servers`` extra); skipped without it.
+gevent is in the ``test`` extra; skipped without it.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ OWN_TESTS: dict[str, tuple[str, ...]] = {
     "_stop": ("test_stop.py", "test_wait.py", "test_fork.py"),
     "_delivery": ("test_delivery.py", "test_lifecycle.py"),
     "_control": (
+        "test_gevent.py",
         "test_mutants_control.py",
         "test_lifecycle.py",
         "test_collection.py",
