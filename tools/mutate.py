@@ -75,6 +75,7 @@ def main() -> int:
     if missing:
         sys.exit(f"no such test file: {', '.join(missing)}")
     scratch = ROOT / ".mutate" / args.module
+    _forget_map_if_changed(scratch, args.module)
     _mirror(scratch)
     _select_tests(scratch / "setup.cfg", tests)
     pattern = f"eventstream.{args.module}.*"
@@ -127,6 +128,18 @@ def _mirror(scratch: Path) -> None:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
+
+
+def _forget_map_if_changed(scratch: Path, module: str) -> None:
+    """mutmut maps tests to the functions they reach once, and then maps only new
+    tests: a function added or changed since would be tried against new tests only,
+    and its mutants could survive tests that kill them.  So when the module changed
+    since the last run, the whole map is made again (the results are kept)."""
+    relative = Path("eventstream") / f"{module}.py"
+    kept = scratch / relative
+    if kept.is_file() and kept.read_bytes() == (ROOT / relative).read_bytes():
+        return
+    (scratch / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
 
 
 def _select_tests(setup_cfg: Path, tests: list[str]) -> None:
