@@ -3,6 +3,7 @@ real server."""
 
 from __future__ import annotations
 
+import queue
 import socket
 import threading
 import time
@@ -238,3 +239,30 @@ def test_the_connect_timeout_bounds_a_tls_handshake_that_never_answers() -> None
                 list(events)
     assert time.monotonic() - started < WAIT
     assert isinstance(caught.value.__cause__, StreamError)
+
+
+def test_each_read_with_comments_delivers_every_event_once_in_stream_order(
+    server: SSEServer,
+) -> None:
+    # Reads that hold events before, between and after comments: every event reaches
+    # on_event once, between the comments around it in the stream, read after read.
+    # Catches: _deliver_with_comments starting past the read's first event (lost), or
+    # handing over the events before a comment again after it (duplicated).
+    piece = b"id: %d\ndata: a\n\n: x\n\nid: %d\ndata: b\n\nid: %d\ndata: c\n\n: y\n\n"
+    script = Script()
+    for n in range(3):
+        script = script.send(piece % (3 * n + 1, 3 * n + 2, 3 * n + 3))
+    server.enqueue(script.hold())
+    seen: queue.Queue[str] = queue.Queue()
+    stream = EventStream(
+        server.url,
+        on_event=lambda event: seen.put(f"{event.data}{event.id}"),
+        on_comment=lambda text: seen.put(text.strip()),
+    )
+    with stream:
+        got = [seen.get(timeout=WAIT) for _ in range(15)]
+        assert seen.empty()
+    expected = []
+    for n in range(3):
+        expected += [f"a{3 * n + 1}", "x", f"b{3 * n + 2}", f"c{3 * n + 3}", "y"]
+    assert got == expected
