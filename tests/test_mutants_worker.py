@@ -3,6 +3,7 @@ real server."""
 
 from __future__ import annotations
 
+import logging
 import queue
 import socket
 import threading
@@ -12,7 +13,17 @@ from collections.abc import Iterator
 import pytest
 from _reliability import streaming
 
-from eventstream import Backoff, Event, EventStream, ResponseInfo, RetriesExhausted, StreamError
+import eventstream
+from eventstream import (
+    Backoff,
+    Event,
+    EventStream,
+    HTTPStatusError,
+    ReadError,
+    ResponseInfo,
+    RetriesExhausted,
+    StreamError,
+)
 from eventstream._options import build_options
 from eventstream._stop import StopSignal
 from eventstream._worker import Worker
@@ -266,3 +277,78 @@ def test_each_read_with_comments_delivers_every_event_once_in_stream_order(
     for n in range(3):
         expected += [f"a{3 * n + 1}", "x", f"b{3 * n + 2}", f"c{3 * n + 3}", "y"]
     assert got == expected
+
+
+def test_an_id_the_server_gave_with_leading_spaces_resumes_without_them(
+    server: SSEServer,
+) -> None:
+    # "id:  7" gives the ID " 7" (one space after the colon is the separator).  HTTP
+    # drops whitespace around a field value and requests refuses a value that starts
+    # with it: the reconnect sends "7", and no error is raised.
+    # Catches: last_event_id_field stripping the right end instead of the left.
+    server.enqueue(Script().send(b"id:  7\ndata: a\n\n").close(), Script().event("b").hold())
+    with streaming(server.url) as rec:
+        assert [event.data for event in rec.take(2)] == ["a", "b"]
+    assert rec.all_errors == []
+    assert server.wait_for_requests(2)[1].headers["Last-Event-ID"] == "7"
+
+
+def _messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == level and r.name.startswith("eventstream")
+    ]
+
+
+def test_the_log_names_the_stream_when_it_connects_again_and_when_it_fails(
+    server: SSEServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # After a logged failure, the INFO line that says the stream is back names its
+    # URL; so does the ERROR line of the failure that ends the stream.
+    # Catches: the RetryLog made without the URL; the ERROR line without the URL or
+    # the error.
+    caplog.set_level(logging.INFO, logger="eventstream")
+    server.enqueue(Script(503), Script().event("a").close(), Script(404))
+    fast = Backoff(initial=0.01, maximum=0.01, jitter=0.0)
+    with EventStream(server.url, backoff=fast) as stream, pytest.raises(HTTPStatusError) as caught:
+        list(stream)
+    assert _messages(caplog, logging.INFO) == [f"{server.url}: connected again (HTTP 200)"]
+    assert _messages(caplog, logging.ERROR) == [f"{server.url}: the stream failed: {caught.value}"]
+    assert "HTTP 404" in str(caught.value)
+
+
+def test_on_retry_after_a_clean_end_says_the_server_ended_the_stream(server: SSEServer) -> None:
+    # The body ended without an error: the stream reconnects after the initial delay,
+    # and on_retry says why, with the stream's URL.
+    # Catches: that ReadError made without its message or its URL.
+    server.enqueue(Script().event("a").close())
+    server.default = Script().hold()
+    retried: queue.Queue[tuple[BaseException, float]] = queue.Queue()
+    fast = Backoff(initial=0.01, maximum=0.01, jitter=0.0)
+    with EventStream(
+        server.url, backoff=fast, on_event=lambda e: None, on_retry=lambda e, d: retried.put((e, d))
+    ):
+        error, delay = retried.get(timeout=WAIT)
+    assert isinstance(error, ReadError)
+    assert str(error) == "the server ended the stream"
+    assert error.url == server.url
+    assert delay == 0.01
+
+
+def test_a_one_shot_request_makes_exactly_retries_more_attempts(server: SSEServer) -> None:
+    # retries=2: two 503s are retried and the third attempt succeeds; a server that
+    # keeps answering 503 is given up after those three attempts, not fewer.
+    # Catches: Worker._exhausted counting the first attempt as a retry.
+    fast = Backoff(initial=0.01, maximum=0.01, jitter=0.0)
+    server.enqueue(Script(503), Script(503), Script().event("a").close())
+    with eventstream.get(server.url, retries=2, backoff=fast) as stream:
+        assert [event.data for event in stream] == ["a"]
+    assert len(server.wait_for_requests(3)) == 3
+    server.default = Script(503)
+    with (
+        eventstream.get(server.url, retries=2, backoff=fast) as stream,
+        pytest.raises(RetriesExhausted),
+    ):
+        list(stream)
+    assert len(server.wait_for_requests(6)) == 6
