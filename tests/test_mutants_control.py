@@ -399,3 +399,49 @@ def test_wait_open_right_after_a_stop_says_the_stream_was_stopped(server: SSESer
     finally:
         release.set()
         assert stream.join(WAIT)
+
+
+def test_on_open_and_on_retry_get_what_happened(server: SSEServer) -> None:
+    # on_open gets the response's status and headers; on_retry the error (with the
+    # stream's URL) and the delay before the next attempt.
+    # Catches: _Sink.opened passing None; _Sink.retrying passing None or leaving out
+    # the error or the delay.
+    server.enqueue(Script(headers={"X-Test": "1"}).event("a").close())
+    server.default = Script().hold()
+    opened: queue.Queue[object] = queue.Queue()
+    retried: queue.Queue[tuple[object, ...]] = queue.Queue()
+    stream = EventStream(
+        server.url,
+        backoff=FAST,
+        on_event=lambda event: None,
+        on_open=opened.put,
+        on_retry=lambda *args: retried.put(args),
+    )
+    with stream:
+        info = opened.get(timeout=WAIT)
+        (error, delay), again = retried.get(timeout=WAIT), opened.get(timeout=WAIT)
+    assert isinstance(info, eventstream.ResponseInfo)
+    assert (info.status_code, info.headers["X-Test"]) == (200, "1")
+    assert info.url.startswith(server.url)
+    assert isinstance(again, eventstream.ResponseInfo)
+    assert isinstance(error, eventstream.ReadError)
+    assert (str(error), error.url, delay) == ("the server ended the stream", server.url, 0.01)
+
+
+def test_wait_open_on_a_one_shot_stopped_in_a_uwsgi_master_says_it_was_stopped(
+    server: SSEServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Made in a uWSGI master, the request waits for the fork; stopped before it,
+    # it never ran: wait_open says so rather than raising something else.
+    # Catches: Control starting with a failure that is not None (only a launch
+    # reset it, and a deferred start does not get that far).
+    monkeypatch.setitem(sys.modules, "uwsgi", FakeUwsgi())
+    monkeypatch.setitem(sys.modules, "uwsgidecorators", None)
+    monkeypatch.setattr(_fork, "_deferred", [])
+    stream = eventstream.get(server.url)
+    assert not stream.running
+    assert stream.stop() is True
+    with pytest.raises(RuntimeError) as caught:
+        stream.wait_open(0)
+    assert str(caught.value) == "the stream was stopped before the response arrived"
+    assert server.requests == []
