@@ -23,7 +23,7 @@ import pytest
 import requests
 
 import eventstream
-from eventstream import Backoff, EventStream, StreamError, _fork
+from eventstream import Backoff, EventStream, HTTPStatusError, StreamError, _fork
 from eventstream._control import EXIT_JOIN_TIMEOUT, _stop_all_at_exit
 from eventstream.testing import Script, SSEServer
 
@@ -210,7 +210,7 @@ def test_a_restart_out_of_threads_says_so_and_the_exit_hook_still_waits_for_the_
     try:
         with pytest.raises(StreamError, match="cannot start the worker thread") as caught:
             stream.restart()  # the old worker was told to stop: it is closing
-        assert caught.value.url == server.url
+        assert caught.value.url.startswith(server.url)
         assert re.fullmatch(
             rf"cannot start the worker thread of {re.escape(server.url)} \(can't start new"
             r" thread; \d+ threads running\): the process is out of threads or memory for"
@@ -445,3 +445,18 @@ def test_wait_open_on_a_one_shot_stopped_in_a_uwsgi_master_says_it_was_stopped(
         stream.wait_open(0)
     assert str(caught.value) == "the stream was stopped before the response arrived"
     assert server.requests == []
+
+
+def test_iterating_a_stream_raises_the_error_that_ended_it_after_its_events(
+    server: SSEServer,
+) -> None:
+    # A consumer that iterates gets the events, then the fatal error (a 404 on the
+    # reconnect), not a quiet end it would take for "no more events".
+    # Catches: _Sink.end ending the channel without the error.
+    server.enqueue(Script().event("a", id="1").close(), Script(404))
+    got: list[str] = []
+    with EventStream(server.url, backoff=FAST) as stream, pytest.raises(HTTPStatusError) as caught:
+        got.extend(event.data for event in stream)
+    assert got == ["a"]
+    assert caught.value.status_code == 404
+    assert caught.value.url.startswith(server.url)
