@@ -318,10 +318,15 @@ def test_the_log_names_the_stream_when_it_connects_again_and_when_it_fails(
     assert "HTTP 404" in str(caught.value)
 
 
-def test_on_retry_after_a_clean_end_says_the_server_ended_the_stream(server: SSEServer) -> None:
+def test_on_retry_after_a_clean_end_says_the_server_ended_the_stream(
+    server: SSEServer, caplog: pytest.LogCaptureFixture
+) -> None:
     # The body ended without an error: the stream reconnects after the initial delay,
-    # and on_retry says why, with the stream's URL.
-    # Catches: that ReadError made without its message or its URL.
+    # on_retry says why, with the stream's URL, and the log says it at DEBUG (it is
+    # no failure: no WARNING).
+    # Catches: that ReadError made without its message or its URL; the DEBUG line
+    # without its URL or delay.
+    caplog.set_level(logging.DEBUG, logger="eventstream")
     server.enqueue(Script().event("a").close())
     server.default = Script().hold()
     retried: queue.Queue[tuple[BaseException, float]] = queue.Queue()
@@ -334,6 +339,9 @@ def test_on_retry_after_a_clean_end_says_the_server_ended_the_stream(server: SSE
     assert str(error) == "the server ended the stream"
     assert error.url == server.url
     assert delay == 0.01
+    said = _messages(caplog, logging.DEBUG)
+    assert f"{server.url}: the body ended; reconnecting in 0.010 s" in said, said
+    assert _messages(caplog, logging.WARNING) == []
 
 
 def test_a_one_shot_request_makes_exactly_retries_more_attempts(server: SSEServer) -> None:
@@ -348,7 +356,29 @@ def test_a_one_shot_request_makes_exactly_retries_more_attempts(server: SSEServe
     server.default = Script(503)
     with (
         eventstream.get(server.url, retries=2, backoff=fast) as stream,
-        pytest.raises(RetriesExhausted),
+        pytest.raises(RetriesExhausted) as caught,
     ):
         list(stream)
     assert len(server.wait_for_requests(6)) == 6
+    assert str(caught.value) == "gave up after 3 consecutive failed attempts"
+    assert caught.value.url == server.url
+    assert isinstance(caught.value.__cause__, HTTPStatusError)
+    assert caught.value.__cause__.status_code == 503
+
+
+def test_a_one_shot_request_is_never_sent_again_once_its_body_began(server: SSEServer) -> None:
+    # Retries are for failures before the answer: the body began (an event came),
+    # then the connection dropped; the request (maybe a POST with an effect) is not
+    # replayed, whatever retries allows, and the consumer gets the read error.
+    # Catches: _loop asking _may_retry about anything but the error that happened.
+    fast = Backoff(initial=0.01, maximum=0.01, jitter=0.0)
+    server.enqueue(Script().event("a").drop())
+    server.default = Script().event("again").close()
+    got: list[str] = []
+    with (
+        eventstream.post(server.url, retries=3, backoff=fast) as stream,
+        pytest.raises(ReadError),
+    ):
+        got.extend(event.data for event in stream)
+    assert got == ["a"]
+    assert len(server.requests) == 1
