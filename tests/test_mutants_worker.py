@@ -382,3 +382,25 @@ def test_a_one_shot_request_is_never_sent_again_once_its_body_began(server: SSES
         got.extend(event.data for event in stream)
     assert got == ["a"]
     assert len(server.requests) == 1
+
+
+def test_every_connect_sends_the_params_body_and_credentials_given(server: SSEServer) -> None:
+    # The query parameters, the body and the credentials go with every attempt, the
+    # reconnect after a clean end included.
+    # Catches: _attempt leaving params, data or auth out of the request.
+    server.enqueue(Script().event("a").close())
+    server.default = Script().event("b").hold()
+    fast = Backoff(initial=0.01, maximum=0.01, jitter=0.0)
+    stream = EventStream(
+        server.url,
+        method="POST",
+        params={"topic": "x y"},
+        data=b"subscribe",
+        auth=("user", "secret"),
+        backoff=fast,
+    )
+    with stream:
+        assert [event.data for event in iterate(stream, 2)] == ["a", "b"]
+    for request in server.wait_for_requests(2):
+        assert (request.method, request.query, request.body) == ("POST", "topic=x+y", b"subscribe")
+        assert request.headers["Authorization"] == "Basic dXNlcjpzZWNyZXQ="
