@@ -404,3 +404,34 @@ def test_every_connect_sends_the_params_body_and_credentials_given(server: SSESe
     for request in server.wait_for_requests(2):
         assert (request.method, request.query, request.body) == ("POST", "topic=x+y", b"subscribe")
         assert request.headers["Authorization"] == "Basic dXNlcjpzZWNyZXQ="
+
+
+def test_the_read_timeout_given_ends_a_silent_connection_and_on_open_sees_the_headers(
+    server: SSEServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # timeout=(connect, read): a body silent for longer than the read timeout is a
+    # ReadError and the stream connects again.  Each connect is logged at DEBUG with
+    # the URL, and on_open gets the response's headers.
+    # Catches: _attempt leaving the read timeout out of the request (the 60 s default
+    # applied), the "connecting to" DEBUG line without its URL, ResponseInfo without
+    # the headers.
+    caplog.set_level(logging.DEBUG, logger="eventstream")
+    server.enqueue(Script(headers={"X-Test": "1"}).event("a").hold())
+    server.default = Script().hold()
+    fast = Backoff(initial=0.01, maximum=0.01, jitter=0.0)
+    opened: queue.Queue[ResponseInfo] = queue.Queue()
+    retried: queue.Queue[BaseException] = queue.Queue()
+    stream = EventStream(
+        server.url,
+        timeout=(WAIT, 0.2),
+        backoff=fast,
+        on_event=lambda e: None,
+        on_open=opened.put,
+        on_retry=lambda e, d: retried.put(e),
+    )
+    with stream:
+        info = opened.get(timeout=WAIT)
+        error = retried.get(timeout=WAIT)
+    assert info.headers["X-Test"] == "1"
+    assert isinstance(error, ReadError)
+    assert f"connecting to {server.url}" in _messages(caplog, logging.DEBUG)
