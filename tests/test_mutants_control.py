@@ -460,3 +460,49 @@ def test_iterating_a_stream_raises_the_error_that_ended_it_after_its_events(
     assert got == ["a"]
     assert caught.value.status_code == 404
     assert caught.value.url.startswith(server.url)
+
+
+def test_wait_open_raises_the_error_that_ended_a_one_shot_before_it_opened(
+    server: SSEServer,
+) -> None:
+    # A 404 ends a one-shot request before any response is open: wait_open raises
+    # that error, not "stopped".
+    # Catches: _Sink.end not keeping the error as the stream's failure.
+    server.enqueue(Script(404))
+    stream = eventstream.get(server.url)
+    try:
+        with pytest.raises(HTTPStatusError) as caught:
+            stream.wait_open(WAIT)
+        assert caught.value.status_code == 404
+    finally:
+        assert stream.stop(WAIT)
+
+
+def test_a_stream_whose_worker_could_not_start_keeps_nothing_of_its_callbacks_alive(
+    server: SSEServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Out of threads: start() says so, and the stream, once dropped, is freed with
+    # the objects its callbacks belong to (nothing process-wide keeps it).
+    # Catches: Control.launch leaving the control among the running ones.
+    class Owner:
+        def on_event(self, event: object) -> None:
+            pass
+
+    real_start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        if thread.name.startswith("eventstream-worker-"):
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    owner = Owner()
+    stream = EventStream(server.url, on_event=owner.on_event)
+    with pytest.raises(StreamError, match="cannot start the worker thread"):
+        stream.start()
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    ref = weakref.ref(owner)
+    del owner, stream
+    gc.collect()
+    assert ref() is None
+    assert server.requests == []
