@@ -304,15 +304,20 @@ def _messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
 def test_the_log_names_the_stream_when_it_connects_again_and_when_it_fails(
     server: SSEServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # After a logged failure, the INFO line that says the stream is back names its
-    # URL; so does the ERROR line of the failure that ends the stream.
-    # Catches: the RetryLog made without the URL; the ERROR line without the URL or
-    # the error.
+    # A retried failure is a WARNING that says what failed (the error names the URL);
+    # the INFO line that says the stream is back names its URL; so does the ERROR
+    # line of the failure that ends the stream.
+    # Catches: the WARNING without the error; the RetryLog made without the URL; the
+    # ERROR line without the URL or the error.
     caplog.set_level(logging.INFO, logger="eventstream")
     server.enqueue(Script(503), Script().event("a").close(), Script(404))
     fast = Backoff(initial=0.01, maximum=0.01, jitter=0.0)
-    with EventStream(server.url, backoff=fast) as stream, pytest.raises(HTTPStatusError) as caught:
+    retried: list[BaseException] = []
+    stream = EventStream(server.url, backoff=fast, on_retry=lambda e, d: retried.append(e))
+    with stream, pytest.raises(HTTPStatusError) as caught:
         list(stream)
+    assert "HTTP 503" in str(retried[0])
+    assert _messages(caplog, logging.WARNING) == [f"{retried[0]}; reconnecting in 0.0 s"]
     assert _messages(caplog, logging.INFO) == [f"{server.url}: connected again (HTTP 200)"]
     assert _messages(caplog, logging.ERROR) == [f"{server.url}: the stream failed: {caught.value}"]
     assert "HTTP 404" in str(caught.value)
