@@ -230,6 +230,21 @@ def test_payloads_that_look_like_size_lines() -> None:
         assert decoder.done
 
 
+@pytest.mark.parametrize("coding", ["identity", "deflate"])
+def test_a_read_that_is_only_a_size_line_waits_for_its_chunk(coding: str) -> None:
+    # A server that writes each chunk's size line and its data apart: a read may be
+    # just "2\r\n".  It is no whole chunk: the next read is its data, not a size line.
+    # Catches: the one-chunk shortcut (inline in BodyDecoder.feed, and _one_chunk)
+    # taking "2\r\n" for an empty chunk when it compared the length with end - size.
+    data = b"ab" if coding == "identity" else zlib.compress(PAYLOAD)
+    reads = [b"2\r\n", data[:2] + b"\r\n"]
+    if len(data) > 2:
+        reads.append(b"%x\r\n%s\r\n" % (len(data) - 2, data[2:]))
+    decoder = BodyDecoder(Framing.CHUNKED, ContentDecoder(coding))
+    assert feed(decoder, [*reads, b"0\r\n\r\n"]) == (b"ab" if coding == "identity" else PAYLOAD)
+    assert decoder.done
+
+
 def test_a_payload_that_starts_with_a_hex_line_is_not_taken_for_a_size_line() -> None:
     # A 14-byte chunk whose payload begins "1\r\n" (an SSE line "1", a field that is
     # ignored), then another chunk, in one read: the run of whole chunks pairs the
