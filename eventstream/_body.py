@@ -153,9 +153,10 @@ class _Chunked:
     event, this loop runs once per event and is on the hot path.
     """
 
+    _left: int  # payload bytes still to come in the current chunk (set with _DATA)
+
     def __init__(self) -> None:
         self._held = b""  # an unfinished size, CRLF or trailer line
-        self._left = 0  # payload bytes still to come in the current chunk
         self._state = _SIZE
         self._trailer_bytes = 0
 

@@ -269,8 +269,8 @@ class _Sink:
         with control.deliver_lock:
             channel = control.channel
             if channel is not None:
-                if events and not channel.put(events, stop):
-                    return False
+                if events:  # refused only once stop is set (cancel() follows a stop): below
+                    channel.put(events, stop)
             else:
                 on_event = control.delivery.on_event
                 assert on_event is not None

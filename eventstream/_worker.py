@@ -107,7 +107,9 @@ class Sink(Protocol):
         """Hand over one comment, after the events before it in the stream; False
         when the stream is stopping and nothing more should be read."""
 
-    def error(self, exc: BaseException) -> None: ...
+    def error(self, exc: BaseException) -> None:
+        """Report ``exc``; never raises (an ``on_error`` that raises is the sink's to
+        catch and log: the stream goes on)."""
 
     def retrying(self, exc: StreamError, delay: float) -> None:
         """The worker will connect again in ``delay`` seconds, after ``exc``."""
@@ -168,7 +170,7 @@ class Worker:
             outcome = exc
             if isinstance(exc, Exception):
                 _log.error("%s: the stream failed: %s", self._options.safe_url, exc)
-                self._report(exc)
+                self._sink.error(exc)
         finally:
             self._sink.end(outcome)
 
@@ -203,7 +205,7 @@ class Worker:
             if not self._may_retry(error):
                 raise error
             if not quiet:
-                self._report(error)
+                self._sink.error(error)
             now = self._clock()
             if self._healthy:
                 failures, last_healthy, auth_retried = 0, now, False
@@ -284,7 +286,7 @@ class Worker:
                 events = feed(chunk)
             except ProtocolError as exc:  # the oversized event was skipped; go on
                 events = exc.events
-                self._report(exc)
+                self._sink.error(exc)
             if events:
                 self._healthy = True
             if self._comments:
@@ -330,9 +332,3 @@ class Worker:
         if resume:
             headers["Last-Event-ID"] = resume
         return headers
-
-    def _report(self, exc: BaseException) -> None:
-        try:
-            self._sink.error(exc)
-        except Exception:  # an on_error that raises must not kill the stream
-            _log.exception("on_error callback raised")

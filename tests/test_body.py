@@ -230,6 +230,33 @@ def test_payloads_that_look_like_size_lines() -> None:
         assert decoder.done
 
 
+@pytest.mark.parametrize("coding", ["identity", "deflate"])
+def test_a_read_that_is_only_a_size_line_waits_for_its_chunk(coding: str) -> None:
+    # A server that writes each chunk's size line and its data apart: a read may be
+    # just "2\r\n".  It is no whole chunk: the next read is its data, not a size line.
+    # Catches: the one-chunk shortcut (inline in BodyDecoder.feed, and _one_chunk)
+    # taking "2\r\n" for an empty chunk when it compared the length with end - size.
+    data = b"ab" if coding == "identity" else zlib.compress(PAYLOAD)
+    reads = [b"2\r\n", data[:2] + b"\r\n"]
+    if len(data) > 2:
+        reads.append(b"%x\r\n%s\r\n" % (len(data) - 2, data[2:]))
+    decoder = BodyDecoder(Framing.CHUNKED, ContentDecoder(coding))
+    assert feed(decoder, [*reads, b"0\r\n\r\n"]) == (b"ab" if coding == "identity" else PAYLOAD)
+    assert decoder.done
+
+
+def test_a_payload_that_starts_with_a_hex_line_is_not_taken_for_a_size_line() -> None:
+    # A 14-byte chunk whose payload begins "1\r\n" (an SSE line "1", a field that is
+    # ignored), then another chunk, in one read: the run of whole chunks pairs the
+    # real size line "e" with its payload, and both payloads come out whole.
+    # Catches: _whole_chunks comparing the payloads, not the size lines, with the hex
+    # of the payloads' lengths (it cut "1" as a payload and failed on the rest).
+    wire = b"e\r\n1\r\ndata: a\r\n\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    decoder = BodyDecoder(Framing.CHUNKED, identity())
+    assert decoder.feed(wire) == b"1\r\ndata: a\r\n\r\nabc"
+    assert decoder.done
+
+
 def test_framing_errors_say_what_is_wrong() -> None:
     decoder = BodyDecoder(Framing.CHUNKED, identity())
     with pytest.raises(BodyError, match=r"^chunk data longer than its chunk size$"):
@@ -413,6 +440,20 @@ def test_invalid_compressed_data_is_an_error(coding: str, encoded: bytes) -> Non
     decoder = BodyDecoder(Framing.CLOSE, ContentDecoder(coding))
     with pytest.raises(BodyError):
         decoder.feed(encoded)
+
+
+def test_a_deflate_body_whose_zlib_header_was_accepted_is_never_read_as_raw_deflate() -> None:
+    # The 2-byte zlib header arrives alone and is accepted: from then on the body is
+    # zlib data, and bytes that are not are an error.  These would read as a raw
+    # deflate stored block (header included) holding a forged event.
+    # Catches: ContentDecoder._feed_probe keeping the probe past 2 bytes (it replayed
+    # the header as raw deflate and delivered the forged bytes).
+    forged = b"data: forged\n\n".ljust(156, b"\n")
+    decoder = BodyDecoder(Framing.CLOSE, ContentDecoder("deflate"))
+    assert decoder.feed(b"\x78\x9c") == b""
+    with pytest.raises(BodyError, match=r"^invalid deflate data: ") as info:
+        decoder.feed(b"\x00\x63\xff" + forged)
+    assert info.value.decoded == b""
 
 
 @pytest.mark.parametrize(

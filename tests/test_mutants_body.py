@@ -39,3 +39,17 @@ def test_stray_bytes_after_a_deflate_stream_keep_the_events_before_them(
     assert isinstance(error, ReadError)
     assert "data after the end of the deflate stream" in str(error)
     assert server.wait_for_requests(2)[1].headers.get("Last-Event-ID") == "2"
+
+
+def test_a_long_bad_chunk_size_line_is_quoted_to_its_first_40_bytes(server: SSEServer) -> None:
+    # A chunk-size line of 60 bytes that is not hex: the error a user sees quotes its
+    # first 40 bytes, exactly, so a log line stays short whatever the server sent.
+    # Catches: _chunk_size cutting the line at another length (41 bytes).
+    line = b"0123456789abcdefghij" * 3
+    server.enqueue(Script().event("a", id="1").wire(line + b"\r\n").hold(), Script().hold())
+    with streaming(server.url) as rec:
+        assert rec.next_event().data == "a"
+        error = rec.next_error()
+    assert isinstance(error, ReadError)
+    quoted = "invalid chunk size line b'0123456789abcdefghij0123456789abcdefghij'"
+    assert str(error).endswith(quoted), str(error)

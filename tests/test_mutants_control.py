@@ -23,7 +23,7 @@ import pytest
 import requests
 
 import eventstream
-from eventstream import Backoff, EventStream, StreamError, _fork
+from eventstream import Backoff, EventStream, HTTPStatusError, StreamError, _fork
 from eventstream._control import EXIT_JOIN_TIMEOUT, _stop_all_at_exit
 from eventstream.testing import Script, SSEServer
 
@@ -210,7 +210,7 @@ def test_a_restart_out_of_threads_says_so_and_the_exit_hook_still_waits_for_the_
     try:
         with pytest.raises(StreamError, match="cannot start the worker thread") as caught:
             stream.restart()  # the old worker was told to stop: it is closing
-        assert caught.value.url == server.url
+        assert caught.value.url.startswith(server.url)
         assert re.fullmatch(
             rf"cannot start the worker thread of {re.escape(server.url)} \(can't start new"
             r" thread; \d+ threads running\): the process is out of threads or memory for"
@@ -399,3 +399,110 @@ def test_wait_open_right_after_a_stop_says_the_stream_was_stopped(server: SSESer
     finally:
         release.set()
         assert stream.join(WAIT)
+
+
+def test_on_open_and_on_retry_get_what_happened(server: SSEServer) -> None:
+    # on_open gets the response's status and headers; on_retry the error (with the
+    # stream's URL) and the delay before the next attempt.
+    # Catches: _Sink.opened passing None; _Sink.retrying passing None or leaving out
+    # the error or the delay.
+    server.enqueue(Script(headers={"X-Test": "1"}).event("a").close())
+    server.default = Script().hold()
+    opened: queue.Queue[object] = queue.Queue()
+    retried: queue.Queue[tuple[object, ...]] = queue.Queue()
+    stream = EventStream(
+        server.url,
+        backoff=FAST,
+        on_event=lambda event: None,
+        on_open=opened.put,
+        on_retry=lambda *args: retried.put(args),
+    )
+    with stream:
+        info = opened.get(timeout=WAIT)
+        (error, delay), again = retried.get(timeout=WAIT), opened.get(timeout=WAIT)
+    assert isinstance(info, eventstream.ResponseInfo)
+    assert (info.status_code, info.headers["X-Test"]) == (200, "1")
+    assert info.url.startswith(server.url)
+    assert isinstance(again, eventstream.ResponseInfo)
+    assert isinstance(error, eventstream.ReadError)
+    assert (str(error), error.url, delay) == ("the server ended the stream", server.url, 0.01)
+
+
+def test_wait_open_on_a_one_shot_stopped_in_a_uwsgi_master_says_it_was_stopped(
+    server: SSEServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Made in a uWSGI master, the request waits for the fork; stopped before it,
+    # it never ran: wait_open says so rather than raising something else.
+    # Catches: Control starting with a failure that is not None (only a launch
+    # reset it, and a deferred start does not get that far).
+    monkeypatch.setitem(sys.modules, "uwsgi", FakeUwsgi())
+    monkeypatch.setitem(sys.modules, "uwsgidecorators", None)
+    monkeypatch.setattr(_fork, "_deferred", [])
+    stream = eventstream.get(server.url)
+    assert not stream.running
+    assert stream.stop() is True
+    with pytest.raises(RuntimeError) as caught:
+        stream.wait_open(0)
+    assert str(caught.value) == "the stream was stopped before the response arrived"
+    assert server.requests == []
+
+
+def test_iterating_a_stream_raises_the_error_that_ended_it_after_its_events(
+    server: SSEServer,
+) -> None:
+    # A consumer that iterates gets the events, then the fatal error (a 404 on the
+    # reconnect), not a quiet end it would take for "no more events".
+    # Catches: _Sink.end ending the channel without the error.
+    server.enqueue(Script().event("a", id="1").close(), Script(404))
+    got: list[str] = []
+    with EventStream(server.url, backoff=FAST) as stream, pytest.raises(HTTPStatusError) as caught:
+        got.extend(event.data for event in stream)
+    assert got == ["a"]
+    assert caught.value.status_code == 404
+    assert caught.value.url.startswith(server.url)
+
+
+def test_wait_open_raises_the_error_that_ended_a_one_shot_before_it_opened(
+    server: SSEServer,
+) -> None:
+    # A 404 ends a one-shot request before any response is open: wait_open raises
+    # that error, not "stopped".
+    # Catches: _Sink.end not keeping the error as the stream's failure.
+    server.enqueue(Script(404))
+    stream = eventstream.get(server.url)
+    try:
+        with pytest.raises(HTTPStatusError) as caught:
+            stream.wait_open(WAIT)
+        assert caught.value.status_code == 404
+    finally:
+        assert stream.stop(WAIT)
+
+
+def test_a_stream_whose_worker_could_not_start_keeps_nothing_of_its_callbacks_alive(
+    server: SSEServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Out of threads: start() says so, and the stream, once dropped, is freed with
+    # the objects its callbacks belong to (nothing process-wide keeps it).
+    # Catches: Control.launch leaving the control among the running ones.
+    class Owner:
+        def on_event(self, event: object) -> None:
+            pass
+
+    real_start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        if thread.name.startswith("eventstream-worker-"):
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    owner = Owner()
+    stream = EventStream(server.url, on_event=owner.on_event)
+    with pytest.raises(StreamError, match="cannot start the worker thread"):
+        stream.start()
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    ref = weakref.ref(owner)
+    del owner, stream
+    gc.collect()
+    assert ref() is None
+    assert server.requests == []

@@ -3,6 +3,8 @@ real server."""
 
 from __future__ import annotations
 
+import logging
+import queue
 import socket
 import threading
 import time
@@ -11,7 +13,17 @@ from collections.abc import Iterator
 import pytest
 from _reliability import streaming
 
-from eventstream import Backoff, Event, EventStream, ResponseInfo, RetriesExhausted, StreamError
+import eventstream
+from eventstream import (
+    Backoff,
+    Event,
+    EventStream,
+    HTTPStatusError,
+    ReadError,
+    ResponseInfo,
+    RetriesExhausted,
+    StreamError,
+)
 from eventstream._options import build_options
 from eventstream._stop import StopSignal
 from eventstream._worker import Worker
@@ -238,3 +250,193 @@ def test_the_connect_timeout_bounds_a_tls_handshake_that_never_answers() -> None
                 list(events)
     assert time.monotonic() - started < WAIT
     assert isinstance(caught.value.__cause__, StreamError)
+
+
+def test_each_read_with_comments_delivers_every_event_once_in_stream_order(
+    server: SSEServer,
+) -> None:
+    # Reads that hold events before, between and after comments: every event reaches
+    # on_event once, between the comments around it in the stream, read after read.
+    # Catches: _deliver_with_comments starting past the read's first event (lost), or
+    # handing over the events before a comment again after it (duplicated).
+    piece = b"id: %d\ndata: a\n\n: x\n\nid: %d\ndata: b\n\nid: %d\ndata: c\n\n: y\n\n"
+    script = Script()
+    for n in range(3):
+        script = script.send(piece % (3 * n + 1, 3 * n + 2, 3 * n + 3))
+    server.enqueue(script.hold())
+    seen: queue.Queue[str] = queue.Queue()
+    stream = EventStream(
+        server.url,
+        on_event=lambda event: seen.put(f"{event.data}{event.id}"),
+        on_comment=lambda text: seen.put(text.strip()),
+    )
+    with stream:
+        got = [seen.get(timeout=WAIT) for _ in range(15)]
+        assert seen.empty()
+    expected = []
+    for n in range(3):
+        expected += [f"a{3 * n + 1}", "x", f"b{3 * n + 2}", f"c{3 * n + 3}", "y"]
+    assert got == expected
+
+
+def test_an_id_the_server_gave_with_leading_spaces_resumes_without_them(
+    server: SSEServer,
+) -> None:
+    # "id:  7" gives the ID " 7" (one space after the colon is the separator).  HTTP
+    # drops whitespace around a field value and requests refuses a value that starts
+    # with it: the reconnect sends "7", and no error is raised.
+    # Catches: last_event_id_field stripping the right end instead of the left.
+    server.enqueue(Script().send(b"id:  7\ndata: a\n\n").close(), Script().event("b").hold())
+    with streaming(server.url) as rec:
+        assert [event.data for event in rec.take(2)] == ["a", "b"]
+    assert rec.all_errors == []
+    assert server.wait_for_requests(2)[1].headers["Last-Event-ID"] == "7"
+
+
+def _messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == level and r.name.startswith("eventstream")
+    ]
+
+
+def test_the_log_names_the_stream_when_it_connects_again_and_when_it_fails(
+    server: SSEServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A retried failure is a WARNING that says what failed (the error names the URL);
+    # the INFO line that says the stream is back names its URL; so does the ERROR
+    # line of the failure that ends the stream.
+    # Catches: the WARNING without the error; the RetryLog made without the URL; the
+    # ERROR line without the URL or the error.
+    caplog.set_level(logging.INFO, logger="eventstream")
+    server.enqueue(Script(503), Script().event("a").close(), Script(404))
+    fast = Backoff(initial=0.01, maximum=0.01, jitter=0.0)
+    retried: list[BaseException] = []
+    stream = EventStream(server.url, backoff=fast, on_retry=lambda e, d: retried.append(e))
+    with stream, pytest.raises(HTTPStatusError) as caught:
+        list(stream)
+    assert "HTTP 503" in str(retried[0])
+    assert _messages(caplog, logging.WARNING) == [f"{retried[0]}; reconnecting in 0.0 s"]
+    assert _messages(caplog, logging.INFO) == [f"{server.url}: connected again (HTTP 200)"]
+    assert _messages(caplog, logging.ERROR) == [f"{server.url}: the stream failed: {caught.value}"]
+    assert "HTTP 404" in str(caught.value)
+
+
+def test_on_retry_after_a_clean_end_says_the_server_ended_the_stream(
+    server: SSEServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The body ended without an error: the stream reconnects after the initial delay,
+    # on_retry says why, with the stream's URL, and the log says it at DEBUG (it is
+    # no failure: no WARNING).
+    # Catches: that ReadError made without its message or its URL; the DEBUG line
+    # without its URL or delay.
+    caplog.set_level(logging.DEBUG, logger="eventstream")
+    server.enqueue(Script().event("a").close())
+    server.default = Script().hold()
+    retried: queue.Queue[tuple[BaseException, float]] = queue.Queue()
+    fast = Backoff(initial=0.01, maximum=0.01, jitter=0.0)
+    with EventStream(
+        server.url, backoff=fast, on_event=lambda e: None, on_retry=lambda e, d: retried.put((e, d))
+    ):
+        error, delay = retried.get(timeout=WAIT)
+    assert isinstance(error, ReadError)
+    assert str(error) == "the server ended the stream"
+    assert error.url == server.url
+    assert delay == 0.01
+    said = _messages(caplog, logging.DEBUG)
+    assert f"{server.url}: the body ended; reconnecting in 0.010 s" in said, said
+    assert _messages(caplog, logging.WARNING) == []
+
+
+def test_a_one_shot_request_makes_exactly_retries_more_attempts(server: SSEServer) -> None:
+    # retries=2: two 503s are retried and the third attempt succeeds; a server that
+    # keeps answering 503 is given up after those three attempts, not fewer.
+    # Catches: Worker._exhausted counting the first attempt as a retry.
+    fast = Backoff(initial=0.01, maximum=0.01, jitter=0.0)
+    server.enqueue(Script(503), Script(503), Script().event("a").close())
+    with eventstream.get(server.url, retries=2, backoff=fast) as stream:
+        assert [event.data for event in stream] == ["a"]
+    assert len(server.wait_for_requests(3)) == 3
+    server.default = Script(503)
+    with (
+        eventstream.get(server.url, retries=2, backoff=fast) as stream,
+        pytest.raises(RetriesExhausted) as caught,
+    ):
+        list(stream)
+    assert len(server.wait_for_requests(6)) == 6
+    assert str(caught.value) == "gave up after 3 consecutive failed attempts"
+    assert caught.value.url == server.url
+    assert isinstance(caught.value.__cause__, HTTPStatusError)
+    assert caught.value.__cause__.status_code == 503
+
+
+def test_a_one_shot_request_is_never_sent_again_once_its_body_began(server: SSEServer) -> None:
+    # Retries are for failures before the answer: the body began (an event came),
+    # then the connection dropped; the request (maybe a POST with an effect) is not
+    # replayed, whatever retries allows, and the consumer gets the read error.
+    # Catches: _loop asking _may_retry about anything but the error that happened.
+    fast = Backoff(initial=0.01, maximum=0.01, jitter=0.0)
+    server.enqueue(Script().event("a").drop())
+    server.default = Script().event("again").close()
+    got: list[str] = []
+    with (
+        eventstream.post(server.url, retries=3, backoff=fast) as stream,
+        pytest.raises(ReadError),
+    ):
+        got.extend(event.data for event in stream)
+    assert got == ["a"]
+    assert len(server.requests) == 1
+
+
+def test_every_connect_sends_the_params_body_and_credentials_given(server: SSEServer) -> None:
+    # The query parameters, the body and the credentials go with every attempt, the
+    # reconnect after a clean end included.
+    # Catches: _attempt leaving params, data or auth out of the request.
+    server.enqueue(Script().event("a").close())
+    server.default = Script().event("b").hold()
+    fast = Backoff(initial=0.01, maximum=0.01, jitter=0.0)
+    stream = EventStream(
+        server.url,
+        method="POST",
+        params={"topic": "x y"},
+        data=b"subscribe",
+        auth=("user", "secret"),
+        backoff=fast,
+    )
+    with stream:
+        assert [event.data for event in iterate(stream, 2)] == ["a", "b"]
+    for request in server.wait_for_requests(2):
+        assert (request.method, request.query, request.body) == ("POST", "topic=x+y", b"subscribe")
+        assert request.headers["Authorization"] == "Basic dXNlcjpzZWNyZXQ="
+
+
+def test_the_read_timeout_given_ends_a_silent_connection_and_on_open_sees_the_headers(
+    server: SSEServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # timeout=(connect, read): a body silent for longer than the read timeout is a
+    # ReadError and the stream connects again.  Each connect is logged at DEBUG with
+    # the URL, and on_open gets the response's headers.
+    # Catches: _attempt leaving the read timeout out of the request (the 60 s default
+    # applied), the "connecting to" DEBUG line without its URL, ResponseInfo without
+    # the headers.
+    caplog.set_level(logging.DEBUG, logger="eventstream")
+    server.enqueue(Script(headers={"X-Test": "1"}).event("a").hold())
+    server.default = Script().hold()
+    fast = Backoff(initial=0.01, maximum=0.01, jitter=0.0)
+    opened: queue.Queue[ResponseInfo] = queue.Queue()
+    retried: queue.Queue[BaseException] = queue.Queue()
+    stream = EventStream(
+        server.url,
+        timeout=(WAIT, 0.2),
+        backoff=fast,
+        on_event=lambda e: None,
+        on_open=opened.put,
+        on_retry=lambda e, d: retried.put(e),
+    )
+    with stream:
+        info = opened.get(timeout=WAIT)
+        error = retried.get(timeout=WAIT)
+    assert info.headers["X-Test"] == "1"
+    assert isinstance(error, ReadError)
+    assert f"connecting to {server.url}" in _messages(caplog, logging.DEBUG)

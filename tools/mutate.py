@@ -4,8 +4,10 @@
 reaches the mutated function.  For the modules under the read loop that is most of the
 suite: a mutant that survives re-runs hundreds of streaming tests, and one module takes
 hours on two cores.  This runs mutmut on a copy of the tree (``.mutate/MODULE/``, kept
-between runs, so later runs only test functions whose code changed and map only new
-tests) whose test selection is the module's own test files.  A mutant it reports as
+between runs, so later runs map only new tests) whose test selection is the module's own
+test files.  mutmut tests again every mutant that the names on its command line match,
+so each whole run takes as long as the first; ``--again`` then tests only the mutants
+the last run did not kill and those of functions changed since.  A mutant it reports as
 surviving may still be killed by another part of the suite: the score is a lower bound,
 and a survivor is worth a test in the module's own files either way.
 
@@ -14,6 +16,7 @@ Usage (from the repository's root, with the ``test`` and ``mutation`` extras)::
     python tools/mutate.py _body              # its own tests, as listed below
     python tools/mutate.py _worker --tests tests/test_faults.py tests/test_client.py
     python tools/mutate.py _body --show       # and the edit of every survivor
+    python tools/mutate.py _body --again      # after new tests or fixes: the rest only
 
 It runs mutmut under ``nice`` with one child process by default (``--max-children``),
 and prints the mutmut summary, the survivors and ``killed / (total - skipped)``.
@@ -22,6 +25,7 @@ and prints the mutmut summary, the survivors and ``killed / (total - skipped)``.
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import shutil
 import subprocess
@@ -66,6 +70,7 @@ OWN_TESTS: dict[str, tuple[str, ...]] = {
 }
 
 _SELECTION_KEY = "pytest_add_cli_args_test_selection"
+_KILLED = ("killed", "timeout", "segfault")
 
 
 def main() -> int:
@@ -75,24 +80,27 @@ def main() -> int:
     if missing:
         sys.exit(f"no such test file: {', '.join(missing)}")
     scratch = ROOT / ".mutate" / args.module
+    prefix = f"eventstream.{args.module}."
+    patterns = [f"{prefix}*"]
+    if args.again:
+        patterns = _again(scratch, args.module, prefix)
     _forget_map_if_changed(scratch, args.module)
     _mirror(scratch)
     _select_tests(scratch / "setup.cfg", tests)
-    pattern = f"eventstream.{args.module}.*"
     command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)]
     if os.name == "posix":
         command = ["nice", "-n", "19", *command]
-    run = subprocess.run([*command, pattern], cwd=scratch, check=False)
-    if run.returncode not in (0, 1):  # mutmut exits 1 when mutants survive
+    run = subprocess.run([*command, *patterns], cwd=scratch, check=False) if patterns else None
+    if run is not None and run.returncode not in (0, 1):  # mutmut exits 1 when mutants survive
         return run.returncode
-    statuses = _statuses(scratch, f"eventstream.{args.module}.")
+    statuses = _statuses(scratch, prefix)
     survivors = sorted(name for name, status in statuses.items() if status == "survived")
     for name in survivors:
         print(f"survived: {name}")
         if args.show:
             subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=scratch, check=False)
     checked = {name: s for name, s in statuses.items() if s not in ("skipped", "not checked")}
-    killed = sum(status in ("killed", "timeout", "segfault") for status in checked.values())
+    killed = sum(status in _KILLED for status in checked.values())
     unchecked = len(statuses) - len(checked)
     print(
         f"{args.module}: {killed} / {len(checked)} killed"
@@ -108,6 +116,12 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--tests", nargs="+", help="test files to use instead of its own")
     parser.add_argument("--max-children", type=int, default=1)
     parser.add_argument("--show", action="store_true", help="print each survivor's edit")
+    parser.add_argument(
+        "--again",
+        action="store_true",
+        help="after a whole run: test only its survivors, the mutants it did not check and"
+        " those of functions changed since (mutmut tests every mutant a pattern names)",
+    )
     return parser.parse_args()
 
 
@@ -140,6 +154,33 @@ def _forget_map_if_changed(scratch: Path, module: str) -> None:
     if kept.is_file() and kept.read_bytes() == (ROOT / relative).read_bytes():
         return
     (scratch / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+
+
+def _again(scratch: Path, module: str, prefix: str) -> list[str]:
+    """The mutants worth testing again: those not killed in the last run (by name),
+    and every mutant of a function whose code changed since (by pattern)."""
+    if not (scratch / "mutants").is_dir():
+        sys.exit("--again needs a whole run first")
+    names = [name for name, s in _statuses(scratch, prefix).items() if s not in _KILLED]
+    before = scratch / "eventstream" / f"{module}.py"
+    after = ROOT / "eventstream" / f"{module}.py"
+    old, new = _functions(before), _functions(after)
+    changed = [name for name, code in new.items() if old.get(name) != code]
+    return names + [f"{prefix}{name}__mutmut_*" for name in changed]
+
+
+def _functions(path: Path) -> dict[str, str]:
+    """Each function's code in a module, by mutmut's name for it (``x_f``, ``xǁCǁm``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            found[f"x_{node.name}"] = ast.dump(node)
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    found[f"x\u01c1{node.name}\u01c1{item.name}"] = ast.dump(item)
+    return found
 
 
 def _select_tests(setup_cfg: Path, tests: list[str]) -> None:
