@@ -12,13 +12,16 @@ gevent is in the ``test`` extra; skipped without it.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+import eventstream
 from eventstream.testing import Script, SSEServer
 
 pytest.importorskip("gevent")
@@ -41,20 +44,24 @@ def url() -> Iterator[str]:
         yield server.url + "/events"
 
 
-def _run(code: str, url: str) -> list[str]:
-    script = textwrap.dedent(_PROLOGUE) + textwrap.dedent(code)
+def _run(code: str, url: str, where: Path) -> list[str]:
+    # A file, not -c: tools that walk the stack (mutmut) resolve each frame's file.
+    script = where / "script.py"
+    script.write_text(textwrap.dedent(_PROLOGUE) + textwrap.dedent(code), encoding="utf-8")
+    package_root = str(Path(eventstream.__file__).resolve().parent.parent)
     done = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", script, url],
+        [sys.executable, "-W", "ignore", str(script), url],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
         check=False,
+        env={**os.environ, "PYTHONPATH": package_root},  # this eventstream, not another
     )
     assert done.returncode == 0, f"the script hung or failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout.split()
 
 
-def test_concurrent_starts_and_a_restart_in_greenlets(url: str) -> None:
+def test_concurrent_starts_and_a_restart_in_greenlets(url: str, tmp_path: Path) -> None:
     said = _run(
         """
         seen = []
@@ -77,11 +84,12 @@ def test_concurrent_starts_and_a_restart_in_greenlets(url: str) -> None:
         print(len(seen), stream.stop(5), stream.running)
         """,
         url,
+        tmp_path,
     )
     assert said == ["True", "True", "2", "True", "False"]
 
 
-def test_iterating_in_one_greenlet_stopped_from_another(url: str) -> None:
+def test_iterating_in_one_greenlet_stopped_from_another(url: str, tmp_path: Path) -> None:
     said = _run(
         """
         stream = EventStream(url)
@@ -100,11 +108,14 @@ def test_iterating_in_one_greenlet_stopped_from_another(url: str) -> None:
         print(consumer.successful(), seen)
         """,
         url,
+        tmp_path,
     )
     assert said == ["True", "True", "True", "['tick']"]
 
 
-def test_a_patch_while_a_stream_runs_is_said_and_the_stream_still_stops(url: str) -> None:
+def test_a_patch_while_a_stream_runs_is_said_and_the_stream_still_stops(
+    url: str, tmp_path: Path
+) -> None:
     said = _run(
         """
         import logging, threading
@@ -123,5 +134,6 @@ def test_a_patch_while_a_stream_runs_is_said_and_the_stream_still_stops(url: str
         print(len(warnings), "monkey-patched while the stream of" in warnings[0])
         """,
         url,
+        tmp_path,
     )
     assert said == ["True", "True", "True", "False", "1", "True"]
