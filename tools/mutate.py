@@ -141,7 +141,7 @@ def _mirror(scratch: Path) -> None:
         if target.is_file() and target.read_bytes() == source.read_bytes():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
+        shutil.copy(source, target)  # a new mtime: mutmut regenerates what changed
 
 
 def _forget_map_if_changed(scratch: Path, module: str) -> None:
