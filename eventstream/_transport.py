@@ -259,8 +259,12 @@ def _send(session: requests.Session, spec: RequestSpec) -> requests.Response:
         if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
             method, data, json_body = "GET", None, None  # as browsers and requests do
         url, params = target, None  # the Location is complete
-    raise requests.exceptions.TooManyRedirects(
-        f"exceeded {session.max_redirects} redirects", response=response
+    safe = redact_url(spec.url)  # the last redirect was closed by _redirect_target
+    raise HTTPStatusError(
+        f"too many redirects from {safe}",
+        url=safe,
+        status_code=response.status_code,
+        headers=response.headers,
     )
 
 
@@ -422,10 +426,11 @@ class Body:
         # ``deadline`` (monotonic) also bounds the whole read: used for error bodies.
         url = redact_url(self.url)
         while not self._decoder.done:
-            timeout = self._read_timeout
-            if deadline is not None:
-                left = max(0.0, deadline - time.monotonic())
-                timeout = left if timeout is None else min(timeout, left)
+            # An error body's deadline is at most the read timeout away.
+            if deadline is None:
+                timeout = self._read_timeout
+            else:  # never negative: poll() would take that as "forever"
+                timeout = max(0.0, deadline - time.monotonic())
             data = self._read(timeout, url)
             if data is None:
                 return  # stopped
@@ -581,7 +586,8 @@ def _charset(response: requests.Response) -> str:
         if name.strip().lower() == "charset":
             try:
                 with _fork.guarded_import():  # a codec is imported on first use
-                    return codecs.lookup(value.strip().strip('"')).name
+                    # The codec search ignores quotes and spaces around the name.
+                    return codecs.lookup(value).name
             except LookupError:
                 break
     return "utf-8"
@@ -605,16 +611,6 @@ def _send_error(exc: requests.RequestException, url: str) -> Exception:
         (exceptions.InvalidURL, exceptions.MissingSchema, exceptions.InvalidSchema),
     ):
         return ValueError(f"invalid URL {safe!r}: {exc}")
-    if isinstance(exc, exceptions.TooManyRedirects):
-        last = exc.response
-        if last is not None:
-            last.close()
-        return HTTPStatusError(
-            f"too many redirects from {safe}",
-            url=safe,
-            status_code=0 if last is None else last.status_code,
-            headers=None if last is None else last.headers,
-        )
     if isinstance(exc, exceptions.ConnectionError) and any(
         isinstance(arg, urllib3.exceptions.ProtocolError) for arg in exc.args
     ):

@@ -8,6 +8,8 @@ any request.
 
 from __future__ import annotations
 
+import errno
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -15,8 +17,9 @@ from typing import Any
 
 import pytest
 import requests
+import urllib3
 
-from eventstream import ContentTypeError, HTTPStatusError, ReadError
+from eventstream import ConnectError, ContentTypeError, HTTPStatusError, ReadError, _wait
 from eventstream._stop import StopSignal
 from eventstream._transport import RequestSpec, make_session, open_stream
 from eventstream.testing import Framing, Script, SSEServer
@@ -236,3 +239,167 @@ def test_a_hostile_content_type_or_encoding_is_cut_to_60_characters(
         error = raised(session, server.url)
         assert isinstance(error, ContentTypeError)
         assert cut in str(error)
+
+
+# -- the error body: its budget, its end, its charset (survivors of tools/mutate.py) --
+
+
+def plain(charset_param: str | None = "; charset=utf-8") -> dict[str, str | None]:
+    return {"Content-Type": None if charset_param is None else "text/plain" + charset_param}
+
+
+def status_error(session: requests.Session, url: str, **options: Any) -> HTTPStatusError:
+    error = raised(session, url, **options)
+    assert isinstance(error, HTTPStatusError), repr(error)
+    return error
+
+
+def test_an_error_body_without_a_read_timeout_is_read_within_its_own_bound(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # read_timeout=None waits forever for events, but never for an error body.
+    from eventstream import _transport
+
+    monkeypatch.setattr(_transport, "ERROR_BODY_TIMEOUT", 0.2)
+    server.enqueue(Script(503, headers=plain()).send(b"busy").hold())
+    started = time.monotonic()
+    error = status_error(session, server.url, read_timeout=None)
+    assert (error.status_code, error.body) == (503, "busy")
+    assert time.monotonic() - started < 0.2 + 0.8
+
+
+def test_an_error_body_that_trickles_on_is_cut_at_the_read_timeout(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # Each byte comes within the read timeout, but the whole read is bounded by it too.
+    server.enqueue(Script(503, headers=plain()).trickle(b"." * 100, 0.05))
+    started = time.monotonic()
+    error = status_error(session, server.url, read_timeout=0.3)
+    assert 0 < len(error.body) < 100
+    assert time.monotonic() - started < 0.3 + 0.5
+
+
+def test_an_error_body_of_exactly_the_limit_is_not_waited_past(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # The first 512 bytes are all that is kept: nothing after them is waited for.
+    server.enqueue(Script(503, headers=plain()).send(b"x" * 512).hold())
+    started = time.monotonic()
+    error = status_error(session, server.url, read_timeout=TIMEOUT)
+    assert error.body == "x" * 512
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_read_error_in_an_error_body_is_logged_with_the_url(
+    server: SSEServer, session: requests.Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.enqueue(Script(503, headers=plain()).send(b"part").hold())
+    with caplog.at_level(logging.DEBUG, logger="eventstream._transport"):
+        error = status_error(session, server.url, read_timeout=0.2)
+    assert error.body == "part"
+    url = server.url_for("/")
+    expected = f"reading the error body of {url}: no data from {url} within the read timeout"
+    assert expected in [record.getMessage() for record in caplog.records]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "text"),
+    [
+        (";charset=iso-8859-1", b"caf\xe9", "café"),  # no space after ";"
+        ("; charset=iso-8859-1", b"caf\xe9", "café"),  # charset first
+        ("; format=flowed; Charset=iso-8859-1", b"caf\xe9", "café"),
+        ('; charset="iso-8859-1"', b"caf\xe9", "café"),
+        ("; charset=no-such-codec", b"caf\xc3\xa9", "café"),  # unknown: UTF-8
+        ("; charset=utf-8", b"caf\xe9!", "caf\ufffd!"),  # invalid bytes are replaced
+        (None, b"caf\xc3\xa9", "café"),  # no Content-Type at all: UTF-8
+    ],
+    ids=["no-space", "first", "later-any-case", "quoted", "unknown", "invalid", "none"],
+)
+def test_an_error_body_is_decoded_with_its_charset(
+    server: SSEServer,
+    session: requests.Session,
+    content_type: str | None,
+    body: bytes,
+    text: str,
+) -> None:
+    server.enqueue(Script(503, headers=plain(content_type)).send(body))
+    assert status_error(session, server.url).body == text
+
+
+# -- every error names the URL it is about, as ``url`` as well as in words ------------
+
+
+def test_an_invalid_request_header_says_so_without_echoing_it(session: requests.Session) -> None:
+    error = raised(session, "http://127.0.0.1:1/", headers={"X-Token": "s3cret\r\nX: y"})
+    assert isinstance(error, ValueError)
+    assert str(error) == "a request header name or value is not allowed"
+
+
+def test_a_redirect_loop_carries_the_last_redirect(
+    server: SSEServer, session: requests.Session
+) -> None:
+    server.route("/loop", Script.redirect(server.url_for("/loop"), status=307))
+    session.max_redirects = 2
+    error = raised(session, server.url_for("/loop"))
+    assert isinstance(error, HTTPStatusError)
+    assert (error.url, error.status_code) == (server.url_for("/loop"), 307)
+    assert error.headers is not None
+    assert error.headers["Location"] == server.url_for("/loop")
+    assert str(error) == f"too many redirects from {server.url_for('/loop')}"
+
+
+def test_an_unusable_location_error_carries_the_redirect(
+    server: SSEServer, session: requests.Session
+) -> None:
+    server.enqueue(Script(301, headers={"Location": "ftp://127.0.0.1/feed", "X-Why": "moved"}))
+    error = raised(session, server.url_for("/old"))
+    assert isinstance(error, HTTPStatusError)
+    assert (error.url, error.status_code) == (server.url_for("/old"), 301)
+    assert error.headers is not None
+    assert error.headers["X-Why"] == "moved"
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        Script.no_response(),
+        Script.raw_response(b"").drop(),
+        Script.raw_response(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 5, 6\r\n\r\n"
+        ).close(),
+    ],
+    ids=["no-headers-in-time", "closed-before-headers", "malformed-header"],
+)
+def test_a_read_error_before_the_body_carries_the_url(
+    server: SSEServer, session: requests.Session, script: Script
+) -> None:
+    server.enqueue(script)
+    error = raised(session, server.url_for("/feed?x=1"), read_timeout=0.2)
+    assert isinstance(error, ReadError), repr(error)
+    assert error.url == server.url_for("/feed?x=1")
+
+
+def test_out_of_descriptors_at_connect_carries_the_url(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_fds(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", no_fds)
+    error = raised(session, server.url_for("/feed"))
+    assert isinstance(error, ConnectError), repr(error)
+    assert error.url == server.url_for("/feed")
+
+
+def test_a_waker_that_cannot_be_made_says_why(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_memory(stop: StopSignal) -> None:
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    monkeypatch.setattr(_wait, "make_waker", no_memory)
+    server.enqueue(Script().event("a"))
+    error = raised(session, server.url)
+    assert isinstance(error, ReadError), repr(error)
+    assert str(error).startswith("cannot create the stop signal's wake-up descriptor: ")
+    assert "Cannot allocate memory" in str(error)
