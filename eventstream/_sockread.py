@@ -74,7 +74,12 @@ class SocketSource:
         one event per read, the calls are much of what an event costs.
         """
         if self._buffered is not None:
-            buffered = self._drain()
+            # What http.client read past the headers.  One read1() takes all that its
+            # buffer holds (or, holding nothing, reads the socket once, non-blocking,
+            # and b"" means no byte or EOF alike): from then on the socket itself is
+            # read, which tells those two apart.
+            buffered = read_buffered(self._buffered)
+            self._buffered = None
             if buffered:
                 yield buffered
         recv, wait, pending, stop = self._recv, self._wait, self._pending, self._stop
@@ -118,16 +123,6 @@ class SocketSource:
             if not data:
                 return
             size = READ_SIZE if len(data) >= SMALL_READ else SMALL_READ
-
-    def _drain(self) -> bytes:
-        # What http.client read past the headers.  On a non-blocking socket read1()
-        # returns b"" both at EOF and when no byte is there: the socket itself tells
-        # them apart, so from then on it is read directly.
-        assert self._buffered is not None
-        data = read_buffered(self._buffered)
-        if not data:
-            self._buffered = None
-        return data
 
 
 def read_buffered(buffered: io.BufferedReader) -> bytes:

@@ -40,7 +40,7 @@ OWN_TESTS: dict[str, tuple[str, ...]] = {
         "test_parser_sseclient.py",
         "test_mutants_parser.py",
     ),
-    "_sockread": ("test_sockread.py", "test_transport.py", "test_wait.py"),
+    "_sockread": ("test_sockread.py", "test_transport.py", "test_wait.py", "test_proxies.py"),
     "_stop": ("test_stop.py", "test_wait.py", "test_fork.py"),
     "_delivery": ("test_delivery.py", "test_lifecycle.py"),
     "_control": (
