@@ -431,7 +431,7 @@ class Body:
                 timeout = self._read_timeout
             else:  # never negative: poll() would take that as "forever"
                 timeout = max(0.0, deadline - time.monotonic())
-            data = self._read(timeout, url)
+            data = self._read(timeout)
             if data is None:
                 return  # stopped
             try:
@@ -452,9 +452,9 @@ class Body:
             return
         reads = source.reads(self._read_timeout)
         try:
+            # No check for close() here: it closes the socket, so no read after it
+            # brings data (the wait ends at the read timeout, a ReadError).
             for data in reads:
-                if self._closed:
-                    raise RuntimeError("the body is closed")
                 try:
                     out = feed(data) if data else decoder.end_of_input()
                 except BodyError as exc:
@@ -473,7 +473,7 @@ class Body:
         finally:
             reads.close()
 
-    def _read(self, timeout: float | None, url: str) -> bytes | None:
+    def _read(self, timeout: float | None) -> bytes | None:
         if self._closed:
             raise RuntimeError("the body is closed")
         if self._stop.is_set():

@@ -403,3 +403,32 @@ def test_a_waker_that_cannot_be_made_says_why(
     assert isinstance(error, ReadError), repr(error)
     assert str(error).startswith("cannot create the stop signal's wake-up descriptor: ")
     assert "Cannot allocate memory" in str(error)
+
+
+def test_reading_on_after_closing_the_body_is_a_runtime_error_on_the_fallback(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventstream import _transport
+
+    monkeypatch.setattr(_transport, "locate_socket", lambda raw: None)
+    server.enqueue(Script().event("a").event("b").hold())
+    spec = RequestSpec(server.url, read_timeout=TIMEOUT)
+    with open_stream(session, spec, StopSignal()) as body:
+        chunks = body.chunks()
+        assert next(chunks).startswith(b"data: a\n\n")
+        body.close()
+        with pytest.raises(RuntimeError) as caught:
+            next(chunks)
+    assert str(caught.value) == "the body is closed"
+
+
+def test_bad_compressed_data_on_the_fallback_names_the_url_and_the_fault(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventstream import _transport
+
+    monkeypatch.setattr(_transport, "locate_socket", lambda raw: None)
+    server.enqueue(Script(headers={"Content-Encoding": "gzip"}).send(b"not gzip at all"))
+    error = raised(session, server.url)
+    assert isinstance(error, ReadError), repr(error)
+    assert re.fullmatch(rf"bad response body from {re.escape(server.url_for('/'))}: .+", str(error))
