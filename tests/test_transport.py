@@ -1011,3 +1011,16 @@ def test_a_custom_adapter_body_over_a_socket_is_delivered_as_it_arrives() -> Non
             stream.join()
     assert first == b"data: 1\n\n"
     assert stream.error is None, repr(stream.error)
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_stream_on_one_scheme_mounts_only_that_adapter(
+    server: SSEServer, tls_server: SSEServer, ca: tuple[trustme.CA, Path], scheme: str
+) -> None:
+    # The other scheme's adapter (and its pool manager) would be memory kept for nothing.
+    origin = server if scheme == "http" else tls_server
+    origin.enqueue(Script().event("a"))
+    with make_session() as session:
+        session.verify = str(ca[1])
+        assert read_all(session, origin.url) == b"data: a\n\n"
+        assert set(session.adapters) == {f"{scheme}://"}
