@@ -635,7 +635,7 @@ def configured_session(
     and https, which wins over the ``*_PROXY`` environment variables.  Runs on the
     worker thread, like any session factory.
     """
-    session = requests.Session() if proxy is None else _ExplicitProxySession()
+    session = _ExplicitProxySession()  # without a proxy, a requests.Session's behaviour
     session.verify = verify
     if cert is not None:
         session.cert = cert

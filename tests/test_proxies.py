@@ -371,7 +371,10 @@ def test_verify_is_the_sessions_setting(
 ) -> None:
     # True: the system's authorities, which never signed the test origin.
     tls_origin.enqueue(Script().event("a"))
-    session = _transport.configured_session(verify=pki["bundle"] if verify == "bundle" else verify)
+    if verify is True:  # the default
+        session = _transport.configured_session()
+    else:
+        session = _transport.configured_session(verify=pki["bundle"] if verify else False)
     if verify is True:
         with pytest.raises(ConnectError):
             read_with(session, tls_origin.url)
@@ -393,3 +396,13 @@ def test_a_client_certificate_is_presented(
         origin.enqueue(Script().event("a"))
         session = _transport.configured_session(verify=pki["bundle"], cert=str(client))
         assert read_with(session, origin.url) == b"data: a\n\n"
+
+
+def test_without_an_explicit_proxy_the_environments_is_used(
+    pki: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ForwardProxy() as proxy, SSEServer() as origin:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        origin.enqueue(Script().event("a"))
+        assert read_with(_transport.configured_session(), origin.url) == b"data: a\n\n"
+        assert len(proxy.requests) == 1
