@@ -403,6 +403,8 @@ def test_a_waker_that_cannot_be_made_says_why(
     assert isinstance(error, ReadError), repr(error)
     assert str(error).startswith("cannot create the stop signal's wake-up descriptor: ")
     assert "Cannot allocate memory" in str(error)
+    assert str(error).endswith(f" (reading {server.url_for('/')})")
+    assert error.url == server.url_for("/")
 
 
 def test_reading_on_after_closing_the_body_is_a_runtime_error_on_the_fallback(

@@ -12,6 +12,7 @@ import errno
 import gzip
 import io
 import linecache
+import logging
 import os
 import queue
 import socket
@@ -1024,3 +1025,20 @@ def test_a_stream_on_one_scheme_mounts_only_that_adapter(
         session.verify = str(ca[1])
         assert read_all(session, origin.url) == b"data: a\n\n"
         assert set(session.adapters) == {f"{scheme}://"}
+
+
+class FailingClose(ReadOnlyFile):
+    def close(self) -> None:
+        super().close()
+        raise OSError(errno.EIO, "close failed")
+
+
+def test_a_body_whose_close_fails_is_closed_and_logs_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with make_session() as session:
+        session.mount("http://custom.test/", RawAdapter(FailingClose(EVENTS)))
+        with caplog.at_level(logging.DEBUG, logger="eventstream._transport"):
+            assert read_all(session, "http://custom.test/feed") == EVENTS  # close() raises no error
+    expected = "closing the response of http://custom.test/feed failed: OSError(5, 'close failed')"
+    assert expected in [record.getMessage() for record in caplog.records]
