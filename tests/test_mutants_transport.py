@@ -434,3 +434,80 @@ def test_bad_compressed_data_on_the_fallback_names_the_url_and_the_fault(
     error = raised(session, server.url)
     assert isinstance(error, ReadError), repr(error)
     assert re.fullmatch(rf"bad response body from {re.escape(server.url_for('/'))}: .+", str(error))
+
+
+def test_a_content_type_error_carries_the_url_and_the_headers(
+    server: SSEServer, session: requests.Session
+) -> None:
+    server.enqueue(
+        Script(headers={"Content-Type": "text/html", "X-Why": "page"}).send(b"<p>"),
+        Script(headers={"Content-Encoding": "br", "X-Why": "coded"}).send(b"data: a\n\n"),
+    )
+    for why in ("page", "coded"):
+        error = raised(session, server.url_for("/feed"))
+        assert isinstance(error, ContentTypeError), repr(error)
+        assert error.url == server.url_for("/feed")
+        assert error.headers is not None
+        assert error.headers["X-Why"] == why
+
+
+class RaisingAdapter(requests.adapters.BaseAdapter):
+    """A custom adapter that lets the socket's error through, as some do."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__()
+        self.error = error
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        raise self.error
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), "Connection refused"),
+        (OSError(errno.EMFILE, "Too many open files"), "out of file descriptors"),
+    ],
+    ids=["refused", "out-of-fds"],
+)
+def test_a_socket_error_from_a_custom_adapter_is_a_connect_error(
+    error: OSError, reason: str
+) -> None:
+    with make_session() as session:
+        session.mount("http://", RaisingAdapter(error))
+        caught = raised(session, "http://user:pw@custom.test/feed")
+    assert isinstance(caught, ConnectError), repr(caught)
+    assert caught.url == "http://custom.test/feed"
+    assert str(caught).startswith("cannot connect to http://custom.test/feed: ")
+    assert reason in str(caught)
+    if error.errno != errno.EMFILE:
+        assert "out of file descriptors" not in str(caught)
+
+
+@pytest.mark.parametrize("path", ["fast", "fallback"])
+def test_the_path_a_body_is_read_on_is_logged(
+    server: SSEServer,
+    session: requests.Session,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+) -> None:
+    if path == "fallback":
+        from eventstream import _transport
+
+        monkeypatch.setattr(_transport, "locate_socket", lambda raw: None)
+    server.enqueue(Script().event("a"), Script.raw_response(b"HTTP/1.1 204 No Content\r\n\r\n"))
+    with caplog.at_level(logging.DEBUG, logger="eventstream._transport"):
+        assert read_all(session, server.url) == b"data: a\n\n"
+        assert read_all(session, server.url) == b""  # a 204: no body, no path to log
+    url = server.url_for("/")
+    expected = {
+        "fast": f"reading {url} from its socket (fast path)",
+        "fallback": f"reading {url} through urllib3 (fallback path)",
+    }[path]
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("reading ")] == [
+        expected
+    ]
