@@ -511,3 +511,11 @@ def test_the_path_a_body_is_read_on_is_logged(
     assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("reading ")] == [
         expected
     ]
+
+
+def test_a_relative_location_is_followed_from_the_redirect(
+    server: SSEServer, session: requests.Session
+) -> None:
+    server.route("/old/feed", Script(302, headers={"Location": "../new/feed"}))
+    server.route("/new/feed", Script().event("a"))
+    assert read_all(session, server.url_for("/old/feed")) == b"data: a\n\n"
