@@ -519,3 +519,24 @@ def test_a_relative_location_is_followed_from_the_redirect(
     server.route("/old/feed", Script(302, headers={"Location": "../new/feed"}))
     server.route("/new/feed", Script().event("a"))
     assert read_all(session, server.url_for("/old/feed")) == b"data: a\n\n"
+
+
+def test_credentials_in_the_url_go_along_a_redirect_on_the_same_host(
+    server: SSEServer, session: requests.Session
+) -> None:
+    server.enqueue(Script.redirect(server.url_for("/moved")), Script().event("a"))
+    with_user = server.url.replace("http://", "http://user:pw@", 1)
+    assert read_all(session, with_user) == b"data: a\n\n"
+    first, second = server.wait_for_requests(2)
+    expected = "Basic dXNlcjpwdw=="  # user:pw
+    assert first.headers["Authorization"] == second.headers["Authorization"] == expected
+
+
+@pytest.mark.parametrize("limit", [0, 2])
+def test_max_redirects_redirects_are_followed_and_no_more(
+    server: SSEServer, session: requests.Session, limit: int
+) -> None:
+    session.max_redirects = limit
+    server.enqueue(*(Script.redirect(server.url_for(f"/{n}")) for n in range(limit)))
+    server.enqueue(Script().event("a"))
+    assert read_all(session, server.url) == b"data: a\n\n"
