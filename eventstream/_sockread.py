@@ -80,9 +80,16 @@ class SocketSource:
         one event per read, the calls are much of what an event costs.
         """
         if self._buffered is not None:
-            buffered = self._drain()
-            if buffered:
-                yield buffered
+            # What http.client read past the headers.  One read1() takes all that its
+            # buffer holds (or, holding nothing, reads the socket once, non-blocking,
+            # and b"" means no byte or EOF alike): from then on the socket itself is
+            # read, which tells those two apart.
+            # Either way it is empty then, and is let go.
+            buffered, self._buffered = self._buffered, None
+            held = read_buffered(buffered)
+            self._let_go(buffered)
+            if held:
+                yield held
         recv, wait, pending, stop = self._recv, self._wait, self._pending, self._stop
         poll, fd = self._poll or (None, -1)
         ms = None if timeout is None else timeout * 1000
@@ -124,18 +131,6 @@ class SocketSource:
             if not data:
                 return
             size = READ_SIZE if len(data) >= SMALL_READ else SMALL_READ
-
-    def _drain(self) -> bytes:
-        # What http.client read past the headers: read1() returns all it holds, or
-        # one read of the socket when it holds nothing (b"" if no byte is there, as
-        # at EOF: the socket itself tells them apart).  Either way it is empty then,
-        # and from then on the socket is read directly.
-        buffered = self._buffered
-        assert buffered is not None
-        self._buffered = None
-        data = read_buffered(buffered)
-        self._let_go(buffered)
-        return data
 
     def _let_go(self, buffered: io.BufferedReader) -> None:
         # The raw reader under it takes its place in http.client's response, which

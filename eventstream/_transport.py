@@ -260,8 +260,12 @@ def _send(session: requests.Session, spec: RequestSpec) -> requests.Response:
         if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
             method, data, json_body = "GET", None, None  # as browsers and requests do
         url, params = target, None  # the Location is complete
-    raise requests.exceptions.TooManyRedirects(
-        f"exceeded {session.max_redirects} redirects", response=response
+    safe = redact_url(spec.url)  # the last redirect was closed by _redirect_target
+    raise HTTPStatusError(
+        f"too many redirects from {safe}",
+        url=safe,
+        status_code=response.status_code,
+        headers=response.headers,
     )
 
 
@@ -429,11 +433,12 @@ class Body:
         # ``deadline`` (monotonic) also bounds the whole read: used for error bodies.
         url = redact_url(self.url)
         while not self._decoder.done:
-            timeout = self._read_timeout
-            if deadline is not None:
-                left = max(0.0, deadline - time.monotonic())
-                timeout = left if timeout is None else min(timeout, left)
-            data = self._read(timeout, url)
+            # An error body's deadline is at most the read timeout away.
+            if deadline is None:
+                timeout = self._read_timeout
+            else:  # never negative: poll() would take that as "forever"
+                timeout = max(0.0, deadline - time.monotonic())
+            data = self._read(timeout)
             if data is None:
                 return  # stopped
             try:
@@ -454,9 +459,9 @@ class Body:
             return
         reads = source.reads(self._read_timeout)
         try:
+            # No check for close() here: it closes the socket, so no read after it
+            # brings data (the wait ends at the read timeout, a ReadError).
             for data in reads:
-                if self._closed:
-                    raise RuntimeError("the body is closed")
                 try:
                     out = feed(data) if data else decoder.end_of_input()
                 except BodyError as exc:
@@ -475,7 +480,7 @@ class Body:
         finally:
             reads.close()
 
-    def _read(self, timeout: float | None, url: str) -> bytes | None:
+    def _read(self, timeout: float | None) -> bytes | None:
         if self._closed:
             raise RuntimeError("the body is closed")
         if self._stop.is_set():
@@ -588,7 +593,8 @@ def _charset(response: requests.Response) -> str:
         if name.strip().lower() == "charset":
             try:
                 with _fork.guarded_import():  # a codec is imported on first use
-                    return codecs.lookup(value.strip().strip('"')).name
+                    # The codec search ignores quotes and spaces around the name.
+                    return codecs.lookup(value).name
             except LookupError:
                 break
     return "utf-8"
@@ -612,16 +618,6 @@ def _send_error(exc: requests.RequestException, url: str) -> Exception:
         (exceptions.InvalidURL, exceptions.MissingSchema, exceptions.InvalidSchema),
     ):
         return ValueError(f"invalid URL {safe!r}: {exc}")
-    if isinstance(exc, exceptions.TooManyRedirects):
-        last = exc.response
-        if last is not None:
-            last.close()
-        return HTTPStatusError(
-            f"too many redirects from {safe}",
-            url=safe,
-            status_code=0 if last is None else last.status_code,
-            headers=None if last is None else last.headers,
-        )
     if isinstance(exc, exceptions.ConnectionError) and any(
         isinstance(arg, urllib3.exceptions.ProtocolError) for arg in exc.args
     ):
@@ -646,7 +642,7 @@ def configured_session(
     and https, which wins over the ``*_PROXY`` environment variables.  Runs on the
     worker thread, like any session factory.
     """
-    session = requests.Session() if proxy is None else _ExplicitProxySession()
+    session = _ExplicitProxySession()  # without a proxy, a requests.Session's behaviour
     session.verify = verify
     if cert is not None:
         session.cert = cert

@@ -8,6 +8,8 @@ any request.
 
 from __future__ import annotations
 
+import errno
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -15,8 +17,9 @@ from typing import Any
 
 import pytest
 import requests
+import urllib3
 
-from eventstream import ContentTypeError, HTTPStatusError, ReadError
+from eventstream import ConnectError, ContentTypeError, HTTPStatusError, ReadError, _wait
 from eventstream._stop import StopSignal
 from eventstream._transport import RequestSpec, make_session, open_stream
 from eventstream.testing import Framing, Script, SSEServer
@@ -236,3 +239,304 @@ def test_a_hostile_content_type_or_encoding_is_cut_to_60_characters(
         error = raised(session, server.url)
         assert isinstance(error, ContentTypeError)
         assert cut in str(error)
+
+
+# -- the error body: its budget, its end, its charset (survivors of tools/mutate.py) --
+
+
+def plain(charset_param: str | None = "; charset=utf-8") -> dict[str, str | None]:
+    return {"Content-Type": None if charset_param is None else "text/plain" + charset_param}
+
+
+def status_error(session: requests.Session, url: str, **options: Any) -> HTTPStatusError:
+    error = raised(session, url, **options)
+    assert isinstance(error, HTTPStatusError), repr(error)
+    return error
+
+
+def test_an_error_body_without_a_read_timeout_is_read_within_its_own_bound(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # read_timeout=None waits forever for events, but never for an error body.
+    from eventstream import _transport
+
+    monkeypatch.setattr(_transport, "ERROR_BODY_TIMEOUT", 0.2)
+    server.enqueue(Script(503, headers=plain()).send(b"busy").hold())
+    started = time.monotonic()
+    error = status_error(session, server.url, read_timeout=None)
+    assert (error.status_code, error.body) == (503, "busy")
+    assert time.monotonic() - started < 0.2 + 0.8
+
+
+def test_an_error_body_that_trickles_on_is_cut_at_the_read_timeout(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # Each byte comes within the read timeout, but the whole read is bounded by it too.
+    server.enqueue(Script(503, headers=plain()).trickle(b"." * 100, 0.05))
+    started = time.monotonic()
+    error = status_error(session, server.url, read_timeout=0.3)
+    assert 0 < len(error.body) < 100
+    assert time.monotonic() - started < 0.3 + 0.5
+
+
+def test_an_error_body_of_exactly_the_limit_is_not_waited_past(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # The first 512 bytes are all that is kept: nothing after them is waited for.
+    server.enqueue(Script(503, headers=plain()).send(b"x" * 512).hold())
+    started = time.monotonic()
+    error = status_error(session, server.url, read_timeout=TIMEOUT)
+    assert error.body == "x" * 512
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_read_error_in_an_error_body_is_logged_with_the_url(
+    server: SSEServer, session: requests.Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.enqueue(Script(503, headers=plain()).send(b"part").hold())
+    with caplog.at_level(logging.DEBUG, logger="eventstream._transport"):
+        error = status_error(session, server.url, read_timeout=0.2)
+    assert error.body == "part"
+    url = server.url_for("/")
+    expected = f"reading the error body of {url}: no data from {url} within the read timeout"
+    assert expected in [record.getMessage() for record in caplog.records]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "text"),
+    [
+        (";charset=iso-8859-1", b"caf\xe9", "café"),  # no space after ";"
+        ("; charset=iso-8859-1", b"caf\xe9", "café"),  # charset first
+        ("; format=flowed; Charset=iso-8859-1", b"caf\xe9", "café"),
+        ('; charset="iso-8859-1"', b"caf\xe9", "café"),
+        ("; charset=no-such-codec", b"caf\xc3\xa9", "café"),  # unknown: UTF-8
+        ("; charset=utf-8", b"caf\xe9!", "caf\ufffd!"),  # invalid bytes are replaced
+        (None, b"caf\xc3\xa9", "café"),  # no Content-Type at all: UTF-8
+    ],
+    ids=["no-space", "first", "later-any-case", "quoted", "unknown", "invalid", "none"],
+)
+def test_an_error_body_is_decoded_with_its_charset(
+    server: SSEServer,
+    session: requests.Session,
+    content_type: str | None,
+    body: bytes,
+    text: str,
+) -> None:
+    server.enqueue(Script(503, headers=plain(content_type)).send(body))
+    assert status_error(session, server.url).body == text
+
+
+# -- every error names the URL it is about, as ``url`` as well as in words ------------
+
+
+def test_an_invalid_request_header_says_so_without_echoing_it(session: requests.Session) -> None:
+    error = raised(session, "http://127.0.0.1:1/", headers={"X-Token": "s3cret\r\nX: y"})
+    assert isinstance(error, ValueError)
+    assert str(error) == "a request header name or value is not allowed"
+
+
+def test_a_redirect_loop_carries_the_last_redirect(
+    server: SSEServer, session: requests.Session
+) -> None:
+    server.route("/loop", Script.redirect(server.url_for("/loop"), status=307))
+    session.max_redirects = 2
+    error = raised(session, server.url_for("/loop"))
+    assert isinstance(error, HTTPStatusError)
+    assert (error.url, error.status_code) == (server.url_for("/loop"), 307)
+    assert error.headers is not None
+    assert error.headers["Location"] == server.url_for("/loop")
+    assert str(error) == f"too many redirects from {server.url_for('/loop')}"
+
+
+def test_an_unusable_location_error_carries_the_redirect(
+    server: SSEServer, session: requests.Session
+) -> None:
+    server.enqueue(Script(301, headers={"Location": "ftp://127.0.0.1/feed", "X-Why": "moved"}))
+    error = raised(session, server.url_for("/old"))
+    assert isinstance(error, HTTPStatusError)
+    assert (error.url, error.status_code) == (server.url_for("/old"), 301)
+    assert error.headers is not None
+    assert error.headers["X-Why"] == "moved"
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        Script.no_response(),
+        Script.raw_response(b"").drop(),
+        Script.raw_response(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 5, 6\r\n\r\n"
+        ).close(),
+    ],
+    ids=["no-headers-in-time", "closed-before-headers", "malformed-header"],
+)
+def test_a_read_error_before_the_body_carries_the_url(
+    server: SSEServer, session: requests.Session, script: Script
+) -> None:
+    server.enqueue(script)
+    error = raised(session, server.url_for("/feed?x=1"), read_timeout=0.2)
+    assert isinstance(error, ReadError), repr(error)
+    assert error.url == server.url_for("/feed?x=1")
+
+
+def test_out_of_descriptors_at_connect_carries_the_url(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_fds(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", no_fds)
+    error = raised(session, server.url_for("/feed"))
+    assert isinstance(error, ConnectError), repr(error)
+    assert error.url == server.url_for("/feed")
+
+
+def test_a_waker_that_cannot_be_made_says_why(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_memory(stop: StopSignal) -> None:
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    monkeypatch.setattr(_wait, "make_waker", no_memory)
+    server.enqueue(Script().event("a"))
+    error = raised(session, server.url)
+    assert isinstance(error, ReadError), repr(error)
+    assert str(error).startswith("cannot create the stop signal's wake-up descriptor: ")
+    assert "Cannot allocate memory" in str(error)
+    assert str(error).endswith(f" (reading {server.url_for('/')})")
+    assert error.url == server.url_for("/")
+
+
+def test_reading_on_after_closing_the_body_is_a_runtime_error_on_the_fallback(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventstream import _transport
+
+    monkeypatch.setattr(_transport, "locate_socket", lambda raw: None)
+    server.enqueue(Script().event("a").event("b").hold())
+    spec = RequestSpec(server.url, read_timeout=TIMEOUT)
+    with open_stream(session, spec, StopSignal()) as body:
+        chunks = body.chunks()
+        assert next(chunks).startswith(b"data: a\n\n")
+        body.close()
+        with pytest.raises(RuntimeError) as caught:
+            next(chunks)
+    assert str(caught.value) == "the body is closed"
+
+
+def test_bad_compressed_data_on_the_fallback_names_the_url_and_the_fault(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eventstream import _transport
+
+    monkeypatch.setattr(_transport, "locate_socket", lambda raw: None)
+    server.enqueue(Script(headers={"Content-Encoding": "gzip"}).send(b"not gzip at all"))
+    error = raised(session, server.url)
+    assert isinstance(error, ReadError), repr(error)
+    assert re.fullmatch(rf"bad response body from {re.escape(server.url_for('/'))}: .+", str(error))
+
+
+def test_a_content_type_error_carries_the_url_and_the_headers(
+    server: SSEServer, session: requests.Session
+) -> None:
+    server.enqueue(
+        Script(headers={"Content-Type": "text/html", "X-Why": "page"}).send(b"<p>"),
+        Script(headers={"Content-Encoding": "br", "X-Why": "coded"}).send(b"data: a\n\n"),
+    )
+    for why in ("page", "coded"):
+        error = raised(session, server.url_for("/feed"))
+        assert isinstance(error, ContentTypeError), repr(error)
+        assert error.url == server.url_for("/feed")
+        assert error.headers is not None
+        assert error.headers["X-Why"] == why
+
+
+class RaisingAdapter(requests.adapters.BaseAdapter):
+    """A custom adapter that lets the socket's error through, as some do."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__()
+        self.error = error
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        raise self.error
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), "Connection refused"),
+        (OSError(errno.EMFILE, "Too many open files"), "out of file descriptors"),
+    ],
+    ids=["refused", "out-of-fds"],
+)
+def test_a_socket_error_from_a_custom_adapter_is_a_connect_error(
+    error: OSError, reason: str
+) -> None:
+    with make_session() as session:
+        session.mount("http://", RaisingAdapter(error))
+        caught = raised(session, "http://user:pw@custom.test/feed")
+    assert isinstance(caught, ConnectError), repr(caught)
+    assert caught.url == "http://custom.test/feed"
+    assert str(caught).startswith("cannot connect to http://custom.test/feed: ")
+    assert reason in str(caught)
+    if error.errno != errno.EMFILE:
+        assert "out of file descriptors" not in str(caught)
+
+
+@pytest.mark.parametrize("path", ["fast", "fallback"])
+def test_the_path_a_body_is_read_on_is_logged(
+    server: SSEServer,
+    session: requests.Session,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+) -> None:
+    if path == "fallback":
+        from eventstream import _transport
+
+        monkeypatch.setattr(_transport, "locate_socket", lambda raw: None)
+    server.enqueue(Script().event("a"), Script.raw_response(b"HTTP/1.1 204 No Content\r\n\r\n"))
+    with caplog.at_level(logging.DEBUG, logger="eventstream._transport"):
+        assert read_all(session, server.url) == b"data: a\n\n"
+        assert read_all(session, server.url) == b""  # a 204: no body, no path to log
+    url = server.url_for("/")
+    expected = {
+        "fast": f"reading {url} from its socket (fast path)",
+        "fallback": f"reading {url} through urllib3 (fallback path)",
+    }[path]
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("reading ")] == [
+        expected
+    ]
+
+
+def test_a_relative_location_is_followed_from_the_redirect(
+    server: SSEServer, session: requests.Session
+) -> None:
+    server.route("/old/feed", Script(302, headers={"Location": "../new/feed"}))
+    server.route("/new/feed", Script().event("a"))
+    assert read_all(session, server.url_for("/old/feed")) == b"data: a\n\n"
+
+
+def test_credentials_in_the_url_go_along_a_redirect_on_the_same_host(
+    server: SSEServer, session: requests.Session
+) -> None:
+    server.enqueue(Script.redirect(server.url_for("/moved")), Script().event("a"))
+    with_user = server.url.replace("http://", "http://user:pw@", 1)
+    assert read_all(session, with_user) == b"data: a\n\n"
+    first, second = server.wait_for_requests(2)
+    expected = "Basic dXNlcjpwdw=="  # user:pw
+    assert first.headers["Authorization"] == second.headers["Authorization"] == expected
+
+
+@pytest.mark.parametrize("limit", [0, 2])
+def test_max_redirects_redirects_are_followed_and_no_more(
+    server: SSEServer, session: requests.Session, limit: int
+) -> None:
+    session.max_redirects = limit
+    server.enqueue(*(Script.redirect(server.url_for(f"/{n}")) for n in range(limit)))
+    server.enqueue(Script().event("a"))
+    assert read_all(session, server.url) == b"data: a\n\n"

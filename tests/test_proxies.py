@@ -340,3 +340,69 @@ def test_tunnel_source_is_not_used_without_a_proxy(
             assert not isinstance(body._source, TunnelSource)
             assert b"".join(body.chunks()) == b"data: a\n\n"
     assert tunnels == []
+
+
+# -- configured_session: what the command line's --proxy, --cacert and --cert build ---------
+
+
+def read_with(session: requests.Session, url: str) -> bytes:
+    with make_session(lambda: session) as made, open_stream(made, spec(url), StopSignal()) as body:
+        return b"".join(body.chunks())
+
+
+def test_an_explicit_proxy_wins_over_the_environment(
+    proxy: ForwardProxy, origin: SSEServer, pki: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The variables name a proxy nobody listens on: a request that took them would fail.
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    origin.enqueue(Script().event("a"))
+    session = _transport.configured_session(verify=pki["bundle"], proxy=proxy.url)
+    assert read_with(session, origin.url) == b"data: a\n\n"
+    assert len(proxy.requests) == 1
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+@pytest.mark.parametrize("verify", [True, False, "bundle"])
+def test_verify_is_the_sessions_setting(
+    tls_origin: SSEServer, pki: dict[str, Any], verify: bool | str
+) -> None:
+    # True: the system's authorities, which never signed the test origin.
+    tls_origin.enqueue(Script().event("a"))
+    if verify is True:  # the default
+        session = _transport.configured_session()
+    else:
+        session = _transport.configured_session(verify=pki["bundle"] if verify else False)
+    if verify is True:
+        with pytest.raises(ConnectError):
+            read_with(session, tls_origin.url)
+    else:
+        assert read_with(session, tls_origin.url) == b"data: a\n\n"
+
+
+def test_a_client_certificate_is_presented(
+    pki: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    context = server_context(pki["trusted"])
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cafile=pki["bundle"])
+    client = tmp_path_factory.mktemp("client") / "client.pem"
+    pki["trusted"].issue_cert("client@example.test").private_key_and_cert_chain_pem.write_to_path(
+        str(client)
+    )
+    with SSEServer(ssl_context=context) as origin:
+        origin.enqueue(Script().event("a"))
+        session = _transport.configured_session(verify=pki["bundle"], cert=str(client))
+        assert read_with(session, origin.url) == b"data: a\n\n"
+
+
+def test_without_an_explicit_proxy_the_environments_is_used(
+    pki: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ForwardProxy() as proxy, SSEServer() as origin:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        origin.enqueue(Script().event("a"))
+        assert read_with(_transport.configured_session(), origin.url) == b"data: a\n\n"
+        assert len(proxy.requests) == 1

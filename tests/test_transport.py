@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import errno
 import gzip
+import io
 import linecache
+import logging
 import os
 import queue
 import socket
@@ -948,3 +950,95 @@ def test_body_is_a_context_manager_that_closes(
     assert body._waiter is not None
     assert body._waiter._waker._closed  # detached from the signal, descriptor closed
     server.connections[0].wait_closed(TIMEOUT)
+
+
+# -- a custom adapter whose raw body is not urllib3's: read through the fallback ------
+
+
+class RawAdapter(requests.adapters.BaseAdapter):
+    """A transport adapter of the user's own (not built on urllib3), whose response's
+    ``raw`` is a plain file object: the stream reads it through the fallback."""
+
+    def __init__(self, raw: Any) -> None:
+        super().__init__()
+        self.raw = raw
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        response = requests.Response()
+        response.status_code = 200
+        response.headers["Content-Type"] = "text/event-stream"
+        response.raw = self.raw
+        response.url = str(request.url)
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+class ReadOnlyFile:
+    """A raw body with only ``read()``, as the simplest adapter may give."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._data.read(size)
+
+    def close(self) -> None:
+        self._data.close()
+
+
+def test_a_custom_adapter_with_a_read_only_body_is_read_to_its_end() -> None:
+    with make_session() as session:
+        session.mount("http://custom.test/", RawAdapter(ReadOnlyFile(EVENTS)))
+        assert read_all(session, "http://custom.test/feed") == EVENTS
+
+
+def test_a_custom_adapter_body_over_a_socket_is_delivered_as_it_arrives() -> None:
+    # read1(): what has arrived, not a full read size; the end of input ends it cleanly.
+    ours, theirs = socket.socketpair()
+    with ours, theirs, ours.makefile("rb") as raw:
+        stream = StreamThread(
+            spec("http://custom.test/feed"),
+            setup=lambda session: session.mount("http://custom.test/", RawAdapter(raw)),
+        )
+        with stream:
+            theirs.sendall(b"data: 1\n\n")
+            try:
+                first = stream.read(9, timeout=2.0)
+            finally:
+                theirs.shutdown(socket.SHUT_WR)  # ends a reader that waits for more
+            stream.join()
+    assert first == b"data: 1\n\n"
+    assert stream.error is None, repr(stream.error)
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_stream_on_one_scheme_mounts_only_that_adapter(
+    server: SSEServer, tls_server: SSEServer, ca: tuple[trustme.CA, Path], scheme: str
+) -> None:
+    # The other scheme's adapter (and its pool manager) would be memory kept for nothing.
+    origin = server if scheme == "http" else tls_server
+    origin.enqueue(Script().event("a"))
+    with make_session() as session:
+        session.verify = str(ca[1])
+        assert read_all(session, origin.url) == b"data: a\n\n"
+        assert set(session.adapters) == {f"{scheme}://"}
+
+
+class FailingClose(ReadOnlyFile):
+    def close(self) -> None:
+        super().close()
+        raise OSError(errno.EIO, "close failed")
+
+
+def test_a_body_whose_close_fails_is_closed_and_logs_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with make_session() as session:
+        session.mount("http://custom.test/", RawAdapter(FailingClose(EVENTS)))
+        with caplog.at_level(logging.DEBUG, logger="eventstream._transport"):
+            assert read_all(session, "http://custom.test/feed") == EVENTS  # close() raises no error
+    expected = "closing the response of http://custom.test/feed failed: OSError(5, 'close failed')"
+    assert expected in [record.getMessage() for record in caplog.records]

@@ -44,7 +44,7 @@ OWN_TESTS: dict[str, tuple[str, ...]] = {
         "test_parser_sseclient.py",
         "test_mutants_parser.py",
     ),
-    "_sockread": ("test_sockread.py", "test_transport.py", "test_wait.py"),
+    "_sockread": ("test_sockread.py", "test_transport.py", "test_wait.py", "test_proxies.py"),
     "_stop": ("test_stop.py", "test_wait.py", "test_fork.py"),
     "_delivery": ("test_delivery.py", "test_lifecycle.py"),
     "_control": (
@@ -58,7 +58,16 @@ OWN_TESTS: dict[str, tuple[str, ...]] = {
     "_worker": ("test_mutants_worker.py", "test_client.py", "test_faults_status.py"),
     "_client": ("test_client.py", "test_mutants_client.py", "test_lifecycle.py"),
     "_oneshot": ("test_oneshot.py", "test_oneshot_options.py"),
-    "_transport": ("test_transport.py", "test_mutants_transport.py", "test_proxies.py"),
+    "_transport": (
+        "test_transport.py",
+        "test_mutants_transport.py",
+        "test_proxies.py",
+        "test_faults.py",
+        "test_faults_status.py",
+        "test_faults_hostile.py",
+        "test_tunnel_post_handshake.py",
+        "test_tunnel_waits.py",
+    ),
     "_cli_state": ("test_cli_state.py", "test_state_file_round_trip.py"),
     "_tunnelread": (
         "test_tunnel_post_handshake.py",
