@@ -8,6 +8,7 @@ import pytest
 from _helpers import chunkings, ev, reference_parse, run_body
 
 from eventstream import Parser, ProtocolError
+from eventstream._parser import comment_positions
 
 BODY = b"\xef\xbb\xbfdata: a\r\ndata: b\r\rid: 1\rretry: 7\r\ndata: c\r\n\r\n: x\ndata: d\n\n"
 
@@ -57,3 +58,65 @@ def test_a_comment_inside_an_unfinished_event_is_decoded_with_replacement() -> N
     assert parser.feed(b"data: a\n: bad \xff\n") == []
     assert comments == [" bad \ufffd"]
     assert parser.feed(b"\n") == [ev("a")]
+
+
+def _positioned(parser: Parser, reads: list[bytes]) -> list[tuple[str, str]]:
+    """Events and comments of ``reads`` in the order the parser places them (what
+    EventStream hands over), the events of a ProtocolError included."""
+    notes: list[tuple[int, str]] = []
+    comment_positions(parser, lambda text, before: notes.append((before, text)))
+    items: list[tuple[str, str]] = []
+    for read in reads:
+        try:
+            events = parser.feed(read)
+        except ProtocolError as exc:
+            events = exc.events
+        start = 0
+        for before, text in notes:
+            items += [("event", e.data) for e in events[start:before]]
+            items.append(("comment", text))
+            start = max(start, before)
+        items += [("event", e.data) for e in events[start:]]
+        notes.clear()
+    return items
+
+
+def test_comments_after_a_skipped_oversized_event_keep_their_place() -> None:
+    # One read over the cap: an oversized event first, then comments between events;
+    # then reads under the cap, a comment first in each.
+    # Catches: _interpret_checked leaving a wrong comment offset for the blocks after
+    # the last oversized one (None: a TypeError) or for later reads (None or 1).
+    oversized = b"data: " + b"x" * 40 + b"\n\n"
+    reads = [oversized + b": 1\ndata: a\n\n: 2\ndata: b\n\n", b": 3\ndata: c\n\n"]
+    reads.append(b": 4\n" + b"data: d\n\n" * 8)  # many blocks: the general path
+    expected = [("comment", " 1"), ("event", "a"), ("comment", " 2"), ("event", "b")]
+    expected += [("comment", " 3"), ("event", "c"), ("comment", " 4")] + [("event", "d")] * 8
+    assert _positioned(Parser(max_event_size=32), reads) == expected
+
+
+def test_the_end_of_a_skipped_event_in_a_later_read_is_dropped_whole() -> None:
+    # The oversized event ends in a later read with a short line ("id", which would
+    # set the last event ID to ""): nothing of it counts, the next event is whole.
+    # Catches: _discard resuming two bytes before the blank line that ends the event.
+    parser = Parser(max_event_size=16, last_event_id="5")
+    with pytest.raises(ProtocolError):
+        parser.feed(b"data: " + b"x" * 20)
+    assert parser.feed(b"xx\nid\n\ndata: b\n\n") == [ev("b", id="5")]
+    assert parser.last_event_id == "5"
+
+
+def test_a_retry_line_of_a_skipped_unfinished_event_does_not_count() -> None:
+    # An event that outgrows the cap before its end is skipped whole, as one that
+    # arrives complete in one read is: its retry line leaves the reconnection time as
+    # it was, now and after the body ends.
+    # Catches: _overflow keeping all but the first held byte of the skipped event.
+    skipped = b"data: x\nretry: 7\ndata: " + b"x" * 40
+    for end in (b"", b"\n\n"):  # unfinished (held, then dropped) or complete
+        parser = Parser(max_event_size=32)
+        with pytest.raises(ProtocolError) as info:
+            parser.feed(b"data: a\n\n" + skipped + end)
+        assert info.value.events == [ev("a")]
+        assert parser.retry is None
+        parser.reset()
+        assert parser.retry is None
+        assert parser.feed(b"data: b\n\n") == [ev("b")]
