@@ -120,3 +120,32 @@ def test_a_retry_line_of_a_skipped_unfinished_event_does_not_count() -> None:
         parser.reset()
         assert parser.retry is None
         assert parser.feed(b"data: b\n\n") == [ev("b")]
+
+
+LONG = "x" * 5000  # a first line this long sends a region to the long-line path
+
+#: Every kind of line in one region whose first line is long (read from its bytes).
+LONG_REGION = (
+    f"data: {LONG}\nevent: tick\nid: 7\nretry: 1500\ndata:no space\ndata:  two spaces\ndata\n\n"
+    "event:\n: a comment\ndata: b\nid: bad\0id\nretry: 12x\nretry: \u0661\u0662\nretry\n"
+    "idx: 9\nev: z\neventx: z\nDATA: z\n\n"
+    "id\ndata: c\n\n"
+).encode().replace(b"comment", b"comment \xff").replace(b"data: b", b"data: b\xff")
+LONG_EVENTS = [
+    ev(f"{LONG}\nno space\n two spaces\n", "tick", id="7", retry=1500),
+    ev("b\ufffd", id="7", retry=1500),
+    ev("c", id="", retry=1500),
+]
+
+
+def test_every_field_form_in_a_region_of_long_lines() -> None:
+    # Names of every length up to "event" and past it, with and without a colon or
+    # a space, ids with NUL, retry values that are not ASCII digits, an empty event
+    # type, bytes that are not UTF-8: as the spec reads them, comments watched or not.
+    # Catches: _interpret_long mutants on the name length, the value start, the NUL
+    # check, the empty event type, the retry digits and the comment callback.
+    assert run_body([LONG_REGION]) == (LONG_EVENTS, "", 1500)
+    assert run_body([LONG_REGION]) == reference_parse(LONG_REGION)
+    expected = [("event", LONG_EVENTS[0].data), ("comment", " a comment \ufffd")]
+    expected += [("event", "b\ufffd"), ("event", "c")]
+    assert _positioned(Parser(), [LONG_REGION]) == expected
