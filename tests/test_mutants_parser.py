@@ -149,3 +149,28 @@ def test_every_field_form_in_a_region_of_long_lines() -> None:
     expected = [("event", LONG_EVENTS[0].data), ("comment", " a comment \ufffd")]
     expected += [("event", "b\ufffd"), ("event", "c")]
     assert _positioned(Parser(), [LONG_REGION]) == expected
+
+
+WIDE_VALUE = "data: " + "ça → 東京 🚀 " * 40  # one data line of text that is not ASCII
+
+
+@pytest.mark.parametrize(
+    "first",
+    [b"id: 12345678\n\n", b": a comment line\n\n", b"retry: 1000\n\n", b"event: wide\n", b""],
+)
+def test_wide_one_line_data_blocks_after_another_first_block(first: bytes) -> None:
+    # A region over 4 KiB of blocks of one data line, not ASCII, that starts with some
+    # other line: every line counts as the spec says, also the first.
+    # Catches: _interpret_region sending a region that does not start with "data: " to
+    # the one-data-line paths (whose first value would then be cut out of that line).
+    body = first + "".join(f"{WIDE_VALUE}{i}\n\n" for i in range(12)).encode()
+    assert run_body([body]) == reference_parse(body)
+    assert run_body([body], last_event_id="s") == reference_parse(body, last_event_id="s")
+
+
+def test_one_wide_event_of_many_short_data_lines() -> None:
+    # A region over 4 KiB that is one event of many short data lines, not ASCII (no
+    # block separator at all in the sample): one event, its lines joined with LF.
+    # Catches: _interpret_region dividing by the count of separators (ZeroDivisionError).
+    body = "data: é → 東京\n".encode() * 400 + b"\n"
+    assert run_body([body]) == ([ev("\n".join(["é → 東京"] * 400))], "", None)
