@@ -126,11 +126,16 @@ LONG = "x" * 5000  # a first line this long sends a region to the long-line path
 
 #: Every kind of line in one region whose first line is long (read from its bytes).
 LONG_REGION = (
-    f"data: {LONG}\nevent: tick\nid: 7\nretry: 1500\ndata:no space\ndata:  two spaces\ndata\n\n"
-    "event:\n: a comment\ndata: b\nid: bad\0id\nretry: 12x\nretry: \u0661\u0662\nretry\n"
-    "idx: 9\nev: z\neventx: z\nDATA: z\n\n"
-    "id\ndata: c\n\n"
-).encode().replace(b"comment", b"comment \xff").replace(b"data: b", b"data: b\xff")
+    (
+        f"data: {LONG}\nevent: tick\nid: 7\nretry: 1500\ndata:no space\ndata:  two spaces\ndata\n\n"
+        "event:\n: a comment\ndata: b\nid: bad\0id\nretry: 12x\nretry: \u0661\u0662\nretry\n"
+        "idx: 9\nev: z\neventx: z\nDATA: z\n\n"
+        "id\ndata: c\n\n"
+    )
+    .encode()
+    .replace(b"comment", b"comment \xff")
+    .replace(b"data: b", b"data: b\xff")
+)
 LONG_EVENTS = [
     ev(f"{LONG}\nno space\n two spaces\n", "tick", id="7", retry=1500),
     ev("b\ufffd", id="7", retry=1500),
@@ -174,3 +179,24 @@ def test_one_wide_event_of_many_short_data_lines() -> None:
     # Catches: _interpret_region dividing by the count of separators (ZeroDivisionError).
     body = "data: é → 東京\n".encode() * 400 + b"\n"
     assert run_body([body]) == ([ev("\n".join(["é → 東京"] * 400))], "", None)
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        [b"\n: c\n"],  # an LF, then a comment line
+        [b"\ndata: b"],  # an LF, then an unfinished line
+        [b"data: b", b"\n\n"],  # a line in two reads
+        [b"data: b\r", b"\n\n"],  # a CRLF split across reads
+        [b"\n" + b"data: " + b"y" * 600 + b"\n\n"],  # a read over the short path's size
+        [b"\n\n\ndata: b\n\n"],
+    ],
+)
+def test_reads_after_a_cr_and_small_whole_events(after: list[bytes]) -> None:
+    # A read ends with a CR; then whole small events come, one per read (the short
+    # path), the first starting with the LF of that CRLF; then reads of other shapes.
+    # Every event is the spec's, as if the body came whole.
+    reads = [b"data: a\r\r", b"\ndata: 1\n\n", b"data: 2\n\n", *after, b"data: z\n\n"]
+    body = b"".join(reads)
+    assert run_body(reads) == reference_parse(body)
+    assert run_body(reads, on_comment=lambda text: None) == reference_parse(body)
