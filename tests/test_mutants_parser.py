@@ -200,3 +200,16 @@ def test_reads_after_a_cr_and_small_whole_events(after: list[bytes]) -> None:
     body = b"".join(reads)
     assert run_body(reads) == reference_parse(body)
     assert run_body(reads, on_comment=lambda text: None) == reference_parse(body)
+
+
+@pytest.mark.parametrize("line", [b"retry: 5", b"foo: 6", b": 7", b"retry:8", b"Data: 9"])
+def test_same_lines_in_every_block_with_a_line_that_is_no_column_field(line: bytes) -> None:
+    # Blocks that all have the same lines, one of them a retry, an unknown field or a
+    # comment: that line is read as the spec says, never as another field's column.
+    # Catches: _interpret_uniform taking any "name:value" line for a column (it then
+    # read such lines as ids).
+    body = b"".join(b"%s\ndata: %d\n\n" % (line, n) for n in range(40))  # over 512 bytes
+    assert run_body([b"data: first\n\n", body]) == reference_parse(b"data: first\n\n" + body)
+    assert run_body([b"data: first\n\n", body], last_event_id="s") == reference_parse(
+        b"data: first\n\n" + body, last_event_id="s"
+    )
