@@ -213,3 +213,29 @@ def test_same_lines_in_every_block_with_a_line_that_is_no_column_field(line: byt
     assert run_body([b"data: first\n\n", body], last_event_id="s") == reference_parse(
         b"data: first\n\n" + body, last_event_id="s"
     )
+
+
+@pytest.mark.parametrize("lines", range(12, 22))
+def test_an_event_ends_before_many_lines_of_the_next_in_one_read(lines: int) -> None:
+    # A read ends an event, then brings many lines of the next one (more line ends than
+    # the parser steps over one by one before it searches for the blank line): the
+    # ended event is returned by that read, however many lines follow it.
+    # Catches: _last_blank_line's final search missing a blank line at the start of
+    # the read or at the last line end it stepped to.
+    following = b"data: x\n" * lines
+    expected = [ev("\n".join(["x"] * lines))]
+    for reads in ([b"data: a\n\n" + following], [b"data: a", b"\n\n" + following]):
+        parser = Parser()
+        assert [parser.feed(read) for read in reads][-1] == [ev("a")]
+        assert parser.feed(b"\n") == expected
+
+
+def test_a_retry_line_without_a_space_counts_before_its_event_ends() -> None:
+    # "retry:9" (no space) and "retry: 12" in an unfinished event: each counts as soon
+    # as its line is complete.
+    # Catches: _held_retry stripping a first character that is not a space, or two.
+    parser = Parser()
+    assert parser.feed(b"data: a\nretry:9\n") == []
+    assert parser.retry == 9
+    assert parser.feed(b"retry: 12\ndata: b") == []
+    assert parser.retry == 12
