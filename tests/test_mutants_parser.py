@@ -239,3 +239,17 @@ def test_a_retry_line_without_a_space_counts_before_its_event_ends() -> None:
     assert parser.retry == 9
     assert parser.feed(b"retry: 12\ndata: b") == []
     assert parser.retry == 12
+
+
+def test_constructor_accepts_a_cap_of_one_byte_and_ids_of_any_other_characters() -> None:
+    # The smallest cap is one byte; a seed may hold any character but NUL, CR and LF,
+    # and the error for those says which ones, word for word.
+    # Catches: __init__ refusing max_event_size=1, or more characters in last_event_id,
+    # or an altered message.
+    parser = Parser(max_event_size=1, last_event_id="XX-1")
+    assert parser.feed(b"\n\n") == []
+    with pytest.raises(ProtocolError):
+        parser.feed(b"data: a\n\n")
+    assert parser.last_event_id == "XX-1"
+    with pytest.raises(ValueError, match=r"^last_event_id must not contain NUL, CR or LF$"):
+        Parser(last_event_id="X\r")
