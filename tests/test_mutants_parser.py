@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from _helpers import chunkings, ev, reference_parse, run_body
 
-from eventstream import Parser, ProtocolError
+from eventstream import Event, Parser, ProtocolError
 from eventstream._parser import comment_positions
 
 BODY = b"\xef\xbb\xbfdata: a\r\ndata: b\r\rid: 1\rretry: 7\r\ndata: c\r\n\r\n: x\ndata: d\n\n"
@@ -253,3 +253,22 @@ def test_constructor_accepts_a_cap_of_one_byte_and_ids_of_any_other_characters()
     assert parser.last_event_id == "XX-1"
     with pytest.raises(ValueError, match=r"^last_event_id must not contain NUL, CR or LF$"):
         Parser(last_event_id="X\r")
+
+
+@pytest.mark.parametrize(
+    ("read", "expected"),
+    [
+        (b"data: a\xffb\n\n", [ev("a\ufffdb")]),  # a byte that is not UTF-8
+        (b"data: \xe2\x82\n\n", [ev("\ufffd")]),  # a cut sequence
+        (b"id: 1\r\ndata: b\rdata: c\n\n", [ev("b\nc", id="1")]),  # CR and CRLF inside
+    ],
+)
+def test_a_small_whole_event_in_its_own_read(read: bytes, expected: list[Event]) -> None:
+    # The one-event read of a live stream (a read that is one whole small event, after
+    # the first read of the body): bad bytes become U+FFFD, CR and CRLF end lines.
+    # Catches: Parser.feed's short path decoding strictly or with a wrong handler, or
+    # taking a read that holds a CR.
+    parser = Parser()
+    assert parser.feed(b"data: first\n\n") == [ev("first")]
+    assert parser.feed(read) == expected
+    assert parser.feed(b"data: next\n\n") == [ev("next", id=expected[0].id)]
