@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 from _helpers import chunkings, ev, reference_parse, run_body
 
@@ -272,3 +274,21 @@ def test_a_small_whole_event_in_its_own_read(read: bytes, expected: list[Event])
     assert parser.feed(b"data: first\n\n") == [ev("first")]
     assert parser.feed(read) == expected
     assert parser.feed(b"data: next\n\n") == [ev("next", id=expected[0].id)]
+
+
+def test_a_big_read_with_a_small_tail_is_not_kept_alive() -> None:
+    # A read of a megabyte that ends one byte into the next event: once its events are
+    # taken, the parser holds that byte, not the read (a view of it would keep it all).
+    # Catches: Parser.feed keeping a view of the read for any tail.
+    parser = Parser()
+    parser.feed(b"data: first\n\n")
+    tracemalloc.start()
+    try:
+        events = parser.feed((b"data: " + b"x" * 1000 + b"\n\n") * 1000 + b"d")
+        assert len(events) == 1000
+        del events
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 100_000
+    assert parser.feed(b"ata: next\n\n") == [ev("next")]
