@@ -333,10 +333,10 @@ class Parser:
         """
         assert self._comment_at is not None
         held = b"".join(self._parts)
-        end = held.rfind(b"\n") + 1  # the complete lines; held has no blank line
-        if not held.startswith(b":") and b"\n:" not in held[: end - 1]:
+        if not held.startswith(b":") and b"\n:" not in held:
             self._hold(held)  # one part now: the next join copies less
-            return
+            return  # no comment line (an unfinished one that starts with ":" is kept below)
+        end = held.rfind(b"\n") + 1  # the complete lines; held has no blank line
         kept = []
         for line in held[:end].split(b"\n")[:-1]:
             if line[:1] == b":":
