@@ -292,3 +292,17 @@ def test_a_big_read_with_a_small_tail_is_not_kept_alive() -> None:
         tracemalloc.stop()
     assert held < 100_000
     assert parser.feed(b"ata: next\n\n") == [ev("next")]
+
+
+@pytest.mark.parametrize("other", [0, 1, 24])  # blocks that are an "event:" line
+def test_long_lines_in_the_same_places_but_other_fields(other: int) -> None:
+    # 25 blocks of one long line (a column checked by its lengths, not split), the
+    # first a "data:" line, some others an "event:" line, which dispatches nothing.
+    # Catches: _strip_column taking a column whose lines did not all lose the prefix.
+    value = "v" * 800
+    blocks = [f"data:{value}{n}\n\n" for n in range(25)]
+    for n in range(1, other + 1):
+        blocks[n] = blocks[n].replace("data:", "event:", 1)
+    body = "".join(blocks).encode()
+    assert run_body([b"\n", body]) == reference_parse(body)
+    assert len(reference_parse(body)[0]) == 25 - other
