@@ -306,3 +306,13 @@ def test_long_lines_in_the_same_places_but_other_fields(other: int) -> None:
     body = "".join(blocks).encode()
     assert run_body([b"\n", body]) == reference_parse(body)
     assert len(reference_parse(body)[0]) == 25 - other
+
+
+def test_blocks_with_the_same_lines_carry_the_reconnection_time_in_effect() -> None:
+    # A retry set by an earlier block is carried by every later event, also by those
+    # of a region of blocks that all have the same lines (read column by column).
+    # Catches: _interpret_uniform giving its events no reconnection time.
+    body = b"".join(b"id: %d\nevent: tick\ndata: %d\n\n" % (n, n) for n in range(40))
+    expected = reference_parse(b"retry: 7\n\n" + body)
+    assert expected[0][-1].retry == 7
+    assert run_body([b"retry: 7\n\n", body]) == expected
