@@ -316,3 +316,47 @@ def test_blocks_with_the_same_lines_carry_the_reconnection_time_in_effect() -> N
     expected = reference_parse(b"retry: 7\n\n" + body)
     assert expected[0][-1].retry == 7
     assert run_body([b"retry: 7\n\n", body]) == expected
+
+
+@pytest.mark.parametrize(
+    "reads",
+    [
+        [b"data: a\n\ndata: " + b"x" * 26],  # after an event in the same read
+        [b"data: a\n\n", b"data: " + b"x" * 26],  # after an event in an earlier read
+        [b"data: a\n\n", b"data: x\ndata: " + b"x" * 18],  # a read with a line end
+        [b"data: a\n\n", b"data: xx\r\ndata: " + b"x" * 16],  # one with a CRLF
+        [b"\xef\xbb", b"\xbfdata: " + b"x" * 26],  # after a BOM split across reads
+    ],
+)
+def test_an_unfinished_event_of_exactly_the_cap_after_others_is_no_error(
+    reads: list[bytes],
+) -> None:
+    # The connection drops with exactly max_event_size bytes of an event read (its
+    # line ends counted as LF, a BOM not counted): nothing exceeded the cap.
+    # Catches: Parser.feed counting one byte too many, or taking "at the cap" for
+    # "over it", on the paths that hold an unfinished event.
+    parser = Parser(max_event_size=32)
+    events = [event for read in reads for event in parser.feed(read)]
+    assert events == ([ev("a")] if reads[0].startswith(b"data: a") else [])
+    parser.reset()
+    assert parser.feed(b"data: " + b"y" * 24 + b"\n\n") == [ev("y" * 24)]  # 32 bytes
+
+
+@pytest.mark.parametrize("second", [b"\nda", b"x\nda"])  # the line end first, or later
+def test_a_comment_completed_by_a_read_that_returns_no_event_comes_before_none(
+    second: bytes,
+) -> None:
+    # comment_positions' hook gets n = 0 for a comment whose line a read completes when
+    # that read completes no event: a line end at the start of the read, or later.
+    # Catches: Parser.feed skipping the held comments of a read whose only line end
+    # is its first byte (they came late), or giving them n = 1.
+    parser = Parser()
+    notes: list[tuple[str, int]] = []
+    comment_positions(parser, lambda text, n: notes.append((text, n)))
+    assert parser.feed(b"data: a\n: c") == []
+    assert notes == []
+    assert parser.feed(second) == []
+    expected = [(" c" + second[:-3].decode(), 0)]
+    assert notes == expected
+    assert parser.feed(b"ta: b\n\n") == [ev("a\nb")]
+    assert notes == expected
