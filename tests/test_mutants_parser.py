@@ -326,13 +326,16 @@ def test_blocks_with_the_same_lines_carry_the_reconnection_time_in_effect() -> N
         [b"data: a\n\n", b"data: x\ndata: " + b"x" * 18],  # a read with a line end
         [b"data: a\n\n", b"data: xx\r\ndata: " + b"x" * 16],  # one with a CRLF
         [b"\xef\xbb", b"\xbfdata: " + b"x" * 26],  # after a BOM split across reads
+        [b"data: a\n\n", b"\ndata: " + b"x" * 26],  # after a blank line that starts a read
+        [b"data: a\n\n\ndata: " + b"x" * 26],  # after a blank line more, in one read
     ],
 )
 def test_an_unfinished_event_of_exactly_the_cap_after_others_is_no_error(
     reads: list[bytes],
 ) -> None:
     # The connection drops with exactly max_event_size bytes of an event read (its
-    # line ends counted as LF, a BOM not counted): nothing exceeded the cap.
+    # line ends counted as LF, a BOM and blank lines before it not counted): nothing
+    # exceeded the cap.
     # Catches: Parser.feed counting one byte too many, or taking "at the cap" for
     # "over it", on the paths that hold an unfinished event.
     parser = Parser(max_event_size=32)
@@ -360,3 +363,31 @@ def test_a_comment_completed_by_a_read_that_returns_no_event_comes_before_none(
     assert notes == expected
     assert parser.feed(b"ta: b\n\n") == [ev("a\nb")]
     assert notes == expected
+
+
+def test_an_event_outgrowing_the_cap_line_by_line_raises_when_it_does() -> None:
+    # Complete lines of one event, read by read: the read that takes it over the cap
+    # raises, not a later one.
+    # Catches: Parser.feed counting only the last read of an unfinished event.
+    parser = Parser(max_event_size=32)
+    assert parser.feed(b"data: " + b"x" * 20 + b"\n") == []
+    with pytest.raises(ProtocolError):
+        parser.feed(b"data: " + b"y" * 10 + b"\n")
+    assert parser.feed(b"\ndata: next\n\n") == [ev("next")]
+
+
+def test_the_blank_line_of_a_long_event_split_across_reads() -> None:
+    # A one-line event over 4 KiB, its blank line's two LFs in two reads.
+    # Catches: Parser.feed leaving the blank line's second LF out of the region (the
+    # long-line way needs it to dispatch).
+    line = b"data: " + b"x" * 5000 + b"\n"
+    assert run_body([line, b"\n"]) == ([ev("x" * 5000)], "", None)
+    assert run_body([line, b"\ndata: b"]) == ([ev("x" * 5000)], "", None)
+
+
+def test_a_field_named_with_capital_x_after_a_blank_line_that_starts_a_read() -> None:
+    # Blank lines that start a read between events are dropped, and nothing more: the
+    # line after them, an unknown field "Xdata", stays unknown.
+    # Catches: Parser.feed stripping more than LFs from the start of such a read.
+    reads = [b"data: a\n\n", b"\nXdata: b\ndata: c", b"\n\n"]
+    assert run_body(reads) == ([ev("a"), ev("c")], "", None)
