@@ -391,3 +391,12 @@ def test_a_field_named_with_capital_x_after_a_blank_line_that_starts_a_read() ->
     # Catches: Parser.feed stripping more than LFs from the start of such a read.
     reads = [b"data: a\n\n", b"\nXdata: b\ndata: c", b"\n\n"]
     assert run_body(reads) == ([ev("a"), ev("c")], "", None)
+
+
+def test_without_a_cap_an_event_and_the_start_of_the_next_in_one_read() -> None:
+    # max_event_size=None, no on_comment: a read that ends one event and starts the
+    # next returns the first and keeps the rest.
+    # Catches: Parser.feed looking for held comments with no one to give them to.
+    parser = Parser(max_event_size=None)
+    assert parser.feed(b"data: a\n\ndata: b") == [ev("a")]
+    assert parser.feed(b"\n\n") == [ev("b")]
