@@ -231,11 +231,15 @@ class Parser:
             and len(data) <= self._direct
             and data[-2:] == b"\n\n"
             and 13 not in data  # CR
-            and not (self._at_start or self._skip_lf or self._discarding)
+            and not self._at_start
         ):
             # One region and nothing else: the one-event read of a live stream.  The
             # general path below would find the same region (the whole read) and
-            # interpret it with the same line loop, after a few more calls.
+            # interpret it with the same line loop, after a few more calls.  Nothing
+            # is held, so no oversized event is being discarded (that holds its last
+            # byte), and this read starts an event: an LF after a CR that ended the
+            # last read is a blank line here, which dispatches nothing.  The CR flag
+            # then stays set, harmlessly: the read that clears it starts an event too.
             return self._interpret_lines(data.decode("utf-8", "replace").split("\n"))
         if (
             parts
@@ -329,10 +333,10 @@ class Parser:
         """
         assert self._comment_at is not None
         held = b"".join(self._parts)
-        end = held.rfind(b"\n") + 1  # the complete lines; held has no blank line
-        if not held.startswith(b":") and b"\n:" not in held[: end - 1]:
+        if not held.startswith(b":") and b"\n:" not in held:
             self._hold(held)  # one part now: the next join copies less
-            return
+            return  # no comment line (an unfinished one that starts with ":" is kept below)
+        end = held.rfind(b"\n") + 1  # the complete lines; held has no blank line
         kept = []
         for line in held[:end].split(b"\n")[:-1]:
             if line[:1] == b":":
@@ -647,7 +651,7 @@ class Parser:
                 name_end = j if colon < 0 else colon
                 name = bytes(view[i:name_end]) if name_end - i <= 5 else b""  # 5: "event"
                 start = j if colon < 0 else colon + 1
-                if start < j and region[start] == 32:
+                if region[start] == 32:  # at j, an LF: the line ends there
                     start += 1  # exactly one leading space is dropped
                 if colon == i and self._comment_at is not None:  # a watched comment
                     text = str(view[i + 1 : j], "utf-8", "replace")
