@@ -296,9 +296,6 @@ class Parser:
             region = b"".join(parts)
         else:
             region = data[:end]  # the read itself when it ends with its blank line
-        if end < size and data[end] == 10:  # leading blank lines: as above
-            found = _NOT_LF.search(data, end)
-            end = size if found is None else found.start()
         if end < size:
             # A view holds the whole read: only for a tail of at least half of it
             # (a big read with a small tail, say decompressed, is not kept alive).
