@@ -15,8 +15,10 @@ import re
 import sys
 import threading
 import time
+import tracemalloc
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -506,3 +508,31 @@ def test_a_stream_whose_worker_could_not_start_keeps_nothing_of_its_callbacks_al
     gc.collect()
     assert ref() is None
     assert server.requests == []
+
+
+def _bytes_held_by_the_library() -> int:
+    package = str(Path(eventstream.__file__).resolve().parent)
+    snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(True, f"{package}/*")])
+    return sum(stat.size for stat in snapshot.statistics("filename"))
+
+
+def test_streams_made_and_dropped_leave_nothing_behind() -> None:
+    # A process that makes streams as it goes (one per job, say) must not grow: what
+    # the library keeps about a stream (for the exit, fork and monkey-patch hooks)
+    # goes with it.  2000 dropped streams keeping even one small object each would
+    # hold over 100 kB.
+    def make_and_drop(count: int) -> None:
+        for _ in range(count):
+            EventStream("http://127.0.0.1:9/never-started")
+
+    make_and_drop(50)  # first-use allocations (caches, interned names) happen here
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = _bytes_held_by_the_library()
+        make_and_drop(2000)
+        gc.collect()
+        grown = _bytes_held_by_the_library() - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 20_000, f"2000 dropped streams left {grown} bytes behind"
