@@ -16,6 +16,7 @@ from types import FrameType
 from typing import Any, Optional
 
 from eventstream import Event, Parser, ProtocolError
+from eventstream._parser import comment_positions
 
 #: (events, last event ID string, reconnection time) after a body has ended.
 Outcome = tuple[list[Event], str, Optional[int]]
@@ -193,3 +194,39 @@ def reference_parse(body: bytes, *, last_event_id: str = "", retry: int | None =
             retry = int(value)  # only ASCII digits; an empty value is no number
     # End of file: the data and event type buffers are dropped undispatched.
     return events, id_string, retry
+
+
+def positioned(parser: Parser, reads: Iterable[bytes]) -> list[tuple[str, str]]:
+    """Events and comments of ``reads`` in the order the parser places them (what
+    EventStream hands over), the events of a ProtocolError included."""
+    notes: list[tuple[int, str]] = []
+    comment_positions(parser, lambda text, before: notes.append((before, text)))
+    items: list[tuple[str, str]] = []
+    for read in reads:
+        try:
+            events = parser.feed(read)
+        except ProtocolError as exc:
+            events = exc.events
+        start = 0
+        for before, text in notes:
+            items += [("event", e.data) for e in events[start:before]]
+            items.append(("comment", text))
+            start = max(start, before)
+        items += [("event", e.data) for e in events[start:]]
+        notes.clear()
+    return items
+
+
+def refuse_worker_threads(monkeypatch: Any) -> Any:
+    """Make starting an eventstream worker thread fail as when the process is out of
+    threads (``RuntimeError``); other threads start as usual.  Returns the real
+    ``Thread.start``, to put back."""
+    real_start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        if thread.name.startswith("eventstream-worker-"):
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    return real_start

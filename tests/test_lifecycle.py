@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import requests
+from _helpers import refuse_worker_threads
 from _threads import wait_until_inside
 
 import eventstream
@@ -538,14 +539,7 @@ def test_out_of_threads_start_says_so_and_a_later_start_works(
     server: SSEServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server.default = Script().event("a").hold()
-    real_start = threading.Thread.start
-
-    def refuse(thread: threading.Thread) -> None:
-        if thread.name.startswith("eventstream-worker-"):
-            raise RuntimeError("can't start new thread")
-        real_start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", refuse)
+    real_start = refuse_worker_threads(monkeypatch)
     got: queue.SimpleQueue[Event] = queue.SimpleQueue()
     stream = EventStream(server.url, on_event=got.put)
     with pytest.raises(StreamError, match=r"cannot start the worker thread.*ulimit -u") as caught:

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import requests
+from _helpers import refuse_worker_threads
 
 import eventstream
 from eventstream import Backoff, EventStream, HTTPStatusError, StreamError, _fork
@@ -201,14 +202,7 @@ def test_a_restart_out_of_threads_says_so_and_the_exit_hook_still_waits_for_the_
 ) -> None:
     sessions = SlowClose(0.6 * EXIT_JOIN_TIMEOUT)
     stream = _started(server, sessions)
-    real_start = threading.Thread.start
-
-    def refuse(thread: threading.Thread) -> None:
-        if thread.name.startswith("eventstream-worker-"):
-            raise RuntimeError("can't start new thread")
-        real_start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", refuse)
+    real_start = refuse_worker_threads(monkeypatch)
     try:
         with pytest.raises(StreamError, match="cannot start the worker thread") as caught:
             stream.restart()  # the old worker was told to stop: it is closing
@@ -490,14 +484,7 @@ def test_a_stream_whose_worker_could_not_start_keeps_nothing_of_its_callbacks_al
         def on_event(self, event: object) -> None:
             pass
 
-    real_start = threading.Thread.start
-
-    def refuse(thread: threading.Thread) -> None:
-        if thread.name.startswith("eventstream-worker-"):
-            raise RuntimeError("can't start new thread")
-        real_start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", refuse)
+    real_start = refuse_worker_threads(monkeypatch)
     owner = Owner()
     stream = EventStream(server.url, on_event=owner.on_event)
     with pytest.raises(StreamError, match="cannot start the worker thread"):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import tracemalloc
 
 import pytest
-from _helpers import chunkings, ev, reference_parse, run_body
+from _helpers import chunkings, ev, positioned, reference_parse, run_body
 
 from eventstream import Event, Parser, ProtocolError
 from eventstream._parser import comment_positions
@@ -62,27 +62,6 @@ def test_a_comment_inside_an_unfinished_event_is_decoded_with_replacement() -> N
     assert parser.feed(b"\n") == [ev("a")]
 
 
-def _positioned(parser: Parser, reads: list[bytes]) -> list[tuple[str, str]]:
-    """Events and comments of ``reads`` in the order the parser places them (what
-    EventStream hands over), the events of a ProtocolError included."""
-    notes: list[tuple[int, str]] = []
-    comment_positions(parser, lambda text, before: notes.append((before, text)))
-    items: list[tuple[str, str]] = []
-    for read in reads:
-        try:
-            events = parser.feed(read)
-        except ProtocolError as exc:
-            events = exc.events
-        start = 0
-        for before, text in notes:
-            items += [("event", e.data) for e in events[start:before]]
-            items.append(("comment", text))
-            start = max(start, before)
-        items += [("event", e.data) for e in events[start:]]
-        notes.clear()
-    return items
-
-
 def test_comments_after_a_skipped_oversized_event_keep_their_place() -> None:
     # One read over the cap: an oversized event first, then comments between events;
     # then reads under the cap, a comment first in each.
@@ -93,7 +72,7 @@ def test_comments_after_a_skipped_oversized_event_keep_their_place() -> None:
     reads.append(b": 4\n" + b"data: d\n\n" * 8)  # many blocks: the general path
     expected = [("comment", " 1"), ("event", "a"), ("comment", " 2"), ("event", "b")]
     expected += [("comment", " 3"), ("event", "c"), ("comment", " 4")] + [("event", "d")] * 8
-    assert _positioned(Parser(max_event_size=32), reads) == expected
+    assert positioned(Parser(max_event_size=32), reads) == expected
 
 
 def test_the_end_of_a_skipped_event_in_a_later_read_is_dropped_whole() -> None:
@@ -155,7 +134,7 @@ def test_every_field_form_in_a_region_of_long_lines() -> None:
     assert run_body([LONG_REGION]) == reference_parse(LONG_REGION)
     expected = [("event", LONG_EVENTS[0].data), ("comment", " a comment \ufffd")]
     expected += [("event", "b\ufffd"), ("event", "c")]
-    assert _positioned(Parser(), [LONG_REGION]) == expected
+    assert positioned(Parser(), [LONG_REGION]) == expected
 
 
 WIDE_VALUE = "data: " + "ça → 東京 🚀 " * 40  # one data line of text that is not ASCII

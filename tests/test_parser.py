@@ -19,12 +19,12 @@ from _helpers import (
     cpu_deadline,
     ev,
     feed_capped,
+    positioned,
     reference_parse,
     run_body,
 )
 
 from eventstream import DEFAULT_MAX_EVENT_SIZE, Event, EventStreamError, Parser, ProtocolError
-from eventstream._parser import comment_positions
 
 FFFD = "\ufffd"
 
@@ -636,25 +636,9 @@ def test_event_size_does_not_depend_on_read_boundaries() -> None:
 # order and timing on every chunking; these pin the API and the paths those miss.
 
 
-def _positioned(reads: Iterable[bytes], **kwargs: Any) -> list[tuple[str, object]]:
+def _positioned(reads: Iterable[bytes], **kwargs: Any) -> list[tuple[str, str]]:
     """Events and comments of ``reads``, merged in the order the parser places them."""
-    parser = Parser(**kwargs)
-    notes: list[tuple[int, str]] = []
-    comment_positions(parser, lambda text, before: notes.append((before, text)))
-    items: list[tuple[str, object]] = []
-    for read in reads:
-        try:
-            events = parser.feed(read)
-        except ProtocolError as exc:
-            events = exc.events
-        start = 0
-        for before, text in notes:
-            items += [("event", e.data) for e in events[start:before]]
-            items.append(("comment", text))
-            start = max(start, before)
-        items += [("event", e.data) for e in events[start:]]
-        notes.clear()
-    return items
+    return positioned(Parser(**kwargs), reads)
 
 
 def test_on_comment_gets_the_text_after_the_colon() -> None:
