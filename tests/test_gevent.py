@@ -89,6 +89,25 @@ def test_concurrent_starts_and_a_restart_in_greenlets(url: str, tmp_path: Path) 
     assert said == ["True", "True", "2", "True", "False"]
 
 
+def test_concurrent_first_restarts_in_greenlets(url: str, tmp_path: Path) -> None:
+    # restart() is a first use too: it must not take the locks made before the patch.
+    said = _run(
+        """
+        arrived = None
+        stream = EventStream(url, on_event=lambda event: arrived.set())
+        from gevent import monkey
+        monkey.patch_all()
+        import gevent, gevent.event
+        arrived = gevent.event.Event()
+        gevent.joinall([gevent.spawn(stream.restart) for _ in range(2)], raise_error=True)
+        print(arrived.wait(5), stream.stop(5), stream.running)
+        """,
+        url,
+        tmp_path,
+    )
+    assert said == ["True", "True", "False"]
+
+
 def test_iterating_in_one_greenlet_stopped_from_another(url: str, tmp_path: Path) -> None:
     said = _run(
         """
