@@ -19,12 +19,24 @@ import pytest
 import requests
 import urllib3
 
-from eventstream import ConnectError, ContentTypeError, HTTPStatusError, ReadError, _wait
+from eventstream import (
+    ConnectError,
+    ContentTypeError,
+    HTTPStatusError,
+    ReadError,
+    _transport,
+    _wait,
+)
 from eventstream._stop import StopSignal
 from eventstream._transport import RequestSpec, make_session, open_stream
 from eventstream.testing import Framing, Script, SSEServer
 
 TIMEOUT = 5.0
+
+
+def read_on_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bodies are read through urllib3, as when no socket can be located under them."""
+    monkeypatch.setattr(_transport, "locate_socket", lambda raw: None)
 
 
 @pytest.fixture
@@ -109,9 +121,7 @@ def test_silence_within_the_body_names_the_read_timeout(
     path: str,
 ) -> None:
     if path == "fallback":
-        from eventstream import _transport
-
-        monkeypatch.setattr(_transport, "locate_socket", lambda raw: None)
+        read_on_the_fallback(monkeypatch)
     server.enqueue(Script().event("a").hold())
     error = raised(session, server.url, read_timeout=0.2)
     assert isinstance(error, ReadError)
@@ -258,8 +268,6 @@ def test_an_error_body_without_a_read_timeout_is_read_within_its_own_bound(
     server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # read_timeout=None waits forever for events, but never for an error body.
-    from eventstream import _transport
-
     monkeypatch.setattr(_transport, "ERROR_BODY_TIMEOUT", 0.2)
     server.enqueue(Script(503, headers=plain()).send(b"busy").hold())
     started = time.monotonic()
@@ -410,9 +418,7 @@ def test_a_waker_that_cannot_be_made_says_why(
 def test_reading_on_after_closing_the_body_is_a_runtime_error_on_the_fallback(
     server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from eventstream import _transport
-
-    monkeypatch.setattr(_transport, "locate_socket", lambda raw: None)
+    read_on_the_fallback(monkeypatch)
     server.enqueue(Script().event("a").event("b").hold())
     spec = RequestSpec(server.url, read_timeout=TIMEOUT)
     with open_stream(session, spec, StopSignal()) as body:
@@ -427,9 +433,7 @@ def test_reading_on_after_closing_the_body_is_a_runtime_error_on_the_fallback(
 def test_bad_compressed_data_on_the_fallback_names_the_url_and_the_fault(
     server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from eventstream import _transport
-
-    monkeypatch.setattr(_transport, "locate_socket", lambda raw: None)
+    read_on_the_fallback(monkeypatch)
     server.enqueue(Script(headers={"Content-Encoding": "gzip"}).send(b"not gzip at all"))
     error = raised(session, server.url)
     assert isinstance(error, ReadError), repr(error)
@@ -496,9 +500,7 @@ def test_the_path_a_body_is_read_on_is_logged(
     path: str,
 ) -> None:
     if path == "fallback":
-        from eventstream import _transport
-
-        monkeypatch.setattr(_transport, "locate_socket", lambda raw: None)
+        read_on_the_fallback(monkeypatch)
     server.enqueue(Script().event("a"), Script.raw_response(b"HTTP/1.1 204 No Content\r\n\r\n"))
     with caplog.at_level(logging.DEBUG, logger="eventstream._transport"):
         assert read_all(session, server.url) == b"data: a\n\n"
