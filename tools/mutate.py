@@ -20,12 +20,19 @@ Usage (from the repository's root, with the ``test`` and ``mutation`` extras)::
 
 It runs mutmut under ``nice`` with one child process by default (``--max-children``),
 and prints the mutmut summary, the survivors and ``killed / (total - skipped)``.
+
+Equivalent mutants (no test can tell them from the code) are listed with the reason in
+``tools/equivalent_mutants.txt``, each under its name and the fingerprint of its code
+(``--show`` prints both).  The score is also given without them; an entry whose mutant
+changed (its fingerprint no longer matches) or that a test now kills is reported, and
+does not count, until someone judges it again.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import os
 import shutil
 import subprocess
@@ -78,6 +85,8 @@ OWN_TESTS: dict[str, tuple[str, ...]] = {
     "_httputil": ("test_error_descriptions.py", "test_transport.py"),
 }
 
+EQUIVALENTS = ROOT / "tools" / "equivalent_mutants.txt"
+
 _SELECTION_KEY = "pytest_add_cli_args_test_selection"
 _KILLED = ("killed", "timeout", "segfault")
 
@@ -103,9 +112,12 @@ def main() -> int:
     if run is not None and run.returncode not in (0, 1):  # mutmut exits 1 when mutants survive
         return run.returncode
     statuses = _statuses(scratch, prefix)
+    fingerprints = _fingerprints(scratch / "mutants" / "eventstream" / f"{args.module}.py")
+    judged = _equivalents(EQUIVALENTS, prefix)
     survivors = sorted(name for name, status in statuses.items() if status == "survived")
     for name in survivors:
-        print(f"survived: {name}")
+        mark = " (judged equivalent)" if judged.get(name) == fingerprints.get(name) else ""
+        print(f"survived: {name} {fingerprints.get(name, '?')}{mark}")
         if args.show:
             subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=scratch, check=False)
     checked = {name: s for name, s in statuses.items() if s not in ("skipped", "not checked")}
@@ -115,6 +127,19 @@ def main() -> int:
         f"{args.module}: {killed} / {len(checked)} killed"
         f" ({100 * killed / max(len(checked), 1):.1f}%) against {len(tests)} test file(s);"
         f" {len(survivors)} survived, {unchecked} skipped or not checked"
+    )
+    equivalent = set()
+    for name, fingerprint in sorted(judged.items()):
+        if fingerprints.get(name) != fingerprint:
+            print(f"stale entry (the mutant changed or is gone; judge it again): {name}")
+        elif checked.get(name) in _KILLED:
+            print(f"wrong entry (a test kills it, so it is not equivalent): {name}")
+        else:
+            equivalent.add(name)
+    rest = len(checked) - len(equivalent & set(checked))
+    print(
+        f"{args.module}: {len(equivalent)} judged equivalent in {EQUIVALENTS.name};"
+        f" {killed} / {rest} of the rest killed ({100 * killed / max(rest, 1):.1f}%)"
     )
     return 0
 
@@ -190,6 +215,48 @@ def _functions(path: Path) -> dict[str, str]:
                 if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     found[f"x\u01c1{node.name}\u01c1{item.name}"] = ast.dump(item)
     return found
+
+
+def _fingerprints(mutated: Path) -> dict[str, str]:
+    """Each mutant's fingerprint: a hash of its function's code as mutmut wrote it
+    (the name aside), which changes when the mutation or the function changes."""
+    if not mutated.is_file():
+        return {}
+    module = ".".join(mutated.with_suffix("").parts[-2:])
+    found = {}
+    for node in ast.walk(ast.parse(mutated.read_text(encoding="utf-8"))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and "__mutmut_" in node.name:
+            name, node.name = node.name, "_"
+            found[f"{module}.{name}"] = hashlib.sha256(ast.dump(node).encode()).hexdigest()[:12]
+    return found
+
+
+def _equivalents(path: Path, prefix: str) -> dict[str, str]:
+    """The judged-equivalent mutants of one module: name to fingerprint.
+
+    Each entry is a line ``NAME FINGERPRINT`` followed by indented lines that say why
+    no test can tell the mutant from the code; an entry without a reason is refused."""
+    if not path.is_file():
+        return {}
+    entries: dict[str, str] = {}
+    reasons: dict[str, str] = {}
+    current = None
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        if line[0].isspace():
+            if current is None:
+                sys.exit(f"{path.name}:{number}: a reason without a mutant above it")
+            reasons[current] = f"{reasons[current]} {line.strip()}"
+            continue
+        fields = line.split()
+        if len(fields) != 2:
+            sys.exit(f"{path.name}:{number}: expected NAME FINGERPRINT, got {line!r}")
+        current, entries[fields[0]], reasons[fields[0]] = fields[0], fields[1], ""
+    unexplained = [name for name, reason in reasons.items() if not reason]
+    if unexplained:
+        sys.exit(f"{path.name}: no reason given for {', '.join(unexplained)}")
+    return {name: value for name, value in entries.items() if name.startswith(prefix)}
 
 
 def _select_tests(setup_cfg: Path, tests: list[str]) -> None:
