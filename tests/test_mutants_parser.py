@@ -379,3 +379,15 @@ def test_without_a_cap_an_event_and_the_start_of_the_next_in_one_read() -> None:
     parser = Parser(max_event_size=None)
     assert parser.feed(b"data: a\n\ndata: b") == [ev("a")]
     assert parser.feed(b"\n\n") == [ev("b")]
+
+
+@pytest.mark.parametrize("following", [b"x\n", b"x\ny\n", b"xy\n", b":\n", b"x\n" * 3, b"id\nx\n"])
+def test_an_event_ends_before_short_lines_of_the_next_in_one_read(following: bytes) -> None:
+    # A read ends an event, then brings short lines of the next one (one or two
+    # characters): the ended event is returned by that read, not held for the next.
+    # Catches: _last_blank_line stepping back over a one-character line's LF too
+    # (rfind up to i - 2), which misses the blank line just before that line.
+    for reads in ([b"data: a\n\n" + following], [b"data: a", b"\n\n" + following]):
+        parser = Parser()
+        assert [parser.feed(read) for read in reads][-1] == [ev("a")]
+        assert parser.feed(b"\n") == []
