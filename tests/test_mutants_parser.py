@@ -391,3 +391,18 @@ def test_an_event_ends_before_short_lines_of_the_next_in_one_read(following: byt
         parser = Parser()
         assert [parser.feed(read) for read in reads][-1] == [ev("a")]
         assert parser.feed(b"\n") == []
+
+
+def test_events_end_before_many_lines_of_the_next_in_one_read() -> None:
+    # A read ends three events, then brings more lines of the next one than the
+    # parser steps over one by one: all three are returned by that read.
+    # Catches: _last_blank_line's final search taking the first blank line (find)
+    # instead of the last (rfind), which holds the later events back.
+    following = b"data: x\n" * 20
+    parser = Parser()
+    assert parser.feed(b"data: a\n\ndata: b\n\ndata: c\n\n" + following) == [
+        ev("a"),
+        ev("b"),
+        ev("c"),
+    ]
+    assert parser.feed(b"\n") == [ev("\n".join(["x"] * 20))]
