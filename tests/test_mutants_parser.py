@@ -406,3 +406,19 @@ def test_events_end_before_many_lines_of_the_next_in_one_read() -> None:
         ev("c"),
     ]
     assert parser.feed(b"\n") == [ev("\n".join(["x"] * 20))]
+
+
+@pytest.mark.parametrize("tail", [b"", b"data: c"])  # the read ends an event, or starts one
+def test_a_bytearray_read_can_be_resized_while_its_error_is_held(tail: bytes) -> None:
+    # A reader that fills one buffer again and again (readinto) and keeps the
+    # ProtocolError of an oversized event (whose traceback holds the parser's frame)
+    # while it reads on into the same buffer: the error must not pin the buffer.
+    # Catches: Parser.feed joining a held event with a view of a bytearray read.
+    parser = Parser(max_event_size=16)
+    assert parser.feed(b"data: a") == []
+    buffer = bytearray(b"x" * 20 + b"\n\ndata: b\n\n" + tail)
+    with pytest.raises(ProtocolError) as info:
+        parser.feed(buffer)
+    assert info.value.events == [ev("b")]
+    buffer[:] = b"\n\n"  # resized and overwritten while the error is held
+    assert parser.feed(buffer) == ([ev("c")] if tail else [])
