@@ -422,3 +422,16 @@ def test_a_bytearray_read_can_be_resized_while_its_error_is_held(tail: bytes) ->
     assert info.value.events == [ev("b")]
     buffer[:] = b"\n\n"  # resized and overwritten while the error is held
     assert parser.feed(buffer) == ([ev("c")] if tail else [])
+
+
+def test_a_two_byte_comment_that_starts_a_body_is_reported_at_once() -> None:
+    # A keep-alive ":" line with nothing after it is the body's first read: it is no
+    # BOM, so it is a comment at once (the server may send nothing else for a while).
+    # Catches: _strip_bom holding any start of a body shorter than three bytes.
+    comments: list[str] = []
+    parser = Parser(on_comment=comments.append)
+    assert parser.feed(b":\n") == []
+    assert comments == [""]
+    parser.reset()  # the next body: the same
+    assert parser.feed(b":\n") == []
+    assert comments == ["", ""]
