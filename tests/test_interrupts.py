@@ -258,3 +258,44 @@ def test_stop_after_an_interrupted_loop_is_prompt() -> None:
             return bool(outcome[1])
 
         assert each_point(scenario) > 20
+
+
+def test_an_interrupted_stop_can_be_called_again_and_names_the_last_event_received() -> None:
+    # Ctrl-C twice: once in the loop, once in the stop() that follows.  A second
+    # stop() ends the worker, and the resume point is still the last event received.
+    script = Script()
+    for n in range(1, 11):
+        script = script.event(str(n), id=str(n))
+    with SSEServer() as server:
+        server.default = lambda request: script.pause(30)
+
+        def scenario(at: int) -> bool:
+            stream = EventStream(server.url)
+            outcome: list[Any] = []
+
+            def consume() -> None:
+                events = iter(stream)
+                received = [next(events).id for _ in range(3)]
+                with interrupted_at(at) as interrupter:
+                    try:
+                        stream.stop(TIMEOUT)
+                    except KeyboardInterrupt:
+                        pass
+                outcome.append(interrupter.fired)
+                outcome.append(stream.stop(TIMEOUT))
+                outcome.append((received[-1], stream.last_event_id))
+                del events
+
+            consumer = threading.Thread(target=consume, daemon=True)
+            consumer.start()
+            consumer.join(TIMEOUT)
+            try:
+                assert not consumer.is_alive(), f"stuck after interrupt point {at}"
+                assert outcome[1] is True, (at, outcome)
+                received, resume_point = outcome[2]
+                assert resume_point == received, at
+            finally:
+                stream.stop(TIMEOUT)
+            return bool(outcome[0])
+
+        assert each_point(scenario) > 5
