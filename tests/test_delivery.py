@@ -203,7 +203,7 @@ def test_cancel_right_after_a_take_names_the_end_of_a_longer_batch_before() -> N
 def test_a_stop_right_after_a_restart_is_answered_too() -> None:
     # stop(), restart(), stop() before the consumer took anything again: the second
     # cancel finds the reader the first one left, and answers from it.
-    channel, reader = first_of_three()
+    channel, _ = first_of_three()
     assert channel.cancel() == (True, events("a")[0])
     channel.reopen()
     assert channel.cancel() == (False, events("a")[0])
