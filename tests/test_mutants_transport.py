@@ -9,14 +9,20 @@ any request.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import re
+import socket
+import ssl
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
+import trustme
 import urllib3
 
 from eventstream import (
@@ -32,6 +38,9 @@ from eventstream._transport import RequestSpec, make_session, open_stream
 from eventstream.testing import Framing, Script, SSEServer
 
 TIMEOUT = 5.0
+MALFORMED_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 5, 6\r\n\r\n"
+)
 
 
 def read_on_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -542,3 +551,134 @@ def test_max_redirects_redirects_are_followed_and_no_more(
     server.enqueue(*(Script.redirect(server.url_for(f"/{n}")) for n in range(limit)))
     server.enqueue(Script().event("a"))
     assert read_all(session, server.url) == b"data: a\n\n"
+
+
+# -- redirects, TLS settings, error bodies, released errors (survivors of tools/mutate.py) --
+
+
+def test_a_location_requests_refuses_is_blamed_on_the_redirect(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # The host passes our check (dots are allowed) but requests refuses the URL: the
+    # server sent it, so it is the redirect's status error, not a ValueError about
+    # the caller's own URL.
+    server.enqueue(Script(302, headers={"Location": "http://.example/feed", "X-Why": "moved"}))
+    error = raised(session, server.url_for("/old"))
+    assert isinstance(error, HTTPStatusError), repr(error)
+    assert (error.url, error.status_code) == (server.url_for("/old"), 302)
+    assert error.headers is not None
+    assert error.headers["X-Why"] == "moved"
+    assert str(error) == f"HTTP 302 from {server.url_for('/old')} redirects to an unusable Location"
+
+
+def test_a_location_whose_host_urls_do_not_allow_is_not_followed(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "<" has no place in a host: urllib3 would percent-encode it and look the result
+    # up.  Such a Location is refused as unusable (fatal), never tried (a connect
+    # error, retried).  No lookup leaves this machine: other hosts are refused here.
+    real = urllib3.util.connection.create_connection
+    tried: list[str] = []
+
+    def only_the_server(address: tuple[str, int], *args: Any, **kwargs: Any) -> Any:
+        tried.append(address[0])
+        if address[0] != "127.0.0.1":
+            raise ConnectionRefusedError(errno.ECONNREFUSED, "not the test server")
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", only_the_server)
+    server.enqueue(Script(302, headers={"Location": "http://feeds<1>.example/new"}))
+    error = raised(session, server.url_for("/old"))
+    assert isinstance(error, HTTPStatusError), repr(error)
+    assert error.status_code == 302
+    assert str(error) == f"HTTP 302 from {server.url_for('/old')} redirects to an unusable Location"
+    assert tried == ["127.0.0.1"]
+
+
+def test_a_post_answered_by_302_is_followed_with_a_get_without_the_body(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # As browsers and requests do (and as for 301 and 303); 307 and 308 keep the POST.
+    server.enqueue(Script.redirect(server.url_for("/moved"), status=302), Script().event("a"))
+    assert read_all(session, server.url, method="POST", data=b"q") == b"data: a\n\n"
+    first, second = server.wait_for_requests(2)
+    assert (first.method, first.body) == ("POST", b"q")
+    assert (second.method, second.body, second.path) == ("GET", b"", "/moved")
+
+
+def test_a_ca_bundle_setting_does_not_matter_to_an_http_url(
+    server: SSEServer, tmp_path: Path
+) -> None:
+    # A session set up for https hosts (a CA bundle path that does not exist here)
+    # still reads plain http: no certificate is verified there.
+    server.enqueue(Script().event("a"))
+    factory = functools.partial(_transport.configured_session, verify=str(tmp_path / "no-ca.pem"))
+    with make_session(factory) as session:
+        assert read_all(session, server.url) == b"data: a\n\n"
+
+
+def test_a_missing_client_certificate_file_is_named_in_the_error(
+    tmp_path: Path,
+) -> None:
+    # requests' own check names the file; without it the TLS library's error does not.
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority = trustme.CA()
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    missing = str(tmp_path / "client.pem")
+    with SSEServer(ssl_context=context) as origin:
+        factory = functools.partial(_transport.configured_session, verify=str(bundle), cert=missing)
+        with make_session(factory) as session:
+            error = raised(session, origin.url)
+    assert isinstance(error, ConnectError), repr(error)
+    assert missing in str(error)
+
+
+def test_an_error_body_in_an_unsupported_coding_is_kept_as_it_came(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # The status is what matters; its body is shown undecoded rather than lost.
+    server.enqueue(Script(503, headers={**plain(), "Content-Encoding": "br"}).send(b"busy"))
+    error = status_error(session, server.url)
+    assert (error.status_code, error.body) == (503, "busy")
+
+
+def test_a_rejected_response_is_closed_while_the_caller_keeps_the_error(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # The error's traceback reached http.client's response, whose file keeps the
+    # socket open: the connection must not live as long as the error is kept.
+    server.enqueue(Script.raw_response(MALFORMED_HEAD).hold())
+    error = raised(session, server.url)
+    assert isinstance(error, ReadError), repr(error)
+    server.connections[0].wait_closed(TIMEOUT)
+    assert error.__traceback__ is not None  # still kept, with its traceback
+
+
+class ResetAfterTheHeadAdapter(requests.adapters.BaseAdapter):
+    """A custom adapter on a raw socket that lets ``ECONNRESET`` through, leaving the
+    connection to its reader (as http.client does) and so to the garbage collector."""
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        parts = urlsplit(request.url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % parts.netloc.encode())
+            reader = sock.makefile("rb")  # holds the connection open after sock.close()
+        reader.readline()  # the status line
+        raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_custom_adapters_connection_is_closed_while_the_caller_keeps_the_error(
+    server: SSEServer,
+) -> None:
+    server.enqueue(Script().event("a").hold())
+    with make_session() as session:
+        session.mount("http://", ResetAfterTheHeadAdapter())
+        error = raised(session, server.url)
+    assert isinstance(error, ConnectError), repr(error)
+    server.connections[0].wait_closed(TIMEOUT)
+    assert error.__traceback__ is not None  # still kept, with its traceback
