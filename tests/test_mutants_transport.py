@@ -682,3 +682,79 @@ def test_a_custom_adapters_connection_is_closed_while_the_caller_keeps_the_error
     assert isinstance(error, ConnectError), repr(error)
     server.connections[0].wait_closed(TIMEOUT)
     assert error.__traceback__ is not None  # still kept, with its traceback
+
+
+# -- a session's own credentials stay home too (a session_factory may set them) -------
+
+
+def session_with_credentials() -> requests.Session:
+    session = requests.Session()
+    session.auth = ("session-user", "session-pw")
+    session.headers["X-Api-Key"] = "session-key"
+    session.headers["User-Agent"] = "feed-reader/1"
+    return session
+
+
+def redirected_requests(server: SSEServer, host: str, **options: Any) -> list[Any]:
+    server.enqueue(Script.redirect(server.url_for("/moved", host=host)), Script().event("a"))
+    with make_session(session_with_credentials) as session:
+        assert read_all(session, server.url, **options) == b"data: a\n\n"
+    return server.wait_for_requests(2)
+
+
+def test_a_sessions_auth_and_headers_do_not_follow_a_redirect_to_another_host(
+    server: SSEServer,
+) -> None:
+    first, second = redirected_requests(server, "localhost")
+    assert first.headers["Authorization"].startswith("Basic ")
+    assert first.headers["X-Api-Key"] == "session-key"
+    assert "Authorization" not in second.headers
+    assert "X-Api-Key" not in second.headers
+    assert second.headers["User-Agent"] == "feed-reader/1"  # no credential: it goes on
+    assert second.headers["Connection"] == "keep-alive"  # requests' own default, too
+    assert second.headers["Accept"] == "text/event-stream"
+
+
+def test_a_sessions_auth_and_headers_follow_a_redirect_on_the_same_host(
+    server: SSEServer,
+) -> None:
+    first, second = redirected_requests(server, "127.0.0.1")
+    assert second.headers["Authorization"] == first.headers["Authorization"]
+    assert second.headers["X-Api-Key"] == "session-key"
+
+
+def test_a_sessions_authorization_header_does_not_follow_a_redirect_to_another_host(
+    server: SSEServer,
+) -> None:
+    def factory() -> requests.Session:
+        session = requests.Session()
+        session.headers["Authorization"] = "Bearer s3cret"
+        return session
+
+    server.enqueue(Script.redirect(server.url_for("/moved", host="localhost")), Script().event("a"))
+    with make_session(factory) as session:
+        assert read_all(session, server.url) == b"data: a\n\n"
+    first, second = server.wait_for_requests(2)
+    assert first.headers["Authorization"] == "Bearer s3cret"
+    assert "Authorization" not in second.headers
+
+
+def test_user_info_in_a_location_to_another_host_is_not_sent(
+    server: SSEServer, session: requests.Session
+) -> None:
+    target = server.url_for("/moved", host="localhost").replace("http://", "http://lu:lp@", 1)
+    server.enqueue(Script.redirect(target), Script().event("a"))
+    assert read_all(session, server.url) == b"data: a\n\n"
+    assert "Authorization" not in server.wait_for_requests(2)[1].headers
+
+
+def test_a_redirect_to_another_host_uses_its_netrc_entry(
+    server: SSEServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As requests does: .netrc says what each host gets; the session's auth stays home.
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine localhost login netrc-user password netrc-pw\n", encoding="utf-8")
+    monkeypatch.setenv("NETRC", str(netrc))
+    first, second = redirected_requests(server, "localhost")
+    assert first.headers["Authorization"] == "Basic c2Vzc2lvbi11c2VyOnNlc3Npb24tcHc="
+    assert second.headers["Authorization"] == "Basic bmV0cmMtdXNlcjpuZXRyYy1wdw=="
