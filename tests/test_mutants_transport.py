@@ -11,9 +11,11 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import queue
 import re
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -758,3 +760,76 @@ def test_a_redirect_to_another_host_uses_its_netrc_entry(
     first, second = redirected_requests(server, "localhost")
     assert first.headers["Authorization"] == "Basic c2Vzc2lvbi11c2VyOnNlc3Npb24tcHc="
     assert second.headers["Authorization"] == "Basic bmV0cmMtdXNlcjpuZXRyYy1wdw=="
+
+
+# -- the connection goes back to its pool; the fallback as under urllib3 1.26 ----------
+
+
+def test_a_session_with_a_blocking_pool_of_one_connects_again(server: SSEServer) -> None:
+    # A closed body gives its connection back to the pool: with pool_block=True and
+    # one connection, the next attempt (a reconnect) would otherwise wait forever.
+    def factory() -> requests.Session:
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=1, pool_block=True)
+        session.mount("http://", adapter)
+        return session
+
+    server.enqueue(Script().event("a"), Script().event("b"))
+    results: queue.Queue[bytes] = queue.Queue()
+    with make_session(factory) as session:
+        assert read_all(session, server.url) == b"data: a\n\n"
+        again = threading.Thread(target=lambda: results.put(read_all(session, server.url)))
+        again.daemon = True  # if it waits forever, it must not hold up the interpreter
+        again.start()
+        assert results.get(timeout=TIMEOUT) == b"data: b\n\n"
+        again.join(TIMEOUT)
+
+
+def like_urllib3_1_26(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fallback path as under urllib3 1.26, whose responses have no ``read1``."""
+    read_on_the_fallback(monkeypatch)
+    for cls in urllib3.response.HTTPResponse.__mro__:
+        if "read1" in vars(cls):
+            monkeypatch.delattr(cls, "read1")
+
+
+@pytest.mark.parametrize("framing", [Framing.CHUNKED, Framing.CLOSE])
+def test_without_urllib3s_read1_each_event_comes_as_it_arrives(
+    server: SSEServer,
+    session: requests.Session,
+    monkeypatch: pytest.MonkeyPatch,
+    framing: Framing,
+) -> None:
+    like_urllib3_1_26(monkeypatch)
+    server.enqueue(Script(framing=framing).event("a").hold())
+    spec = RequestSpec(server.url, read_timeout=TIMEOUT)
+    started = time.monotonic()
+    with open_stream(session, spec, StopSignal()) as body:
+        assert next(body.chunks()) == b"data: a\n\n"
+    assert time.monotonic() - started < 1.0  # not after the read timeout
+
+
+def test_without_urllib3s_read1_a_short_body_is_a_lost_connection(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    like_urllib3_1_26(monkeypatch)
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 14\r\n\r\n"
+    server.enqueue(Script.raw_response(head + b"data: a\n\n").close())
+    with open_stream(session, RequestSpec(server.url, read_timeout=TIMEOUT), StopSignal()) as body:
+        chunks = body.chunks()
+        assert next(chunks) == b"data: a\n\n"
+        with pytest.raises(ReadError) as caught:
+            next(chunks)
+    assert str(caught.value) == (
+        f"connection to {server.url_for('/')} lost:"
+        " IncompleteRead: IncompleteRead(0 bytes read, 5 more expected)"
+    )
+
+
+def test_an_unusable_charset_parameter_means_utf_8_even_if_another_follows(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # The first charset parameter decides; one that names no codec means UTF-8.
+    headers = plain("; charset=iso-8859-1=x; charset=iso-8859-1")
+    server.enqueue(Script(503, headers=headers).send(b"caf\xc3\xa9"))
+    assert status_error(session, server.url).body == "café"
