@@ -685,10 +685,11 @@ def configured_session(
 class _ExplicitProxySession(requests.Session):
     # requests merges the environment's proxies over the session's (an HTTPS_PROXY
     # variable would beat an explicit proxy): hand ours in as the request's own.
+    # (Session.request passes a dict, ``{}`` when the request names no proxy.)
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
     ) -> Any:
-        merged = {**self.proxies, **(proxies or {})}
+        merged = {**self.proxies, **proxies}
         return super().merge_environment_settings(url, merged, stream, verify, cert)
 
 
