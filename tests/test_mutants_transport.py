@@ -8,6 +8,7 @@ any request.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
@@ -17,6 +18,7 @@ import socket
 import ssl
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -833,3 +835,27 @@ def test_an_unusable_charset_parameter_means_utf_8_even_if_another_follows(
     headers = plain("; charset=iso-8859-1=x; charset=iso-8859-1")
     server.enqueue(Script(503, headers=headers).send(b"caf\xc3\xa9"))
     assert status_error(session, server.url).body == "café"
+
+
+def test_an_open_body_keeps_no_header_reader_once_it_is_drained(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # Memory per stream: http.client's 8 KiB buffered reader (made in socket.py's
+    # makefile) read the headers; once what it held is read, it is let go, and the
+    # socket is read directly for the life of the stream.
+    count = 10
+    server.enqueue(*(Script().event("a").hold() for _ in range(count)))
+    spec = RequestSpec(server.url, read_timeout=TIMEOUT)
+    with contextlib.ExitStack() as bodies:
+        tracemalloc.start()
+        try:
+            for _ in range(count):
+                body = bodies.enter_context(open_stream(session, spec, StopSignal()))
+                assert next(body.chunks()) == b"data: a\n\n"
+            kept = tracemalloc.take_snapshot().filter_traces(
+                [tracemalloc.Filter(True, socket.__file__)]
+            )
+        finally:
+            tracemalloc.stop()
+        held = sum(stat.size for stat in kept.statistics("filename"))
+    assert held < count * 2048, f"{held} bytes held by socket.py's readers"
