@@ -859,3 +859,18 @@ def test_an_open_body_keeps_no_header_reader_once_it_is_drained(
             tracemalloc.stop()
         held = sum(stat.size for stat in kept.statistics("filename"))
     assert held < count * 2048, f"{held} bytes held by socket.py's readers"
+
+
+@pytest.mark.skipif(urllib3.__version__.startswith("1."), reason="urllib3 2 counts the bytes")
+def test_a_short_body_on_the_fallback_says_how_much_of_it_arrived(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read_on_the_fallback(monkeypatch)
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 14\r\n\r\n"
+    server.enqueue(Script.raw_response(head + b"data: a\n\n").close())
+    with open_stream(session, RequestSpec(server.url, read_timeout=TIMEOUT), StopSignal()) as body:
+        chunks = body.chunks()
+        assert next(chunks) == b"data: a\n\n"
+        with pytest.raises(ReadError) as caught:
+            next(chunks)
+    assert str(caught.value).endswith(": IncompleteRead(9 bytes read, 5 more expected)")
