@@ -874,3 +874,21 @@ def test_a_short_body_on_the_fallback_says_how_much_of_it_arrived(
         with pytest.raises(ReadError) as caught:
             next(chunks)
     assert str(caught.value).endswith(": IncompleteRead(9 bytes read, 5 more expected)")
+
+
+def test_a_session_that_ignores_the_environment_ignores_netrc_on_a_redirect(
+    server: SSEServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine localhost login netrc-user password netrc-pw\n", encoding="utf-8")
+    monkeypatch.setenv("NETRC", str(netrc))
+
+    def factory() -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False  # no proxy variables, no CA bundle variables, no .netrc
+        return session
+
+    server.enqueue(Script.redirect(server.url_for("/moved", host="localhost")), Script().event("a"))
+    with make_session(factory) as session:
+        assert read_all(session, server.url) == b"data: a\n\n"
+    assert "Authorization" not in server.wait_for_requests(2)[1].headers
