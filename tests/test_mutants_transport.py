@@ -28,6 +28,7 @@ import pytest
 import requests
 import trustme
 import urllib3
+from _proxy import ForwardProxy
 
 from eventstream import (
     ConnectError,
@@ -892,3 +893,29 @@ def test_a_session_that_ignores_the_environment_ignores_netrc_on_a_redirect(
     with make_session(factory) as session:
         assert read_all(session, server.url) == b"data: a\n\n"
     assert "Authorization" not in server.wait_for_requests(2)[1].headers
+
+
+def test_the_tls_in_tls_path_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # An https:// origin through an https:// proxy: no socket to read directly, but
+    # the tunnel under urllib3's SSLTransport.
+    authority = trustme.CA()
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+
+    def context() -> ssl.SSLContext:
+        made = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        authority.issue_cert("127.0.0.1").configure_cert(made)
+        return made
+
+    with ForwardProxy(context()) as proxy, SSEServer(ssl_context=context()) as origin:
+        origin.enqueue(Script().event("a"))
+        factory = functools.partial(
+            _transport.configured_session, verify=str(bundle), proxy=proxy.url
+        )
+        with (
+            make_session(factory) as session,
+            caplog.at_level(logging.DEBUG, logger="eventstream._transport"),
+        ):
+            assert read_all(session, origin.url) == b"data: a\n\n"
+    expected = f"reading {origin.url_for('/')} from its TLS tunnel (fast path)"
+    assert expected in [record.getMessage() for record in caplog.records]
