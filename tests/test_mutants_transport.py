@@ -16,6 +16,7 @@ import queue
 import re
 import socket
 import ssl
+import sys
 import threading
 import time
 import tracemalloc
@@ -919,3 +920,16 @@ def test_the_tls_in_tls_path_is_logged(tmp_path: Path, caplog: pytest.LogCapture
             assert read_all(session, origin.url) == b"data: a\n\n"
     expected = f"reading {origin.url_for('/')} from its TLS tunnel (fast path)"
     assert expected in [record.getMessage() for record in caplog.records]
+
+
+def test_a_factory_handing_back_the_same_session_works_however_often_it_is_called(
+    server: SSEServer,
+) -> None:
+    # Each start or restart of a stream calls the factory again: one that keeps its
+    # session gets it back prepared once, not wrapped once more each time.
+    kept = requests.Session()
+    for _ in range(sys.getrecursionlimit()):
+        assert make_session(lambda: kept) is kept
+    server.enqueue(Script().event("a"))
+    with kept:
+        assert read_all(kept, server.url) == b"data: a\n\n"
