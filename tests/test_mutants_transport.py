@@ -933,3 +933,16 @@ def test_a_factory_handing_back_the_same_session_works_however_often_it_is_calle
     server.enqueue(Script().event("a"))
     with kept:
         assert read_all(kept, server.url) == b"data: a\n\n"
+
+
+def test_the_streams_own_headers_are_spelt_as_a_browser_spells_them(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # Names are case-insensitive in HTTP, but a server or proxy that compares them as
+    # written still finds them spelt as an EventSource sends them.
+    server.enqueue(Script().event("a"))
+    assert read_all(session, server.url) == b"data: a\n\n"
+    (request,) = server.wait_for_requests(1)
+    fields = set(request.headers.fields)
+    assert {("Accept", "text/event-stream"), ("Cache-Control", "no-cache")} <= fields
+    assert ("Accept-Encoding", "gzip, deflate") in fields
