@@ -153,12 +153,25 @@ class Channel:
         loses nothing.  Iterating the reader costs no Python step per event, which
         is most of what handing events to another thread costs.
         """
-        lock = self._lock
-        lock.acquire()
-        try:
-            if operator.length_hint(self._reader):
-                return self._reader
-            while not self._events:
+        # A signal handler that raises (KeyboardInterrupt, the CLI's SIGTERM) runs
+        # between two steps of this thread: after any C call, at a function's start or
+        # a loop's jump.  So the lock is held only by ``with`` (released whatever is
+        # raised), the calls that may be followed by such a raise come before the
+        # state changes, which are plain stores that nothing can cut, or the last
+        # step.  A raise at any point leaves the channel as before the call or after.
+        while True:
+            with self._lock:
+                if self._room_waiting:  # also wakes producers that a raise kept waiting
+                    self._room.notify_all()
+                if operator.length_hint(self._reader):
+                    return self._reader
+                if self._events:
+                    batch = list(self._events)
+                    reader = iter(batch)
+                    before = self._batch[-1] if self._batch else self._before
+                    self._before, self._batch, self._reader = before, batch, reader
+                    self._events.clear()  # a raise after it finds the reader stored
+                    return reader
                 if self._cancelled:
                     return None
                 if self._ended:
@@ -167,18 +180,4 @@ class Channel:
                         raise error
                     return None
                 self._consumers_waiting += 1
-                lock.release()
-                try:
-                    self._doorbell.get()
-                finally:
-                    lock.acquire()
-            if self._batch:
-                self._before = self._batch[-1]
-            self._batch = list(self._events)
-            self._reader = iter(self._batch)
-            self._events.clear()
-            if self._room_waiting:
-                self._room.notify_all()
-            return self._reader
-        finally:
-            lock.release()
+            self._doorbell.get()
