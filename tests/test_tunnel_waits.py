@@ -10,6 +10,7 @@ these count the waits, with and without a read timeout.
 from __future__ import annotations
 
 import dataclasses
+import io
 import queue
 import socket
 import ssl
@@ -30,6 +31,8 @@ from test_proxies import (  # noqa: F401  (fixtures)
 )
 
 from eventstream import ReadError, _transport
+from eventstream._stop import StopSignal
+from eventstream._tunnelread import Tunnel, TunnelSource
 from eventstream._wait import Waiter
 from eventstream.testing import Script
 
@@ -174,3 +177,40 @@ def test_a_read_that_must_write_first_waits_for_writing_not_for_more_data(
     gate.set()
     assert tunnelled.chunks.get(timeout=TIMEOUT) == b"data: a\n\n"
     assert wrapped[0].asked.is_set()
+
+
+def test_a_body_that_ends_at_close_through_the_tunnel_ends_there(
+    tunnelled: Tunnelled,  # noqa: F811
+    tunnels: list[int],  # noqa: F811
+) -> None:
+    # No length, no chunks: the origin's TLS ending is the end of the body, and the
+    # reader returns with what came before it, and nothing after.
+    # Catches: TunnelSource._read_inner taking the inner TLS's end for more bytes.
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+    tunnelled.origin.enqueue(Script.raw_response(head + b"data: a\n\n"))
+    tunnelled.start(read_timeout=TIMEOUT)
+    assert tunnelled.read(9) == b"data: a\n\n"
+    assert tunnelled.chunks.get(timeout=TIMEOUT) == b"<returned>"
+    assert tunnelled.error is None
+    assert tunnels
+
+
+class _WantsMore:
+    """An inner TLS object that asks for more input whatever it has been given."""
+
+    def read(self, size: int) -> bytes:
+        raise ssl.SSLWantReadError("more input needed")
+
+
+def test_a_tunnel_whose_input_ended_reads_as_ended_even_if_tls_wants_more() -> None:
+    # The outer connection ended (its EOF is in the incoming BIO): no more input can
+    # come, so a read reports the end of input rather than waiting or inventing bytes.
+    # Catches: TunnelSource._read_now returning other bytes there.
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    incoming.write_eof()
+    ours, theirs = socket.socketpair()
+    stop = StopSignal()
+    with ours, theirs, Waiter(stop) as waiter:
+        tunnel = Tunnel(_WantsMore(), incoming, outgoing, ours)  # type: ignore[arg-type]
+        source = TunnelSource(io.BufferedReader(io.BytesIO(b"")), tunnel, waiter, stop)
+        assert source.read(TIMEOUT) == b""
