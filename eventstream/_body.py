@@ -181,7 +181,7 @@ class _Chunked:
             raise
 
     def _feed(self, data: bytes, out: list[bytes]) -> bytes:
-        buf = self._held + data  # b"" + data is data itself, not a copy
+        buf = self._held + data if self._held else data
         self._held = b""
         append, find = out.append, buf.find
         pos, size = 0, len(buf)
