@@ -39,6 +39,7 @@ class Channel:
     _ended = False
     _cancelled = False  # a stop cancelled consumption
     _error: BaseException | None = None  # what the producer ended with (read after _ended)
+    _answer: tuple[bool, Event | None] | None = None  # cancel's, until a reopen
 
     def __init__(self, capacity: int) -> None:
         self.make_locks()
@@ -52,6 +53,7 @@ class Channel:
         self._batch: list[Event] = []
         self._reader: Iterator[Event] = iter(self._batch)
         self._before: Event | None = None  # the last event of the batches before
+        self._drained: list[Event] = []  # what a cancel took from the reader
 
     def make_locks(self) -> None:
         """Make the lock, the producers' condition and the consumer's doorbell; again
@@ -110,8 +112,8 @@ class Channel:
         """Accept a new producer after an end (a stream started again).  An error the
         consumer did not take is replaced by what the new producer's end brings."""
         with self._lock:
-            self._ended = False
-            self._cancelled = False
+            self._ended = self._cancelled = False
+            self._answer = None
 
     def cancel(self) -> tuple[bool, Event | None]:
         """Drop queued events and end consumption now (the stream was stopped).
@@ -119,7 +121,7 @@ class Channel:
         Returns whether events the consumer had not received were dropped, and the
         last event it received (None if none ever), so the stream can resume after it.
         The consumer's reader is a list iterator, and taking the next event from it
-        is one C call; so is draining it here (``list(reader)``), which both ends it
+        is one C call; so is draining it here (``list.extend``), which both ends it
         and says how many events it still held.  Under the GIL the two cannot
         interleave, so the answer is exact and no event of the batch comes out after
         this returns.  (Two calls, one to ask where the reader stands and one to end
@@ -128,16 +130,24 @@ class Channel:
         with the consumer's step could do the same for one event, never lose one.)
         """
         with self._lock:
-            self._cancelled = True
-            batch, reader = self._batch, self._reader
-            left = len(list(reader))
-            taken = len(batch) - left
+            # A stop may be cut by a KeyboardInterrupt and called again (see take):
+            # the answer is kept until a reopen, and what the drain took is kept
+            # until the answer is, so a second call gives the same answer.
+            if self._answer is not None:
+                self._wake_all()
+                return self._answer
+            drained = self._drained
+            drained.extend(self._reader)  # one C call: ends the reader, keeps the rest
+            batch = self._batch
+            taken = len(batch) - len(drained)
             received = batch[taken - 1] if taken else self._before
-            dropped = bool(self._events) or left > 0
+            answer = bool(self._events) or bool(drained), received
+            empty = iter(())
+            self._cancelled, self._answer, self._drained = True, answer, []
+            self._batch, self._reader, self._before = [], empty, received
             self._events.clear()
-            self._batch, self._reader, self._before = [], iter([]), received
             self._wake_all()
-            return dropped, received
+            return answer
 
     def wake(self) -> None:
         """Wake every waiter so it re-checks its stop signal."""

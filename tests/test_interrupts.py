@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import FrameType
 from typing import Any
 
@@ -82,21 +82,21 @@ def within(seconds: float, action: Callable[[], Any]) -> Any:
     return result[0]
 
 
+def taken(channel: Channel) -> list[str]:
+    """The data of what one take() gives."""
+    reader = channel.take()
+    assert reader is not None
+    return [e.data for e in reader]
+
+
 def take_all(channel: Channel, at: int) -> tuple[list[str], bool]:
     """Everything available, with an interrupt at point ``at`` of the first take;
     whether it fired."""
     got: list[str] = []
-    with interrupted_at(at) as interrupter:
-        try:
-            reader = channel.take()
-            assert reader is not None
-            got += [e.data for e in reader]
-        except KeyboardInterrupt:
-            pass
+    with interrupted_at(at) as interrupter, suppress(KeyboardInterrupt):
+        got += taken(channel)
     if interrupter.fired:
-        reader = within(TIMEOUT, channel.take)
-        assert reader is not None
-        got += [e.data for e in reader]
+        got += within(TIMEOUT, lambda: taken(channel))
     return got, interrupter.fired
 
 
@@ -136,9 +136,7 @@ def test_an_interrupted_take_still_lets_a_waiting_producer_in() -> None:
             got, fired = take_all(channel, at)
             producer.join(TIMEOUT)
             assert not producer.is_alive(), at
-            reader = channel.take()
-            assert reader is not None
-            got += [e.data for e in reader]
+            got += taken(channel)
             assert got == ["a", "b", "c"], at
             return fired
         finally:
@@ -163,98 +161,125 @@ def test_an_interrupted_wait_for_events_misses_none() -> None:
         producer = threading.Thread(target=produce, daemon=True)
         producer.start()
         got: list[str] = []
-        with interrupted_at(at) as interrupter:
+        with interrupted_at(at) as interrupter, suppress(KeyboardInterrupt):
             waiting.set()
-            try:
-                reader = channel.take()
-                assert reader is not None
-                got += [e.data for e in reader]
-            except KeyboardInterrupt:
-                pass
+            got += taken(channel)
         producer.join(TIMEOUT)
-        while not got:
-            reader = within(TIMEOUT, channel.take)
-            assert reader is not None
-            got += [e.data for e in reader]
+        if not got:
+            got += within(TIMEOUT, lambda: taken(channel))
         assert got == ["a"], at
         return interrupter.fired
 
     each_point(scenario)
 
 
-def test_an_interrupted_loop_over_a_stream_goes_on_where_it_stopped() -> None:
-    # Ten loops over one stream, each cut at another point of its first steps, then
-    # one that runs to the end: every event exactly once, then a prompt stop.
+def numbered(count: int) -> Script:
+    """Events 1..count (each its own ID), then silence."""
     script = Script()
-    for n in range(1, 41):
+    for n in range(1, count + 1):
         script = script.event(str(n), id=str(n))
+    return script.pause(30)
+
+
+def on_a_thread(consume: Callable[[], None], stream: EventStream, what: str) -> None:
+    """``consume()`` on a thread of its own (profiling is per thread), bounded: a
+    consumer still running after the timeout fails the test; the stream is stopped."""
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    consumer.join(TIMEOUT)
+    try:
+        assert not consumer.is_alive(), f"stuck: {what}"
+    finally:
+        stream.stop(TIMEOUT)
+
+
+Step = Callable[[EventStream, "list[Iterator[Event]]"], object]
+
+
+def cut_then_stop(url: str, at: int, cut: Step, prelude: Step | None = None) -> dict[str, Any]:
+    """A stream of ``url``: ``prelude``, then ``cut`` with an interrupt at point
+    ``at``, then ``stop()``.  Says whether the interrupt fired, what ``stop()``
+    returned (or raised) and the stream's ``last_event_id`` after it.  The steps keep
+    their iterators in the list they get: closed after the stop, not while
+    interrupts are raised."""
+    stream = EventStream(url)
+    outcome: dict[str, Any] = {}
+
+    def consume() -> None:
+        held: list[Iterator[Event]] = []
+        if prelude is not None:
+            prelude(stream, held)
+        with interrupted_at(at) as interrupter, suppress(KeyboardInterrupt):
+            cut(stream, held)
+        outcome["fired"] = interrupter.fired
+        try:
+            outcome["stopped"] = stream.stop(TIMEOUT)
+        except Exception as exc:
+            outcome["stopped"] = exc
+        outcome["last_event_id"] = stream.last_event_id
+        held.clear()
+
+    on_a_thread(consume, stream, f"after interrupt point {at}")
+    return outcome
+
+
+def test_an_interrupted_loop_over_a_stream_goes_on_where_it_stopped() -> None:
+    # Forty loops over one stream, each cut at another point of its first steps,
+    # then one that runs to the end: every event exactly once, then a prompt stop.
     with SSEServer() as server:
-        server.default = lambda request: script.pause(30)
+        server.default = lambda request: numbered(40)
         stream = EventStream(server.url)
         got: list[str] = []
-        done = threading.Event()
+
+        def loop() -> None:
+            for event in stream:
+                got.append(event.id)
+                if len(got) == 40:
+                    return
 
         def consume() -> None:
-            try:
-                for at in range(1, 41):
-                    with interrupted_at(at):
-                        try:
-                            for event in stream:
-                                got.append(event.id)
-                                if len(got) == 40:
-                                    return
-                        except KeyboardInterrupt:
-                            pass
-                for event in stream:
-                    got.append(event.id)
-                    if len(got) == 40:
-                        return
-            finally:
-                done.set()
+            for at in range(1, 41):
+                with interrupted_at(at), suppress(KeyboardInterrupt):
+                    loop()
+                    return
+            loop()
 
-        consumer = threading.Thread(target=consume, daemon=True)
-        consumer.start()
-        try:
-            assert done.wait(TIMEOUT), "the consumer is stuck"
-            assert got == [str(n) for n in range(1, 41)]
-        finally:
-            assert within(TIMEOUT, lambda: stream.stop(TIMEOUT))
-            consumer.join(TIMEOUT)
+        on_a_thread(consume, stream, "the consumer")
+        assert got == [str(n) for n in range(1, 41)]
 
 
 def test_stop_after_an_interrupted_loop_is_prompt() -> None:
     # What the CLI does on SIGTERM: a loop cut at any point (starting the stream,
     # waiting, taking), then stop(), which must not hang or raise.
+    def start_and_take(stream: EventStream, held: list[Iterator[Event]]) -> None:
+        held.append(iter(stream))
+        next(held[0])
+
     with SSEServer() as server:
-        server.default = lambda request: Script().event("1", id="1").pause(30)
+        server.default = lambda request: numbered(1)
 
         def scenario(at: int) -> bool:
-            stream = EventStream(server.url)
-            outcome: list[Any] = []
-
-            def consume() -> None:
-                events: Iterator[Event] = iter(())
-                with interrupted_at(at) as interrupter:
-                    try:
-                        events = iter(stream)
-                        next(events)
-                    except KeyboardInterrupt:
-                        pass
-                try:
-                    outcome.append(stream.stop(TIMEOUT))
-                except Exception as exc:
-                    outcome.append(exc)
-                outcome.append(interrupter.fired)
-                del events  # closed here, not while interrupts are raised
-
-            consumer = threading.Thread(target=consume, daemon=True)
-            consumer.start()
-            consumer.join(TIMEOUT)
-            try:
-                assert not consumer.is_alive(), f"stuck after interrupt point {at}"
-                assert outcome[0] is True, (at, outcome)
-            finally:
-                stream.stop(TIMEOUT)
-            return bool(outcome[1])
+            outcome = cut_then_stop(server.url, at, start_and_take)
+            assert outcome["stopped"] is True, (at, outcome)
+            return bool(outcome["fired"])
 
         assert each_point(scenario) > 20
+
+
+def test_an_interrupted_stop_can_be_called_again_and_names_the_last_event_received() -> None:
+    # Ctrl-C twice: once in the loop, once in the stop() that follows.  A second
+    # stop() ends the worker, and the resume point is still the last event received.
+    def take_three(stream: EventStream, held: list[Iterator[Event]]) -> None:
+        held.append(iter(stream))
+        assert [next(held[0]).id for _ in range(3)] == ["1", "2", "3"]
+
+    with SSEServer() as server:
+        server.default = lambda request: numbered(10)
+
+        def scenario(at: int) -> bool:
+            outcome = cut_then_stop(server.url, at, lambda s, _: s.stop(TIMEOUT), take_three)
+            assert outcome["stopped"] is True, (at, outcome)
+            assert outcome["last_event_id"] == "3", (at, outcome)
+            return bool(outcome["fired"])
+
+        assert each_point(scenario) > 5
