@@ -288,17 +288,21 @@ def _whole_chunks(buf: bytes, out: list[bytes]) -> int:
 
 
 class _HexTable(dict[int, bytes]):
-    """Chunk sizes written in hex, as servers write them, made once per size."""
+    """Chunk sizes written in lower-case hex, as servers write them, made once per size."""
 
-    def __init__(self, template: bytes) -> None:
-        super().__init__()
-        self._template = template
+    _template = b"%x"
 
     def __missing__(self, size: int) -> bytes:
         text = self._template % size
         if len(self) < _SIZES_MAX:  # a dict shared by threads: one key, one value
             self[size] = text
         return text
+
+
+class _UpperHexTable(_HexTable):
+    """The same, in upper-case hex."""
+
+    _template = b"%X"
 
 
 class _State(enum.Enum):
@@ -314,7 +318,9 @@ _SIZE, _DATA, _CRLF, _TRAILER, _DONE = _State
 
 _SIZES: dict[bytes, int] = {}  # chunk-size lines seen, bare hex digits only
 _SIZES_MAX = 4096
-_LOWER_HEX, _UPPER_HEX = _HexTable(b"%x"), _HexTable(b"%X")
+
+
+_LOWER_HEX, _UPPER_HEX = _HexTable(), _UpperHexTable()
 
 
 def _one_chunk(data: bytes) -> bytes | None:

@@ -24,6 +24,7 @@ from . import __version__
 from . import _cli_args as args_
 from ._cli_output import Format, Output, Reporter
 from ._cli_run import Config, ExitStatus, Outcome, run
+from ._cli_signals import Terminated
 from ._oneshot import DEFAULT_RETRIES
 from ._options import DEFAULT_TIMEOUT
 from ._parser import DEFAULT_MAX_EVENT_SIZE
@@ -107,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 outcome = run(dataclasses.replace(config, url=url), reporter, output)
     except KeyboardInterrupt:  # before the stream started, or while it was stopped
         outcome = Outcome(ExitStatus.INTERRUPTED)
+    except Terminated:  # a second SIGTERM while the run stopped its stream after one
+        outcome = Outcome(ExitStatus.TERMINATED)
     signalled = outcome.status in (ExitStatus.INTERRUPTED, ExitStatus.TERMINATED)
     if argv is None and (outcome.abandoned or signalled):
         _leave_now(outcome.status)

@@ -54,8 +54,8 @@ class StateFile:
         except OSError as exc:
             raise StateError(f"cannot write the state file {self.path}: {exc}") from exc
         try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as file:
-                file.write(last_event_id + "\n")
+            with os.fdopen(fd, "wb") as file:  # bytes: "\n" on every platform
+                file.write(f"{last_event_id}\n".encode())
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, self.path)

@@ -169,10 +169,6 @@ class Control:
             self.deferred = True
             return
         stop = StopSignal()
-        if self.channel is not None:
-            self.channel.reopen()
-        self.settled.clear()
-        self.failure = None
         sink = _Sink(self, stop)
         worker = Worker(self.options, stop, sink, resume=self.resume_point)
         thread = threading.Thread(
@@ -181,19 +177,29 @@ class Control:
             name=f"eventstream-worker-{next(_thread_ids)}",
             daemon=True,
         )
-        previous = self.stop, self.thread
-        self.stop, self.thread = stop, thread
         with _live_lock:
             _live.add(self)
+        previous = self.stop, self.thread
+        # From here on, whatever is raised (a KeyboardInterrupt on this thread, or
+        # no thread to be had) puts the previous worker back: the new one's stop
+        # signal is set, so if it began after all, it ends before it connects.
         try:
+            if self.channel is not None:
+                self.channel.reopen()
+            self.settled.clear()
+            self.failure = None
+            self.stop, self.thread = stop, thread
             thread.start()
-        except RuntimeError as exc:  # "can't start new thread": out of threads or memory
+        except BaseException as exc:
+            stop.set()
             self.stop, self.thread = previous  # a thread never started cannot be joined
             if previous[1] is None or not previous[1].is_alive():
                 with _live_lock:
                     _live.discard(self)
             self.settled.set()
-            raise _no_thread(self.options.safe_url, exc) from exc
+            if isinstance(exc, RuntimeError):  # "can't start new thread": out of threads
+                raise _no_thread(self.options.safe_url, exc) from exc
+            raise
 
     def _launch_deferred(self) -> None:
         with self.lock:  # in a uWSGI worker, just forked; not if stopped since

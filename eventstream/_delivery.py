@@ -39,6 +39,7 @@ class Channel:
     _ended = False
     _cancelled = False  # a stop cancelled consumption
     _error: BaseException | None = None  # what the producer ended with (read after _ended)
+    _answer: tuple[bool, Event | None] | None = None  # cancel's, until a reopen
 
     def __init__(self, capacity: int) -> None:
         self.make_locks()
@@ -52,6 +53,7 @@ class Channel:
         self._batch: list[Event] = []
         self._reader: Iterator[Event] = iter(self._batch)
         self._before: Event | None = None  # the last event of the batches before
+        self._drained: list[Event] = []  # what a cancel took from the reader
 
     def make_locks(self) -> None:
         """Make the lock, the producers' condition and the consumer's doorbell; again
@@ -110,8 +112,8 @@ class Channel:
         """Accept a new producer after an end (a stream started again).  An error the
         consumer did not take is replaced by what the new producer's end brings."""
         with self._lock:
-            self._ended = False
-            self._cancelled = False
+            self._ended = self._cancelled = False
+            self._answer = None
 
     def cancel(self) -> tuple[bool, Event | None]:
         """Drop queued events and end consumption now (the stream was stopped).
@@ -119,7 +121,7 @@ class Channel:
         Returns whether events the consumer had not received were dropped, and the
         last event it received (None if none ever), so the stream can resume after it.
         The consumer's reader is a list iterator, and taking the next event from it
-        is one C call; so is draining it here (``list(reader)``), which both ends it
+        is one C call; so is draining it here (``list.extend``), which both ends it
         and says how many events it still held.  Under the GIL the two cannot
         interleave, so the answer is exact and no event of the batch comes out after
         this returns.  (Two calls, one to ask where the reader stands and one to end
@@ -128,16 +130,24 @@ class Channel:
         with the consumer's step could do the same for one event, never lose one.)
         """
         with self._lock:
-            self._cancelled = True
-            batch, reader = self._batch, self._reader
-            left = len(list(reader))
-            taken = len(batch) - left
+            # A stop may be cut by a KeyboardInterrupt and called again (see take):
+            # the answer is kept until a reopen, and what the drain took is kept
+            # until the answer is, so a second call gives the same answer.
+            if self._answer is not None:
+                self._wake_all()
+                return self._answer
+            drained = self._drained
+            drained.extend(self._reader)  # one C call: ends the reader, keeps the rest
+            batch = self._batch
+            taken = len(batch) - len(drained)
             received = batch[taken - 1] if taken else self._before
-            dropped = bool(self._events) or left > 0
+            answer = bool(self._events) or bool(drained), received
+            empty = iter(())
+            self._cancelled, self._answer, self._drained = True, answer, []
+            self._batch, self._reader, self._before = [], empty, received
             self._events.clear()
-            self._batch, self._reader, self._before = [], iter([]), received
             self._wake_all()
-            return dropped, received
+            return answer
 
     def wake(self) -> None:
         """Wake every waiter so it re-checks its stop signal."""
@@ -153,12 +163,25 @@ class Channel:
         loses nothing.  Iterating the reader costs no Python step per event, which
         is most of what handing events to another thread costs.
         """
-        lock = self._lock
-        lock.acquire()
-        try:
-            if operator.length_hint(self._reader):
-                return self._reader
-            while not self._events:
+        # A signal handler that raises (KeyboardInterrupt, the CLI's SIGTERM) runs
+        # between two steps of this thread: after any C call, at a function's start or
+        # a loop's jump.  So the lock is held only by ``with`` (released whatever is
+        # raised), the calls that may be followed by such a raise come before the
+        # state changes, which are plain stores that nothing can cut, or the last
+        # step.  A raise at any point leaves the channel as before the call or after.
+        while True:
+            with self._lock:
+                if self._room_waiting:  # also wakes producers that a raise kept waiting
+                    self._room.notify_all()
+                if operator.length_hint(self._reader):
+                    return self._reader
+                if self._events:
+                    batch = list(self._events)
+                    reader = iter(batch)
+                    before = self._batch[-1] if self._batch else self._before
+                    self._before, self._batch, self._reader = before, batch, reader
+                    self._events.clear()  # a raise after it finds the reader stored
+                    return reader
                 if self._cancelled:
                     return None
                 if self._ended:
@@ -167,18 +190,4 @@ class Channel:
                         raise error
                     return None
                 self._consumers_waiting += 1
-                lock.release()
-                try:
-                    self._doorbell.get()
-                finally:
-                    lock.acquire()
-            if self._batch:
-                self._before = self._batch[-1]
-            self._batch = list(self._events)
-            self._reader = iter(self._batch)
-            self._events.clear()
-            if self._room_waiting:
-                self._room.notify_all()
-            return self._reader
-        finally:
-            lock.release()
+            self._doorbell.get()

@@ -206,13 +206,16 @@ def _send(session: requests.Session, spec: RequestSpec) -> requests.Response:
     requests itself drops only ``Authorization`` when a redirect changes host; a
     token in any other header (``X-Api-Key``, a ``Cookie`` set by hand...) would go
     along.  So redirects are followed here: when the next URL is on another host, or
-    leaves https for http, the caller's headers and ``auth`` are not sent there; only
-    the stream's own headers are (``Accept``, ``Cache-Control``, ``Last-Event-ID``).
-    The session's cookie jar still sends each host only its own cookies.
+    leaves https for http, the caller's headers and ``auth`` are not sent there, nor
+    the session's (a ``session_factory`` may set ``auth`` or ``headers``); only the
+    stream's own headers are (``Accept``, ``Cache-Control``, ``Last-Event-ID``).
+    The session's cookie jar still sends each host only its own cookies, and
+    ``.netrc`` each host its own entry, as requests does.
     """
     method, url, params = spec.method, spec.url, spec.params
     data, json_body = spec.data, spec.json
-    headers, auth = request_headers(spec.headers), spec.auth
+    headers: dict[str, str | None] = {**request_headers(spec.headers)}
+    auth = spec.auth
     if auth is None and urlsplit(url).username is not None:
         # Credentials in the URL are an ``auth``: held here, so that a redirect on
         # the same host keeps them (as requests would) and one elsewhere drops them.
@@ -255,8 +258,8 @@ def _send(session: requests.Session, spec: RequestSpec) -> requests.Response:
             return response
         redirect = response
         if leaves_origin(response.url, target):
-            headers = {k: v for k, v in headers.items() if k.lower() in _PROTOCOL_HEADERS}
-            auth = None
+            headers = _headers_elsewhere(session, headers)
+            auth = _auth_elsewhere(session, target)
         if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
             method, data, json_body = "GET", None, None  # as browsers and requests do
         url, params = target, None  # the Location is complete
@@ -270,6 +273,34 @@ def _send(session: requests.Session, spec: RequestSpec) -> requests.Response:
 
 
 _PROTOCOL_HEADERS = frozenset(("accept", "cache-control", "accept-encoding", "last-event-id"))
+#: Headers a session has by default (requests' own), sent to any host.
+_SESSION_DEFAULTS = frozenset(("user-agent", "connection"))
+
+
+def _headers_elsewhere(
+    session: requests.Session, headers: Mapping[str, str | None]
+) -> dict[str, str | None]:
+    """The headers for a redirect to another origin: the stream's own, and None for
+    each other header of the session's, which requests then leaves out."""
+    kept = {k: v for k, v in headers.items() if k.lower() in _PROTOCOL_HEADERS}
+    for name in session.headers:
+        if name.lower() not in _PROTOCOL_HEADERS | _SESSION_DEFAULTS:
+            kept[name] = None
+    return kept
+
+
+def _auth_elsewhere(session: requests.Session, url: str) -> Auth:
+    """The ``auth`` for a redirect to another origin: the ``.netrc`` entry for its
+    host (as requests does), else one that sends nothing.  None would not do: requests
+    would send the session's own ``auth`` (or the Location's user info) there."""
+    found = requests.utils.get_netrc_auth(url) if session.trust_env else None
+    return _no_auth if found is None else found
+
+
+def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    return request
+
+
 # A host as RFC 3986 writes it: a reg-name (ASCII, maybe percent-encoded), an IPv4
 # address, or the inside of an IPv6 literal.  What requests does with anything else
 # (a space, raw non-ASCII) depends on its version: connect, refuse, or encode it.
@@ -654,10 +685,11 @@ def configured_session(
 class _ExplicitProxySession(requests.Session):
     # requests merges the environment's proxies over the session's (an HTTPS_PROXY
     # variable would beat an explicit proxy): hand ours in as the request's own.
+    # (Session.request passes a dict, ``{}`` when the request names no proxy.)
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
     ) -> Any:
-        merged = {**self.proxies, **(proxies or {})}
+        merged = {**self.proxies, **proxies}
         return super().merge_environment_settings(url, merged, stream, verify, cert)
 
 

@@ -127,18 +127,17 @@ class TunnelSource:
                 tunnel.incoming.write_eof()  # the inner read now ends or fails for good
 
     def _drain(self) -> bytes:
-        # What http.client buffered with the headers.  read1() reads its buffer
-        # first, and calls the transport only when that is empty; the transport
-        # then raises SSLWantReadError instead of blocking (the outer socket is
-        # non-blocking), having kept whatever it read in the incoming BIO.  (It also
+        # What http.client buffered with the headers.  One read1() takes all that its
+        # buffer holds; holding nothing, it calls the transport once, which raises
+        # SSLWantReadError instead of blocking (the outer socket is non-blocking),
+        # having kept whatever it read in the incoming BIO.  Either way the buffer is
+        # empty then: from here on the tunnel is read directly.  (The transport also
         # sends what the inner TLS has to send, with sendall(): on a non-blocking
         # socket that could only fail with a full send buffer, which one request
         # cannot fill.)
-        assert self._buffered is not None
-        data = read_buffered(self._buffered)
-        if not data:
-            self._buffered = None  # empty: from here on the tunnel is read directly
-        return data
+        buffered, self._buffered = self._buffered, None
+        assert buffered is not None
+        return read_buffered(buffered)
 
     def _read_inner(self) -> bytes:
         tunnel = self._tunnel

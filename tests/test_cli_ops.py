@@ -25,10 +25,12 @@ import pytest
 import trustme
 from test_cli import TIMEOUT, read_line, run_cli, start_cli
 
+from eventstream import EventStream
 from eventstream._cli import main
 from eventstream._cli_health import Health
 from eventstream._cli_output import Output, Reporter
 from eventstream._cli_run import Config, run
+from eventstream._cli_signals import Terminated
 from eventstream.testing import RecordedRequest, Script, SSEServer
 
 UNHEALTHY = 3
@@ -394,6 +396,25 @@ def test_sigterm_while_waiting_for_headers_exits_143(server: SSEServer) -> None:
         elapsed = interrupt(process, sig=signal.SIGTERM)
     assert process.returncode == 128 + signal.SIGTERM
     assert elapsed < CTRL_C_LIMIT
+
+
+def test_a_second_sigterm_while_stopping_still_exits_143(
+    server: SSEServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A service manager may send SIGTERM again while the run stops its stream: the
+    # handler raises Terminated there too, and the status must still say terminated.
+    server.default = Script().event("1", id="1").pause(30)
+    stopped = []
+    stop = EventStream.stop
+
+    def stop_then_terminated(self: EventStream, timeout: float | None = None) -> bool:
+        stopped.append(stop(self, timeout))
+        raise Terminated
+
+    monkeypatch.setattr(EventStream, "stop", stop_then_terminated)
+    assert main(["-q", "--max-events", "1", "--format", "data", server.url]) == 128 + signal.SIGTERM
+    assert stopped == [True]  # the worker was stopped before the second signal
+    assert capsys.readouterr().out.strip() == "1"
 
 
 def test_a_silent_server_is_reported_before_the_read_timeout(server: SSEServer) -> None:

@@ -198,3 +198,15 @@ def test_cancel_right_after_a_take_names_the_end_of_a_longer_batch_before() -> N
     assert channel.put(events("d"), StopSignal())
     assert channel.take() is not None
     assert channel.cancel() == (True, events("c")[0])
+
+
+def test_a_stop_right_after_a_restart_is_answered_too() -> None:
+    # stop(), restart(), stop() before the consumer took anything again: the second
+    # cancel finds the reader the first one left, and answers from it.
+    channel, _ = first_of_three()
+    assert channel.cancel() == (True, events("a")[0])
+    channel.reopen()
+    assert channel.cancel() == (False, events("a")[0])
+    channel.reopen()
+    assert channel.put(events("d"), StopSignal())
+    assert [e.data for e in channel.take() or []] == ["d"]

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+import eventstream
 from eventstream import Backoff, EventStream
 from eventstream.testing import Script, SSEServer
 
@@ -143,3 +144,45 @@ def test_form_data_is_sent_again_on_every_connect(server: SSEServer) -> None:
     requests = server.wait_for_requests(2)
     assert [r.body for r in requests] == [b"q=x+y"] * 2
     assert [r.method for r in requests] == ["POST"] * 2
+
+
+def test_an_event_stream_sends_get_with_its_auth_and_passes_on_its_comments(
+    server: SSEServer,
+) -> None:
+    # The defaults and options a user relies on reach the request and the callbacks.
+    # Catches: EventStream.__init__ with another default method, or dropping auth or
+    # on_comment on the way to the worker.
+    server.enqueue(Script().comment("ping").event("a").hold())
+    comments: list[str] = []
+    got = threading.Event()
+    stream = EventStream(
+        server.url,
+        auth=("user", "secret"),
+        on_event=lambda event: got.set(),
+        on_comment=comments.append,
+    )
+    with stream:
+        assert got.wait(WAIT)
+    assert comments == [" ping"]
+    request = server.wait_for_requests(1)[0]
+    assert request.method == "GET"
+    assert request.headers["Authorization"] == "Basic dXNlcjpzZWNyZXQ="
+
+
+def test_leaving_the_loop_over_a_one_shot_stream_stops_it(server: SSEServer) -> None:
+    # A one-shot stream belongs to its loop: a break ends it (and closes its
+    # connection); a long-lived one goes on, for the next loop.
+    # Catches: the loop's end not stopping a one-shot (no owner given to _iterate).
+    one_shot = eventstream.get(server.url)
+    for event in one_shot:
+        assert event.data == "hello"
+        break
+    assert one_shot.join(WAIT)
+    assert not one_shot.running
+    stream = EventStream(server.url).start()
+    try:
+        for _event in stream:
+            break
+        assert stream.running
+    finally:
+        assert stream.stop(WAIT)

@@ -17,7 +17,7 @@ import threading
 import time
 import tracemalloc
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -523,3 +523,73 @@ def test_streams_made_and_dropped_leave_nothing_behind() -> None:
     finally:
         tracemalloc.stop()
     assert grown < 20_000, f"2000 dropped streams left {grown} bytes behind"
+
+
+# -- a monkey-patch of threading, seen in this process ---------------------------------
+# tests/test_gevent.py patches with gevent itself, in subprocesses that mutation testing
+# cannot see into.  Here threading.Lock is replaced by another factory, as gevent's
+# patch replaces it, and the streams' next use sees the change (_fork.check).
+
+
+@pytest.fixture
+def patch_threading(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], list[int]]]:
+    native = threading.Lock
+    made: list[int] = []
+
+    def patched_lock() -> Any:
+        made.append(threading.get_ident())
+        return native()
+
+    def patch() -> list[int]:
+        monkeypatch.setattr(threading, "Lock", patched_lock)
+        return made
+
+    yield patch
+    monkeypatch.undo()
+    # Seen by the next use: the streams made since go back to native locks.
+    EventStream("http://127.0.0.1:9/").stop()
+
+
+def test_stopped_streams_take_the_patched_locks_on_their_next_use_and_keep_their_state(
+    server: SSEServer, patch_threading: Callable[[], list[int]]
+) -> None:
+    stream = EventStream(server.url, backoff=FAST)
+    assert next(iter(stream)).data == "hello"
+    assert stream.stop(WAIT)
+    one_shot = eventstream.get(server.url, retries=0)
+    assert one_shot.wait_open(WAIT).status_code == 200
+    assert one_shot.stop(WAIT)
+    made = patch_threading()
+    assert stream.join(0)  # its first use since the patch
+    assert threading.get_ident() in made, "no lock made by the patched threading"
+    # Made again, the locks still say what they said: the one-shot had its answer.
+    assert one_shot.wait_open(0).status_code == 200
+    # And the stream runs on them.
+    stream.restart()
+    try:
+        assert next(iter(stream)).data == "hello"
+    finally:
+        assert stream.stop(WAIT)
+
+
+def test_a_patch_while_a_stream_runs_keeps_its_locks_and_says_so(
+    server: SSEServer,
+    patch_threading: Callable[[], list[int]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    got = threading.Event()
+    stream = EventStream(server.url, on_event=lambda event: got.set()).start()
+    try:
+        assert got.wait(WAIT)
+        patch_threading()
+        with caplog.at_level(logging.WARNING, logger="eventstream"):
+            assert not stream.join(0)  # its first use since the patch: still running
+        assert stream.running
+        [record] = _logged(caplog, logging.WARNING)
+        assert record.getMessage() == (
+            f"threading was monkey-patched while the stream of {server.url} ran: it keeps"
+            " native locks, which can block every greenlet; monkey-patch before starting"
+            " streams"
+        )
+    finally:
+        assert stream.stop(WAIT)

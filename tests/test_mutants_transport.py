@@ -8,16 +8,28 @@ any request.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import functools
 import logging
+import queue
 import re
+import socket
+import ssl
+import sys
+import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
+import trustme
 import urllib3
+from _proxy import ForwardProxy
 
 from eventstream import (
     ConnectError,
@@ -32,6 +44,9 @@ from eventstream._transport import RequestSpec, make_session, open_stream
 from eventstream.testing import Framing, Script, SSEServer
 
 TIMEOUT = 5.0
+MALFORMED_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 5, 6\r\n\r\n"
+)
 
 
 def read_on_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -542,3 +557,392 @@ def test_max_redirects_redirects_are_followed_and_no_more(
     server.enqueue(*(Script.redirect(server.url_for(f"/{n}")) for n in range(limit)))
     server.enqueue(Script().event("a"))
     assert read_all(session, server.url) == b"data: a\n\n"
+
+
+# -- redirects, TLS settings, error bodies, released errors (survivors of tools/mutate.py) --
+
+
+def test_a_location_requests_refuses_is_blamed_on_the_redirect(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # The host passes our check (dots are allowed) but requests refuses the URL: the
+    # server sent it, so it is the redirect's status error, not a ValueError about
+    # the caller's own URL.
+    server.enqueue(Script(302, headers={"Location": "http://.example/feed", "X-Why": "moved"}))
+    error = raised(session, server.url_for("/old"))
+    assert isinstance(error, HTTPStatusError), repr(error)
+    assert (error.url, error.status_code) == (server.url_for("/old"), 302)
+    assert error.headers is not None
+    assert error.headers["X-Why"] == "moved"
+    assert str(error) == f"HTTP 302 from {server.url_for('/old')} redirects to an unusable Location"
+
+
+def test_a_location_whose_host_urls_do_not_allow_is_not_followed(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "<" has no place in a host: urllib3 would percent-encode it and look the result
+    # up.  Such a Location is refused as unusable (fatal), never tried (a connect
+    # error, retried).  No lookup leaves this machine: other hosts are refused here.
+    real = urllib3.util.connection.create_connection
+    tried: list[str] = []
+
+    def only_the_server(address: tuple[str, int], *args: Any, **kwargs: Any) -> Any:
+        tried.append(address[0])
+        if address[0] != "127.0.0.1":
+            raise ConnectionRefusedError(errno.ECONNREFUSED, "not the test server")
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", only_the_server)
+    server.enqueue(Script(302, headers={"Location": "http://feeds<1>.example/new"}))
+    error = raised(session, server.url_for("/old"))
+    assert isinstance(error, HTTPStatusError), repr(error)
+    assert error.status_code == 302
+    assert str(error) == f"HTTP 302 from {server.url_for('/old')} redirects to an unusable Location"
+    assert tried == ["127.0.0.1"]
+
+
+def test_a_post_answered_by_302_is_followed_with_a_get_without_the_body(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # As browsers and requests do (and as for 301 and 303); 307 and 308 keep the POST.
+    server.enqueue(Script.redirect(server.url_for("/moved"), status=302), Script().event("a"))
+    assert read_all(session, server.url, method="POST", data=b"q") == b"data: a\n\n"
+    first, second = server.wait_for_requests(2)
+    assert (first.method, first.body) == ("POST", b"q")
+    assert (second.method, second.body, second.path) == ("GET", b"", "/moved")
+
+
+def test_a_ca_bundle_setting_does_not_matter_to_an_http_url(
+    server: SSEServer, tmp_path: Path
+) -> None:
+    # A session set up for https hosts (a CA bundle path that does not exist here)
+    # still reads plain http: no certificate is verified there.
+    server.enqueue(Script().event("a"))
+    factory = functools.partial(_transport.configured_session, verify=str(tmp_path / "no-ca.pem"))
+    with make_session(factory) as session:
+        assert read_all(session, server.url) == b"data: a\n\n"
+
+
+def test_a_missing_client_certificate_file_is_named_in_the_error(
+    tmp_path: Path,
+) -> None:
+    # requests' own check names the file; without it the TLS library's error does not.
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority = trustme.CA()
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    missing = str(tmp_path / "client.pem")
+    with SSEServer(ssl_context=context) as origin:
+        factory = functools.partial(_transport.configured_session, verify=str(bundle), cert=missing)
+        with make_session(factory) as session:
+            error = raised(session, origin.url)
+    assert isinstance(error, ConnectError), repr(error)
+    assert missing in str(error)
+
+
+def test_an_error_body_in_an_unsupported_coding_is_kept_as_it_came(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # The status is what matters; its body is shown undecoded rather than lost.
+    server.enqueue(Script(503, headers={**plain(), "Content-Encoding": "br"}).send(b"busy"))
+    error = status_error(session, server.url)
+    assert (error.status_code, error.body) == (503, "busy")
+
+
+def test_a_rejected_response_is_closed_while_the_caller_keeps_the_error(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # The error's traceback reached http.client's response, whose file keeps the
+    # socket open: the connection must not live as long as the error is kept.
+    server.enqueue(Script.raw_response(MALFORMED_HEAD).hold())
+    error = raised(session, server.url)
+    assert isinstance(error, ReadError), repr(error)
+    server.connections[0].wait_closed(TIMEOUT)
+    assert error.__traceback__ is not None  # still kept, with its traceback
+
+
+class ResetAfterTheHeadAdapter(requests.adapters.BaseAdapter):
+    """A custom adapter on a raw socket that lets ``ECONNRESET`` through, leaving the
+    connection to its reader (as http.client does) and so to the garbage collector."""
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        parts = urlsplit(request.url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: %s\r\n\r\n" % parts.netloc.encode())
+            reader = sock.makefile("rb")  # holds the connection open after sock.close()
+        reader.readline()  # the status line
+        raise ConnectionResetError(errno.ECONNRESET, "Connection reset by peer")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_custom_adapters_connection_is_closed_while_the_caller_keeps_the_error(
+    server: SSEServer,
+) -> None:
+    server.enqueue(Script().event("a").hold())
+    with make_session() as session:
+        session.mount("http://", ResetAfterTheHeadAdapter())
+        error = raised(session, server.url)
+    assert isinstance(error, ConnectError), repr(error)
+    server.connections[0].wait_closed(TIMEOUT)
+    assert error.__traceback__ is not None  # still kept, with its traceback
+
+
+# -- a session's own credentials stay home too (a session_factory may set them) -------
+
+
+def session_with_credentials() -> requests.Session:
+    session = requests.Session()
+    session.auth = ("session-user", "session-pw")
+    session.headers["X-Api-Key"] = "session-key"
+    session.headers["User-Agent"] = "feed-reader/1"
+    return session
+
+
+def redirected_requests(server: SSEServer, host: str, **options: Any) -> list[Any]:
+    server.enqueue(Script.redirect(server.url_for("/moved", host=host)), Script().event("a"))
+    with make_session(session_with_credentials) as session:
+        assert read_all(session, server.url, **options) == b"data: a\n\n"
+    return server.wait_for_requests(2)
+
+
+def test_a_sessions_auth_and_headers_do_not_follow_a_redirect_to_another_host(
+    server: SSEServer,
+) -> None:
+    first, second = redirected_requests(server, "localhost")
+    assert first.headers["Authorization"].startswith("Basic ")
+    assert first.headers["X-Api-Key"] == "session-key"
+    assert "Authorization" not in second.headers
+    assert "X-Api-Key" not in second.headers
+    assert second.headers["User-Agent"] == "feed-reader/1"  # no credential: it goes on
+    assert second.headers["Connection"] == "keep-alive"  # requests' own default, too
+    assert second.headers["Accept"] == "text/event-stream"
+
+
+def test_a_sessions_auth_and_headers_follow_a_redirect_on_the_same_host(
+    server: SSEServer,
+) -> None:
+    first, second = redirected_requests(server, "127.0.0.1")
+    assert second.headers["Authorization"] == first.headers["Authorization"]
+    assert second.headers["X-Api-Key"] == "session-key"
+
+
+def test_a_sessions_authorization_header_does_not_follow_a_redirect_to_another_host(
+    server: SSEServer,
+) -> None:
+    def factory() -> requests.Session:
+        session = requests.Session()
+        session.headers["Authorization"] = "Bearer s3cret"
+        return session
+
+    server.enqueue(Script.redirect(server.url_for("/moved", host="localhost")), Script().event("a"))
+    with make_session(factory) as session:
+        assert read_all(session, server.url) == b"data: a\n\n"
+    first, second = server.wait_for_requests(2)
+    assert first.headers["Authorization"] == "Bearer s3cret"
+    assert "Authorization" not in second.headers
+
+
+def test_user_info_in_a_location_to_another_host_is_not_sent(
+    server: SSEServer, session: requests.Session
+) -> None:
+    target = server.url_for("/moved", host="localhost").replace("http://", "http://lu:lp@", 1)
+    server.enqueue(Script.redirect(target), Script().event("a"))
+    assert read_all(session, server.url) == b"data: a\n\n"
+    assert "Authorization" not in server.wait_for_requests(2)[1].headers
+
+
+def test_a_redirect_to_another_host_uses_its_netrc_entry(
+    server: SSEServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As requests does: .netrc says what each host gets; the session's auth stays home.
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine localhost login netrc-user password netrc-pw\n", encoding="utf-8")
+    monkeypatch.setenv("NETRC", str(netrc))
+    first, second = redirected_requests(server, "localhost")
+    assert first.headers["Authorization"] == "Basic c2Vzc2lvbi11c2VyOnNlc3Npb24tcHc="
+    assert second.headers["Authorization"] == "Basic bmV0cmMtdXNlcjpuZXRyYy1wdw=="
+
+
+# -- the connection goes back to its pool; the fallback as under urllib3 1.26 ----------
+
+
+def test_a_session_with_a_blocking_pool_of_one_connects_again(server: SSEServer) -> None:
+    # A closed body gives its connection back to the pool: with pool_block=True and
+    # one connection, the next attempt (a reconnect) would otherwise wait forever.
+    def factory() -> requests.Session:
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=1, pool_block=True)
+        session.mount("http://", adapter)
+        return session
+
+    server.enqueue(Script().event("a"), Script().event("b"))
+    results: queue.Queue[bytes] = queue.Queue()
+    with make_session(factory) as session:
+        assert read_all(session, server.url) == b"data: a\n\n"
+        again = threading.Thread(target=lambda: results.put(read_all(session, server.url)))
+        again.daemon = True  # if it waits forever, it must not hold up the interpreter
+        again.start()
+        assert results.get(timeout=TIMEOUT) == b"data: b\n\n"
+        again.join(TIMEOUT)
+
+
+def like_urllib3_1_26(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fallback path as under urllib3 1.26, whose responses have no ``read1``."""
+    read_on_the_fallback(monkeypatch)
+    for cls in urllib3.response.HTTPResponse.__mro__:
+        if "read1" in vars(cls):
+            monkeypatch.delattr(cls, "read1")
+
+
+@pytest.mark.parametrize("framing", [Framing.CHUNKED, Framing.CLOSE])
+def test_without_urllib3s_read1_each_event_comes_as_it_arrives(
+    server: SSEServer,
+    session: requests.Session,
+    monkeypatch: pytest.MonkeyPatch,
+    framing: Framing,
+) -> None:
+    like_urllib3_1_26(monkeypatch)
+    server.enqueue(Script(framing=framing).event("a").hold())
+    spec = RequestSpec(server.url, read_timeout=TIMEOUT)
+    started = time.monotonic()
+    with open_stream(session, spec, StopSignal()) as body:
+        assert next(body.chunks()) == b"data: a\n\n"
+    assert time.monotonic() - started < 1.0  # not after the read timeout
+
+
+def test_without_urllib3s_read1_a_short_body_is_a_lost_connection(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    like_urllib3_1_26(monkeypatch)
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 14\r\n\r\n"
+    server.enqueue(Script.raw_response(head + b"data: a\n\n").close())
+    with open_stream(session, RequestSpec(server.url, read_timeout=TIMEOUT), StopSignal()) as body:
+        chunks = body.chunks()
+        assert next(chunks) == b"data: a\n\n"
+        with pytest.raises(ReadError) as caught:
+            next(chunks)
+    assert str(caught.value) == (
+        f"connection to {server.url_for('/')} lost:"
+        " IncompleteRead: IncompleteRead(0 bytes read, 5 more expected)"
+    )
+
+
+def test_an_unusable_charset_parameter_means_utf_8_even_if_another_follows(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # The first charset parameter decides; one that names no codec means UTF-8.
+    headers = plain("; charset=iso-8859-1=x; charset=iso-8859-1")
+    server.enqueue(Script(503, headers=headers).send(b"caf\xc3\xa9"))
+    assert status_error(session, server.url).body == "café"
+
+
+def test_an_open_body_keeps_no_header_reader_once_it_is_drained(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # Memory per stream: http.client's 8 KiB buffered reader (made in socket.py's
+    # makefile) read the headers; once what it held is read, it is let go, and the
+    # socket is read directly for the life of the stream.
+    count = 10
+    server.enqueue(*(Script().event("a").hold() for _ in range(count)))
+    spec = RequestSpec(server.url, read_timeout=TIMEOUT)
+    with contextlib.ExitStack() as bodies:
+        tracemalloc.start()
+        try:
+            for _ in range(count):
+                body = bodies.enter_context(open_stream(session, spec, StopSignal()))
+                assert next(body.chunks()) == b"data: a\n\n"
+            kept = tracemalloc.take_snapshot().filter_traces(
+                [tracemalloc.Filter(True, socket.__file__)]
+            )
+        finally:
+            tracemalloc.stop()
+        held = sum(stat.size for stat in kept.statistics("filename"))
+    assert held < count * 2048, f"{held} bytes held by socket.py's readers"
+
+
+@pytest.mark.skipif(urllib3.__version__.startswith("1."), reason="urllib3 2 counts the bytes")
+def test_a_short_body_on_the_fallback_says_how_much_of_it_arrived(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read_on_the_fallback(monkeypatch)
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 14\r\n\r\n"
+    server.enqueue(Script.raw_response(head + b"data: a\n\n").close())
+    with open_stream(session, RequestSpec(server.url, read_timeout=TIMEOUT), StopSignal()) as body:
+        chunks = body.chunks()
+        assert next(chunks) == b"data: a\n\n"
+        with pytest.raises(ReadError) as caught:
+            next(chunks)
+    assert str(caught.value).endswith(": IncompleteRead(9 bytes read, 5 more expected)")
+
+
+def test_a_session_that_ignores_the_environment_ignores_netrc_on_a_redirect(
+    server: SSEServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine localhost login netrc-user password netrc-pw\n", encoding="utf-8")
+    monkeypatch.setenv("NETRC", str(netrc))
+
+    def factory() -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False  # no proxy variables, no CA bundle variables, no .netrc
+        return session
+
+    server.enqueue(Script.redirect(server.url_for("/moved", host="localhost")), Script().event("a"))
+    with make_session(factory) as session:
+        assert read_all(session, server.url) == b"data: a\n\n"
+    assert "Authorization" not in server.wait_for_requests(2)[1].headers
+
+
+def test_the_tls_in_tls_path_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # An https:// origin through an https:// proxy: no socket to read directly, but
+    # the tunnel under urllib3's SSLTransport.
+    authority = trustme.CA()
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+
+    def context() -> ssl.SSLContext:
+        made = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        authority.issue_cert("127.0.0.1").configure_cert(made)
+        return made
+
+    with ForwardProxy(context()) as proxy, SSEServer(ssl_context=context()) as origin:
+        origin.enqueue(Script().event("a"))
+        factory = functools.partial(
+            _transport.configured_session, verify=str(bundle), proxy=proxy.url
+        )
+        with (
+            make_session(factory) as session,
+            caplog.at_level(logging.DEBUG, logger="eventstream._transport"),
+        ):
+            assert read_all(session, origin.url) == b"data: a\n\n"
+    expected = f"reading {origin.url_for('/')} from its TLS tunnel (fast path)"
+    assert expected in [record.getMessage() for record in caplog.records]
+
+
+def test_a_factory_handing_back_the_same_session_works_however_often_it_is_called(
+    server: SSEServer,
+) -> None:
+    # Each start or restart of a stream calls the factory again: one that keeps its
+    # session gets it back prepared once, not wrapped once more each time.
+    kept = requests.Session()
+    for _ in range(sys.getrecursionlimit()):
+        assert make_session(lambda: kept) is kept
+    server.enqueue(Script().event("a"))
+    with kept:
+        assert read_all(kept, server.url) == b"data: a\n\n"
+
+
+def test_the_streams_own_headers_are_spelt_as_a_browser_spells_them(
+    server: SSEServer, session: requests.Session
+) -> None:
+    # Names are case-insensitive in HTTP, but a server or proxy that compares them as
+    # written still finds them spelt as an EventSource sends them.
+    server.enqueue(Script().event("a"))
+    assert read_all(session, server.url) == b"data: a\n\n"
+    (request,) = server.wait_for_requests(1)
+    fields = set(request.headers.fields)
+    assert {("Accept", "text/event-stream"), ("Cache-Control", "no-cache")} <= fields
+    assert ("Accept-Encoding", "gzip, deflate") in fields

@@ -440,3 +440,21 @@ def test_the_read_timeout_given_ends_a_silent_connection_and_on_open_sees_the_he
     assert info.headers["X-Test"] == "1"
     assert isinstance(error, ReadError)
     assert f"connecting to {server.url}" in _messages(caplog, logging.DEBUG)
+
+
+def test_the_resume_header_goes_out_spelled_as_the_sse_spec_spells_it(
+    server: SSEServer,
+) -> None:
+    # HTTP field names ignore case, but servers and proxies written against the SSE
+    # spec (and browsers' requests) often match "Last-Event-ID" exactly, on the first
+    # connect and on a reconnect alike.
+    # Catches: _request_headers spelling the name in lower or upper case.
+    server.enqueue(Script().event("a", id="1").close())
+    server.default = Script().event("b").hold()
+    with streaming(server.url, last_event_id="0") as rec:
+        assert [event.data for event in rec.take(2)] == ["a", "b"]
+    names = [
+        [name for name, _ in request.headers.fields if name.lower() == "last-event-id"]
+        for request in server.wait_for_requests(2)
+    ]
+    assert names == [["Last-Event-ID"], ["Last-Event-ID"]]

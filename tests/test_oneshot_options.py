@@ -16,7 +16,7 @@ import pytest
 import requests
 
 import eventstream
-from eventstream import Backoff, ReadError, ResponseInfo, StreamError
+from eventstream import Backoff, ProtocolError, ReadError, ResponseInfo, StreamError
 from eventstream.testing import Script, SSEServer
 
 FAST = Backoff(initial=0.01, maximum=0.05, jitter=0.0)
@@ -154,3 +154,26 @@ def test_a_failure_after_open_is_final_and_reported(server: SSEServer) -> None:
     with stream, pytest.raises(ReadError):
         list(stream)
     assert len(server.requests) == 1
+
+
+def test_on_error_on_comment_and_max_event_size_reach_the_worker(server: SSEServer) -> None:
+    # An event over the size cap, one within it, then a comment: the big event is
+    # skipped and reported to on_error, the small one delivered, the comment goes to
+    # on_comment.
+    # Catches: request() dropping on_error, on_comment or max_event_size on the way.
+    server.default = Script().event("x" * 200, id="1").event("small", id="2").comment("c").close()
+    events: list[str] = []
+    comments: list[str] = []
+    errors: list[BaseException] = []
+    stream = eventstream.post(
+        server.url,
+        max_event_size=100,
+        on_event=lambda event: events.append(event.data),
+        on_error=errors.append,
+        on_comment=comments.append,
+    )
+    with stream:
+        assert stream.join(WAIT)
+    assert events == ["small"]
+    assert comments == [" c"]
+    assert [type(error) for error in errors] == [ProtocolError]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import os
 import select
 import socket
 import ssl
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from eventstream._sockread import SocketSource
+from eventstream._sockread import SocketSource, locate_connection, locate_socket
 from eventstream._stop import StopSignal
 from eventstream._wait import Waiter, have_poll
 
@@ -196,3 +197,125 @@ def test_the_headers_reader_goes_once_drained_and_the_response_still_closes_the_
         theirs.settimeout(5)
         assert theirs.recv(10) == b""
         reads.close()
+
+
+# -- locate_connection: each private attribute is checked before the socket is taken ----
+
+
+@pytest.fixture
+def response(sockets: tuple[socket.socket, socket.socket]) -> Iterator[http.client.HTTPResponse]:
+    # http.client's response over a real socket, its headers read, no body byte taken.
+    ours, theirs = sockets
+    theirs.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n")
+    fp = http.client.HTTPResponse(ours)
+    fp.begin()
+    yield fp
+    fp.close()
+
+
+class _Raw:
+    """What urllib3's response offers: ``_fp``, ``_fp_bytes_read``, ``_connection``."""
+
+    def __init__(self, fp: object, **attributes: object) -> None:
+        self._fp = fp
+        self.__dict__.update(attributes)
+
+
+class _Connection:
+    def __init__(self, sock: object) -> None:
+        self.sock = sock
+
+
+def test_the_connection_is_located_under_urllib3s_attributes(
+    response: http.client.HTTPResponse, sockets: tuple[socket.socket, socket.socket]
+) -> None:
+    ours, _ = sockets
+    raw = _Raw(response, _fp_bytes_read=0, _connection=_Connection(ours))
+    assert locate_connection(raw) == (response, ours)
+    # The connection forgot its socket (the body ends at close): still the one.
+    assert locate_connection(_Raw(response, _fp_bytes_read=0, _connection=_Connection(None))) == (
+        response,
+        ours,
+    )
+
+
+def test_without_connection_attribute_the_responses_socket_is_taken(
+    response: http.client.HTTPResponse, sockets: tuple[socket.socket, socket.socket]
+) -> None:
+    # Another urllib3 may keep no "_connection": nothing to compare, the socket is
+    # still located (and no AttributeError escapes).
+    # Catches: getattr without its default for "_connection", or for its "sock".
+    assert locate_connection(_Raw(response, _fp_bytes_read=0)) == (response, sockets[0])
+
+
+def test_a_socket_that_is_not_the_connections_own_is_not_taken(
+    response: http.client.HTTPResponse,
+) -> None:
+    # Someone put another socket under the response: its connection's socket differs,
+    # and reading the response's socket directly would bypass theirs: the fallback.
+    # Catches: the connection's socket not compared (looked up under another name).
+    with socket.socket() as other:
+        raw = _Raw(response, _fp_bytes_read=0, _connection=_Connection(other))
+        assert locate_connection(raw) is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [object(), _Raw(None)],
+    ids=["no-_fp", "_fp-None"],
+)
+def test_a_response_without_http_client_under_it_is_not_located(raw: object) -> None:
+    # Catches: getattr without its default for "_fp" (AttributeError escapes).
+    assert locate_connection(raw) is None
+
+
+def test_a_response_that_counts_no_bytes_read_is_not_located(
+    response: http.client.HTTPResponse,
+) -> None:
+    # Without urllib3's count of body bytes read, no one can tell that the body is
+    # untouched: the fallback reads it.
+    # Catches: getattr without its default for "_fp_bytes_read".
+    assert locate_connection(_Raw(response)) is None
+
+
+def test_a_body_already_read_from_is_not_located(
+    response: http.client.HTTPResponse, sockets: tuple[socket.socket, socket.socket]
+) -> None:
+    # A close-delimited body (not chunked) that someone has started to read: the
+    # socket must not be taken from under them.
+    # Catches: "and" for "or" between the chunked check and the bytes-read check.
+    raw = _Raw(response, _fp_bytes_read=5, _connection=_Connection(sockets[0]))
+    assert locate_connection(raw) is None
+
+
+class _Wrapped:
+    """A reader put in place of http.client's, that reads through the same SocketIO."""
+
+    def __init__(self, buffered: io.BufferedReader) -> None:
+        self._buffered = buffered
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._buffered, name)
+
+
+def test_a_reader_put_in_place_of_http_clients_is_not_bypassed(
+    response: http.client.HTTPResponse, sockets: tuple[socket.socket, socket.socket]
+) -> None:
+    # Reading the socket directly would skip what the other reader does.
+    # Catches: "and" for "or" in the reader's type checks.
+    assert isinstance(response.fp, io.BufferedReader)
+    response.fp = _Wrapped(response.fp)  # type: ignore[assignment]
+    raw = _Raw(response, _fp_bytes_read=0, _connection=_Connection(sockets[0]))
+    assert locate_connection(raw) is None
+
+
+def test_a_closed_socket_under_the_response_is_not_taken(
+    response: http.client.HTTPResponse, sockets: tuple[socket.socket, socket.socket]
+) -> None:
+    # Closed meanwhile (its descriptor is -1): nothing to read directly.
+    # Catches: "and" for "or" between the type check and the descriptor check.
+    ours, _ = sockets
+    raw = _Raw(response, _fp_bytes_read=0, _connection=_Connection(ours))
+    assert locate_socket(raw) == (response, ours)
+    os.close(ours.detach())  # its descriptor is -1 from now on
+    assert locate_socket(raw) is None

@@ -53,7 +53,7 @@ OWN_TESTS: dict[str, tuple[str, ...]] = {
     ),
     "_sockread": ("test_sockread.py", "test_transport.py", "test_wait.py", "test_proxies.py"),
     "_stop": ("test_stop.py", "test_wait.py", "test_fork.py"),
-    "_delivery": ("test_delivery.py", "test_lifecycle.py"),
+    "_delivery": ("test_delivery.py", "test_lifecycle.py", "test_interrupts.py"),
     "_control": (
         "test_gevent.py",
         "test_mutants_control.py",
@@ -61,6 +61,7 @@ OWN_TESTS: dict[str, tuple[str, ...]] = {
         "test_collection.py",
         "test_fork.py",
         "test_comments.py",
+        "test_interrupts.py",
     ),
     "_worker": ("test_mutants_worker.py", "test_client.py", "test_faults_status.py"),
     "_client": ("test_client.py", "test_mutants_client.py", "test_lifecycle.py"),
