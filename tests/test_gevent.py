@@ -156,3 +156,32 @@ def test_a_patch_while_a_stream_runs_is_said_and_the_stream_still_stops(
         tmp_path,
     )
     assert said == ["True", "True", "True", "False", "1", "True"]
+
+
+def test_a_stream_dropped_in_another_greenlet_stops_its_worker(url: str, tmp_path: Path) -> None:
+    # Collecting a stream stops its worker, unless the collector is that worker (it
+    # then only marks it).  Which one it is, is a mark per thread: once patched, per
+    # greenlet, or every greenlet would pass for the worker and none would stop it.
+    said = _run(
+        """
+        import gc, weakref
+        opened = None
+        stream = EventStream(url, on_event=lambda event: opened.set())
+        from gevent import monkey
+        monkey.patch_all()
+        import gevent.event, threading
+        opened = gevent.event.Event()
+        stream.start()
+        print(opened.wait(5))
+        (worker,) = [t for t in threading.enumerate() if t.name.startswith("eventstream-")]
+        gone = weakref.ref(stream)
+        del stream
+        gc.collect()
+        print(gone() is None)
+        worker.join(5)  # the stream is silent now: only a stop ends its worker
+        print(worker.is_alive())
+        """,
+        url,
+        tmp_path,
+    )
+    assert said == ["True", "True", "False"]

@@ -17,6 +17,7 @@ Usage (from the repository's root, with the ``test`` and ``mutation`` extras)::
     python tools/mutate.py _worker --tests tests/test_faults.py tests/test_client.py
     python tools/mutate.py _body --show       # and the edit of every survivor
     python tools/mutate.py _body --again      # after new tests or fixes: the rest only
+    python tools/mutate.py _body --report     # the last run's scores again, running nothing
 
 It runs mutmut under ``nice`` with one child process by default (``--max-children``),
 and prints the mutmut summary, the survivors and ``killed / (total - skipped)``.
@@ -100,18 +101,14 @@ def main() -> int:
         sys.exit(f"no such test file: {', '.join(missing)}")
     scratch = ROOT / ".mutate" / args.module
     prefix = f"eventstream.{args.module}."
-    patterns = [f"{prefix}*"]
-    if args.again:
-        patterns = _again(scratch, args.module, prefix)
-    _forget_map_if_changed(scratch, args.module)
-    _mirror(scratch)
-    _select_tests(scratch / "setup.cfg", tests)
-    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)]
-    if os.name == "posix":
-        command = ["nice", "-n", "19", *command]
-    run = subprocess.run([*command, *patterns], cwd=scratch, check=False) if patterns else None
-    if run is not None and run.returncode not in (0, 1):  # mutmut exits 1 when mutants survive
-        return run.returncode
+    if args.report:
+        if not (scratch / "mutants").is_dir():
+            sys.exit("--report needs a run first")
+        _say_if_changed(scratch, args.module, tests)
+    else:
+        code = _run(args, scratch, prefix, tests)
+        if code:
+            return code
     statuses = _statuses(scratch, prefix)
     fingerprints = _fingerprints(scratch / "mutants" / "eventstream" / f"{args.module}.py")
     judged = _equivalents(EQUIVALENTS, prefix)
@@ -145,6 +142,40 @@ def main() -> int:
     return 0
 
 
+def _run(args: argparse.Namespace, scratch: Path, prefix: str, tests: list[str]) -> int:
+    """Run mutmut on the module's mutants (all, or those ``--again`` picks); its status."""
+    patterns = [f"{prefix}*"]
+    if args.again:
+        patterns = _again(scratch, args.module, prefix)
+    _forget_map_if_changed(scratch, args.module)
+    _mirror(scratch)
+    _select_tests(scratch / "setup.cfg", tests)
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children)]
+    if os.name == "posix":
+        command = ["nice", "-n", "19", *command]
+    run = subprocess.run([*command, *patterns], cwd=scratch, check=False) if patterns else None
+    if run is not None and run.returncode not in (0, 1):  # mutmut exits 1 when mutants survive
+        return run.returncode
+    return 0
+
+
+def _say_if_changed(scratch: Path, module: str, tests: list[str]) -> None:
+    """For ``--report``: whether the results are of the module and tests as they are."""
+    changed = [
+        str(relative)
+        for relative in (Path("eventstream") / f"{module}.py", *map(Path, tests))
+        if (ROOT / relative).is_file()
+        and (
+            not (scratch / relative).is_file()
+            or (scratch / relative).read_bytes() != (ROOT / relative).read_bytes()
+        )
+    ]
+    if changed:
+        print(f"changed since the last run (run --again): {', '.join(sorted(changed))}")
+    else:
+        print("the last run tested the module and the tests as they are now")
+
+
 def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("module", choices=sorted(OWN_TESTS), help="a core module, e.g. _body")
@@ -156,6 +187,11 @@ def _arguments() -> argparse.Namespace:
         action="store_true",
         help="after a whole run: test only its survivors, the mutants it did not check and"
         " those of functions changed since (mutmut tests every mutant a pattern names)",
+    )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="print the last run's results and scores again, running nothing",
     )
     return parser.parse_args()
 
@@ -253,6 +289,8 @@ def _equivalents(path: Path, prefix: str) -> dict[str, str]:
         fields = line.split()
         if len(fields) != 2:
             sys.exit(f"{path.name}:{number}: expected NAME FINGERPRINT, got {line!r}")
+        if fields[0] in entries:  # a union merge may bring back an entry judged again
+            sys.exit(f"{path.name}:{number}: {fields[0]} is listed twice")
         current, entries[fields[0]], reasons[fields[0]] = fields[0], fields[1], ""
     unexplained = [name for name, reason in reasons.items() if not reason]
     if unexplained:
