@@ -296,3 +296,55 @@ def test_the_fork_module_needs_only_the_standard_library() -> None:
             names.add((node.module or "").split(".")[0])
     if hasattr(sys, "stdlib_module_names"):  # Python 3.10+
         assert names <= set(sys.stdlib_module_names) | {"__future__"}
+
+
+# A patch of ``threading`` while a worker runs (as gevent's would be, seen from the
+# stream: ``threading.Lock`` becomes another type), then a reconnect, then a fork.
+_PATCH_WHILE_RUNNING_SCRIPT = """
+import sys, threading
+from eventstream import EventStream
+before = sockets()
+second = threading.Event()
+stream = EventStream(
+    sys.argv[1], on_event=lambda e: e.data == "2" and second.set(), timeout=(5, 30)
+)
+stream.start()
+native = threading.Lock
+class PatchedLock:
+    def __init__(self):
+        self._lock = native()
+    def acquire(self, *args, **kwargs):
+        return self._lock.acquire(*args, **kwargs)
+    def release(self):
+        self._lock.release()
+    def locked(self):
+        return self._lock.locked()
+    __enter__ = acquire
+    def __exit__(self, *exc):
+        self.release()
+threading.Lock = PatchedLock
+print("running", stream.running, flush=True)  # the first use since the patch
+assert second.wait(10)  # on the worker's new connection, made after the patch
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if not sockets() - before else 3)
+_, status = os.waitpid(pid, 0)
+print("child exit", os.waitstatus_to_exitcode(status), flush=True)
+stream.stop(5)
+"""
+
+
+@needs_fork
+def test_a_worker_running_through_a_patch_still_keeps_its_sockets_from_a_child(
+    server: SSEServer,
+) -> None:
+    # The worker's mark ("this thread's sockets are the stream's") is per thread; a
+    # patch while it runs must not renew the marks, or the sockets it makes after
+    # would stay open in a forked child.
+    patched = threading.Event()
+    server.enqueue(Script().event("1", retry=10).wait(patched), Script().event("2").hold())
+    process = _start(_PATCH_WHILE_RUNNING_SCRIPT, server.url)
+    assert process.stdout is not None
+    assert process.stdout.readline() == "running True\n"
+    patched.set()  # the first connection ends: the worker connects again
+    assert "child exit 0" in _finish(process)
