@@ -813,10 +813,9 @@ def test_without_urllib3s_read1_each_event_comes_as_it_arrives(
     assert time.monotonic() - started < 1.0  # not after the read timeout
 
 
-def test_without_urllib3s_read1_a_short_body_is_a_lost_connection(
-    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    like_urllib3_1_26(monkeypatch)
+def short_body_error(server: SSEServer, session: requests.Session) -> ReadError:
+    """The error of a body that ends 5 bytes short of its Content-Length, after the
+    event it did bring arrived."""
     head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 14\r\n\r\n"
     server.enqueue(Script.raw_response(head + b"data: a\n\n").close())
     with open_stream(session, RequestSpec(server.url, read_timeout=TIMEOUT), StopSignal()) as body:
@@ -824,7 +823,14 @@ def test_without_urllib3s_read1_a_short_body_is_a_lost_connection(
         assert next(chunks) == b"data: a\n\n"
         with pytest.raises(ReadError) as caught:
             next(chunks)
-    assert str(caught.value) == (
+    return caught.value
+
+
+def test_without_urllib3s_read1_a_short_body_is_a_lost_connection(
+    server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    like_urllib3_1_26(monkeypatch)
+    assert str(short_body_error(server, session)) == (
         f"connection to {server.url_for('/')} lost:"
         " IncompleteRead: IncompleteRead(0 bytes read, 5 more expected)"
     )
@@ -868,14 +874,8 @@ def test_a_short_body_on_the_fallback_says_how_much_of_it_arrived(
     server: SSEServer, session: requests.Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     read_on_the_fallback(monkeypatch)
-    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 14\r\n\r\n"
-    server.enqueue(Script.raw_response(head + b"data: a\n\n").close())
-    with open_stream(session, RequestSpec(server.url, read_timeout=TIMEOUT), StopSignal()) as body:
-        chunks = body.chunks()
-        assert next(chunks) == b"data: a\n\n"
-        with pytest.raises(ReadError) as caught:
-            next(chunks)
-    assert str(caught.value).endswith(": IncompleteRead(9 bytes read, 5 more expected)")
+    error = short_body_error(server, session)
+    assert str(error).endswith(": IncompleteRead(9 bytes read, 5 more expected)")
 
 
 def test_a_session_that_ignores_the_environment_ignores_netrc_on_a_redirect(
