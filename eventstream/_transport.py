@@ -15,7 +15,9 @@ read directly but urllib3's ``SSLTransport`` over one; ``_tunnelread`` then feed
 inner TLS from the outer socket, non-blocking, with the same wait.  When neither can be
 reached safely (a mocked or custom adapter: no socket at all), the fallback here
 reads through urllib3, checking the stop signal between reads, so a stop then waits
-at most the read timeout.
+at most the read timeout.  Before that, the wait for the response headers is on the
+socket and the waker too: the session's pools make connections (subclasses of
+urllib3's) that wait in ``getresponse()`` before http.client reads (``_HeadersWait``).
 
 Errors from ``requests``, ``urllib3``, ``http.client``, ``socket`` and ``ssl`` are
 translated here, once, into :class:`StreamError` subclasses, chained with ``from``.
@@ -25,6 +27,7 @@ Messages carry the URL (without user info) but never a header value.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import dataclasses
 import errno
 import functools
@@ -32,6 +35,7 @@ import http.client
 import logging
 import re
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
@@ -106,18 +110,26 @@ def make_session(factory: Callable[[], requests.Session] | None = None) -> reque
     session = _Session() if factory is None else factory()
     if not isinstance(session, requests.Session):
         raise TypeError(f"session_factory must return a requests.Session, not {session!r}")
-    _verify_tls_proxies(session)
+    with contextlib.suppress(AttributeError):  # a session class with __slots__: no wait
+        session._eventstream_headers = _HeadersWait()  # type: ignore[attr-defined]
+    _prepare_adapters(session)
     return session
 
 
-def _verify_tls_proxies(session: requests.Session) -> None:
+def _prepare_adapters(session: requests.Session) -> None:
     # The session is the worker's own (made just now, on this thread): wrapping its
-    # adapters' method touches nothing another stream or thread uses.
+    # adapters' methods and setting their pool classes touches nothing another stream
+    # or thread uses.
+    wait: _HeadersWait | None = getattr(session, "_eventstream_headers", None)
     for adapter in session.adapters.values():
         wrapped_already = "cert_verify" in vars(adapter)
         if isinstance(adapter, requests.adapters.HTTPAdapter) and not wrapped_already:
             wrapped = functools.partial(_cert_verify, adapter.cert_verify)
             adapter.cert_verify = wrapped  # type: ignore[method-assign]
+            if wait is not None:
+                _waiting_pools(adapter.poolmanager, wait)
+                made = functools.partial(_proxy_manager_for, adapter.proxy_manager_for, wait)
+                adapter.proxy_manager_for = made  # type: ignore[method-assign]
 
 
 def _cert_verify(
@@ -160,8 +172,177 @@ class _Session(requests.Session):
         for prefix in ("https://", "http://"):
             if lowered.startswith(prefix) and prefix not in self.adapters:
                 self.mount(prefix, requests.adapters.HTTPAdapter())
-                _verify_tls_proxies(self)
+                _prepare_adapters(self)
         return super().get_adapter(url)
+
+
+_URLLIB3_2 = not str(getattr(urllib3, "__version__", "")).startswith("1.")
+
+
+class _HeadersWait:
+    """How a stream's connections wait for the response headers: on the socket and
+    the stop signal's waker, so that a stop ends the wait within milliseconds.
+
+    One per session (the worker's own); :func:`open_stream` sets ``stop`` for each
+    attempt and takes the waiter it made (the body then waits with it).  Runs only
+    on the worker thread, inside urllib3's ``getresponse()``.
+    """
+
+    __slots__ = ("stop", "waiter")
+
+    def __init__(self) -> None:
+        self.stop: StopSignal | None = None
+        self.waiter: Waiter | None = None
+
+    def take(self) -> Waiter | None:
+        """End the attempt: the waiter made for it (the caller closes it), if any."""
+        waiter, self.stop, self.waiter = self.waiter, None, None
+        return waiter
+
+    def wait(self, conn: Any) -> None:
+        """Return once the response has begun on ``conn``'s socket (or it closed);
+        raise ``socket.timeout`` after the read timeout, :class:`_StoppedWaiting` on a stop.
+
+        Anything this cannot wait on (no socket: TLS inside TLS, a custom connection;
+        no descriptor for a waker) is left to http.client's own blocking read.
+        """
+        sock = getattr(conn, "sock", None)
+        stop = self.stop
+        if stop is None or not isinstance(sock, socket.socket) or sock.fileno() < 0:
+            return
+        if self.waiter is None:
+            try:
+                self.waiter = Waiter(stop)
+            except OSError:
+                return  # the body says why when it needs one: see Body._fast_source
+        waiter = self.waiter
+        waiter.watch(sock.fileno())
+        # The read timeout: urllib3 2 sets the socket's in getresponse(), 1.26 before.
+        timeout = conn.timeout if _URLLIB3_2 else sock.gettimeout()
+        if timeout is not None and not isinstance(timeout, (int, float)):
+            timeout = sock.gettimeout()  # urllib3's "default" marker: the socket's own
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not waiter.wait(left):
+                if stop.is_set():
+                    raise _StoppedWaiting
+                raise socket.timeout("timed out")
+            if not isinstance(sock, ssl.SSLSocket) or _response_began(sock, timeout):
+                return
+
+
+class _StoppedWaiting(Exception):
+    """The stop signal ended the wait for the response headers.
+
+    Not an ``OSError``: urllib3 would retry that (a ``session_factory``'s adapter
+    with ``max_retries``), sending the request again after the stop.  Nothing in
+    urllib3 or requests catches it; :func:`open_stream` turns it into a ``ReadError``,
+    which the worker, stopped, does not report.
+    """
+
+
+def _response_began(sock: ssl.SSLSocket, timeout: float | None) -> bool:
+    """Whether a readable TLS socket brings the response, not only TLS records that
+    carry no data (TLS 1.3 sends session tickets after the handshake, which make the
+    socket readable while the server has not answered yet).
+
+    Reads one byte, non-blocking: none means the records read carried no data (wait
+    again); a byte is handed back to the socket's next ``recv_into``, which is how
+    http.client's reader reads it, so the response is read whole.
+    """
+    first = bytearray(1)
+    sock.setblocking(False)
+    try:
+        count = sock.recv_into(first, 1)
+    except ssl.SSLWantReadError:
+        return False
+    except ssl.SSLWantWriteError:
+        return True  # TLS must send first: the blocking read that follows does it
+    finally:
+        sock.settimeout(timeout)
+    if count:
+        sock.recv_into = functools.partial(_hand_back, sock, first)  # type: ignore[method-assign]
+    return True  # a byte, or the end of the connection: http.client reads it
+
+
+def _hand_back(
+    sock: ssl.SSLSocket, first: bytearray, buffer: Any, nbytes: int = 0, flags: int = 0
+) -> int:
+    # The first recv_into after the wait: the byte the wait read, and the socket's own
+    # method again from then on.
+    del sock.recv_into
+    with memoryview(buffer) as view:
+        view[:1] = first
+    return 1
+
+
+class _WaitingHTTPConnection(urllib3.connection.HTTPConnection):
+    """urllib3's connection, waiting for the response with the stream's ``_HeadersWait``."""
+
+    def __init__(self, *args: Any, eventstream_headers: _HeadersWait, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._eventstream_headers = eventstream_headers
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        return _waited(self, self._eventstream_headers, super().getresponse, args, kwargs)
+
+
+class _WaitingHTTPSConnection(urllib3.connection.HTTPSConnection):
+    """urllib3's TLS connection, waiting for the response as above."""
+
+    def __init__(self, *args: Any, eventstream_headers: _HeadersWait, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._eventstream_headers = eventstream_headers
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        return _waited(self, self._eventstream_headers, super().getresponse, args, kwargs)
+
+
+def _waited(
+    conn: Any, wait: _HeadersWait, getresponse: Callable[..., Any], args: Any, kwargs: Any
+) -> Any:
+    sock = getattr(conn, "sock", None)
+    try:
+        wait.wait(conn)
+        return getresponse(*args, **kwargs)
+    finally:
+        # A byte handed back and not read (http.client failed first) goes with the
+        # connection, never to a later read.
+        getattr(sock, "__dict__", {}).pop("recv_into", None)
+
+
+class _WaitingHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WaitingHTTPConnection
+
+
+class _WaitingHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WaitingHTTPSConnection
+
+
+_STOCK_POOLS = {"http": urllib3.HTTPConnectionPool, "https": urllib3.HTTPSConnectionPool}
+
+
+def _waiting_pools(manager: Any, wait: _HeadersWait) -> None:
+    """Make ``manager`` (a pool manager of the worker's own session) open connections
+    that wait for the response headers with ``wait``; only where it uses urllib3's own
+    pools (a SOCKS proxy manager, or one a user gave its own pools, is left alone)."""
+    classes = getattr(manager, "pool_classes_by_scheme", None)
+    if classes != _STOCK_POOLS:
+        return
+    manager.pool_classes_by_scheme = {
+        "http": functools.partial(_WaitingHTTPPool, eventstream_headers=wait),
+        "https": functools.partial(_WaitingHTTPSPool, eventstream_headers=wait),
+    }
+
+
+def _proxy_manager_for(
+    proxy_manager_for: Callable[..., Any], wait: _HeadersWait, proxy: str, **kwargs: Any
+) -> Any:
+    """requests' ``proxy_manager_for``, with the manager's connections waiting as above."""
+    manager = proxy_manager_for(proxy, **kwargs)
+    _waiting_pools(manager, wait)
+    return manager
 
 
 def open_stream(session: requests.Session, spec: RequestSpec, stop: StopSignal) -> Body:
@@ -183,8 +364,34 @@ def open_stream(session: requests.Session, spec: RequestSpec, stop: StopSignal) 
       reading it again would not help.
     * ``ValueError``: a malformed URL or header, a ``json`` that cannot be encoded.
     """
+    wait: _HeadersWait | None = getattr(session, "_eventstream_headers", None)
+    if wait is not None:
+        wait.stop = stop
     try:
-        response = _send(session, spec)
+        response = _sent(session, spec)
+    except BaseException:
+        waiter = None if wait is None else wait.take()
+        if waiter is not None:
+            waiter.close()
+        raise
+    # The waiter the headers were waited with goes to the body, if any.
+    waiter = None if wait is None else wait.take()
+    try:
+        return _accept(response, spec, stop, waiter)
+    except BaseException:
+        response.close()
+        if waiter is not None:
+            waiter.close()  # idempotent: the body may have closed it
+        raise
+
+
+def _sent(session: requests.Session, spec: RequestSpec) -> requests.Response:
+    try:
+        return _send(session, spec)
+    except _StoppedWaiting as exc:
+        release_frames(exc)
+        safe = redact_url(spec.url)
+        raise ReadError(f"stopped while waiting for the response from {safe}", url=safe) from exc
     except requests.RequestException as exc:
         release_frames(exc)
         raise _send_error(exc, spec.url) from exc
@@ -193,11 +400,6 @@ def open_stream(session: requests.Session, spec: RequestSpec, stop: StopSignal) 
         safe = redact_url(spec.url)
         reason = OUT_OF_FDS if _out_of_fds(exc) else describe(exc)
         raise ConnectError(f"cannot connect to {safe}: {reason}", url=safe) from exc
-    try:
-        return _accept(response, spec, stop)
-    except BaseException:
-        response.close()
-        raise
 
 
 def _send(session: requests.Session, spec: RequestSpec) -> requests.Response:
@@ -364,6 +566,7 @@ class Body:
         read_timeout: float | None,
         *,
         empty: bool = False,
+        waiter: Waiter | None = None,
     ) -> None:
         self.status_code: int = response.status_code
         self.headers = Headers(response.headers)  # what ResponseInfo keeps, not a copy
@@ -374,7 +577,8 @@ class Body:
         self._stop = stop
         self._read_timeout = read_timeout
         self._closed = False
-        self._waiter: Waiter | None = None
+        # The waiter the headers were waited with, if any: the body closes it.
+        self._waiter: Waiter | None = waiter
         # An unsupported coding only reaches here on an error body: read it as is.
         coding = supported_coding(self.headers.get("Content-Encoding", "")) or "identity"
         content = ContentDecoder(coding)
@@ -406,7 +610,8 @@ class Body:
         if located is None and tunnel is None:
             return None  # no socket to wait on (a mocked or custom adapter)
         try:
-            self._waiter = Waiter(stop)
+            if self._waiter is None:
+                self._waiter = Waiter(stop)
         except OSError as exc:  # out of descriptors, say: no stop within milliseconds
             safe = redact_url(self.url)
             raise ReadError(f"{_no_waker(exc)} (reading {safe})", url=safe) from exc
@@ -567,14 +772,16 @@ def _fallback_reader(raw: Any) -> Callable[[int], bytes | None]:
     return read1 if callable(read1) else raw.read  # type: ignore[no-any-return]
 
 
-def _accept(response: requests.Response, spec: RequestSpec, stop: StopSignal) -> Body:
+def _accept(
+    response: requests.Response, spec: RequestSpec, stop: StopSignal, waiter: Waiter | None
+) -> Body:
     status = response.status_code
     if status == 204:
-        return Body(response, stop, spec.read_timeout, empty=True)
+        return Body(response, stop, spec.read_timeout, empty=True, waiter=waiter)
     url = redact_url(response.url)
     headers = response.headers
     if not 200 <= status < 300:
-        body = _error_body(response, stop, spec.read_timeout)
+        body = _error_body(response, stop, spec.read_timeout, waiter)
         reason = f" {response.reason}" if response.reason else ""
         raise HTTPStatusError(
             f"HTTP {status}{reason} from {url}",
@@ -600,14 +807,19 @@ def _accept(response: requests.Response, spec: RequestSpec, stop: StopSignal) ->
             status_code=status,
             headers=headers,
         )
-    return Body(response, stop, spec.read_timeout)
+    return Body(response, stop, spec.read_timeout, waiter=waiter)
 
 
-def _error_body(response: requests.Response, stop: StopSignal, read_timeout: float | None) -> str:
+def _error_body(
+    response: requests.Response,
+    stop: StopSignal,
+    read_timeout: float | None,
+    waiter: Waiter | None,
+) -> str:
     """The first ``ERROR_BODY_LIMIT`` bytes of an error body, read within the timeout."""
     budget = ERROR_BODY_TIMEOUT if read_timeout is None else read_timeout
     got = bytearray()
-    with Body(response, stop, read_timeout) as body:
+    with Body(response, stop, read_timeout, waiter=waiter) as body:
         try:
             for chunk in body._chunks(time.monotonic() + budget):
                 got += chunk

@@ -213,7 +213,12 @@ def _reading(frame: types.FrameType, wait: bool) -> bool:
     if not wait:
         return named("_sockread", "reads")
     if named("_wait", "wait", "_select"):
-        return True
+        # Not the wait for the response headers (``_HeadersWait.wait``): the body's.
+        caller = frame.f_back.f_code if frame.f_back is not None else None
+        return caller is None or not (
+            caller.co_filename.endswith("_transport.py")
+            and (caller.co_name == "wait" or caller.co_name.endswith("ǁwait__mutmut_orig"))
+        )
     line = linecache.getline(code.co_filename, frame.f_lineno)
     return named("_sockread", "reads") and "poll(" in line
 
