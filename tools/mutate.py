@@ -76,6 +76,7 @@ OWN_TESTS: dict[str, tuple[str, ...]] = {
         "test_faults_hostile.py",
         "test_tunnel_post_handshake.py",
         "test_tunnel_waits.py",
+        "test_header_wait.py",
     ),
     "_cli_state": ("test_cli_state.py", "test_state_file_round_trip.py"),
     "_tunnelread": (
