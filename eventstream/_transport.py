@@ -284,8 +284,8 @@ class _WaitingHTTPConnection(urllib3.connection.HTTPConnection):
         super().__init__(*args, **kwargs)
         self._eventstream_headers = eventstream_headers
 
-    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        return _waited(self, self._eventstream_headers, super().getresponse, args, kwargs)
+    def getresponse(self) -> Any:  # no arguments: urllib3 1.26 tries buffering=True first
+        return _waited(self, self._eventstream_headers, super().getresponse)
 
 
 class _WaitingHTTPSConnection(urllib3.connection.HTTPSConnection):
@@ -295,17 +295,15 @@ class _WaitingHTTPSConnection(urllib3.connection.HTTPSConnection):
         super().__init__(*args, **kwargs)
         self._eventstream_headers = eventstream_headers
 
-    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        return _waited(self, self._eventstream_headers, super().getresponse, args, kwargs)
+    def getresponse(self) -> Any:  # no arguments: urllib3 1.26 tries buffering=True first
+        return _waited(self, self._eventstream_headers, super().getresponse)
 
 
-def _waited(
-    conn: Any, wait: _HeadersWait, getresponse: Callable[..., Any], args: Any, kwargs: Any
-) -> Any:
+def _waited(conn: Any, wait: _HeadersWait, getresponse: Callable[[], Any]) -> Any:
     sock = getattr(conn, "sock", None)
     try:
         wait.wait(conn)
-        return getresponse(*args, **kwargs)
+        return getresponse()
     finally:
         # A byte handed back and not read (http.client failed first) goes with the
         # connection, never to a later read.
