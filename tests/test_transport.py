@@ -214,10 +214,13 @@ def _reading(frame: types.FrameType, wait: bool) -> bool:
         return named("_sockread", "reads")
     if named("_wait", "wait", "_select"):
         # Not the wait for the response headers (``_HeadersWait.wait``): the body's.
-        caller = frame.f_back.f_code if frame.f_back is not None else None
-        return caller is None or not (
-            caller.co_filename.endswith("_transport.py")
-            and (caller.co_name == "wait" or caller.co_name.endswith("ǁwait__mutmut_orig"))
+        caller = frame.f_back
+        while caller is not None and caller.f_code.co_filename.endswith("_wait.py"):
+            caller = caller.f_back
+        code = caller.f_code if caller is not None else None
+        return code is None or not (
+            code.co_filename.endswith("_transport.py")
+            and (code.co_name == "wait" or code.co_name.endswith("ǁwait__mutmut_orig"))
         )
     line = linecache.getline(code.co_filename, frame.f_lineno)
     return named("_sockread", "reads") and "poll(" in line
