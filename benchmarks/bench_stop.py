@@ -1,12 +1,16 @@
 """Stop latency on a silent stream: eventstream against sseclient-py, launchdarkly-eventsource
 and httpx-sse, over HTTP and HTTPS.
 
-The server (``eventstream.testing.SSEServer``, ``Script().hold()``) sends the response
-headers and then nothing.  A trial opens a stream on its reading thread, waits for the
-headers and 20 ms of silence, then a stopping thread stops it each contestant's way
-and waits for the reading thread to exit; the latency is the stopping thread's time
-from the stop call until the reading thread has exited.  Every client has a read
-timeout of 2 s: a contestant whose stop cannot wake its reader waits for it.
+Two silences, each over HTTP and HTTPS.  In the first, the server
+(``eventstream.testing.SSEServer``, ``Script().hold()``) sends the response headers
+and then nothing: a trial opens a stream on its reading thread, waits for the headers
+and 20 ms of silence.  In the second (``Script.no_response()``) the server reads the
+request and never answers, as a server does that thinks before its first byte: a trial
+waits until the server has the request, and 20 ms more.  Then a stopping thread stops
+the stream each contestant's way and waits for the reading thread to exit; the latency
+is the stopping thread's time from the stop call until the reading thread has exited.
+Every client has a read timeout of 2 s: a contestant whose stop cannot wake its
+reader waits for it.
 
 Trials are interleaved (each round runs every contestant once, the first one
 rotating).  A contestant whose stops take longer than 1 s (they wait for the read
@@ -59,13 +63,24 @@ class Outcome:
         return sum(s > SLOW for s in self.seconds)
 
 
-def trial(cls: type[Reader], server: SSEServer, ca_file: str | None, probe: bool) -> dict:
-    """Open, wait for the headers and the settle, stop from another thread; the facts."""
+def trial(
+    cls: type[Reader], server: SSEServer, ca_file: str | None, *, probe: bool, headless: bool
+) -> dict:
+    """Open, wait for the headers (or, when the server never answers, for the request)
+    and the settle, stop from another thread; the facts."""
+    asked = len(server.requests)
     reader = cls(server.url, ca_file, Timeouts(CONNECT_TIMEOUT, READ_TIMEOUT)).start()
-    if not reader.ready.wait(10):
+    if not headless:
+        opened = reader.ready.wait(10)
+    else:
+        try:
+            opened = bool(server.wait_for_requests(asked + 1, 10))
+        except TimeoutError:
+            opened = False
+    if not opened:
         server.drop_all()
         reader.join(EXIT_BOUND)
-        return {"failure": f"no headers within 10 s ({reader.ended})"}
+        return {"failure": f"no headers (or request) within 10 s ({reader.ended})"}
     _net.wait(SETTLE)
     facts: dict = {}
 
@@ -105,12 +120,14 @@ def measure(
     ca_file: str | None,
     repeat: int,
     slow_cap: int,
+    *,
+    headless: bool,
 ) -> list[Outcome]:
     """The probe trial, then ``repeat`` interleaved rounds; at most ``slow_cap`` trials
     for a contestant whose stops wait for the read timeout."""
     outcomes = {cls.name: Outcome(cls.name) for cls in classes}
     for cls in classes:  # untimed: the probe, and a warm-up
-        facts = trial(cls, server, ca_file, probe=True)
+        facts = trial(cls, server, ca_file, probe=True, headless=headless)
         outcomes[cls.name].touched = facts.get("touched")
     for rep in range(repeat):
         turn = rep % len(classes)
@@ -118,7 +135,7 @@ def measure(
             outcome = outcomes[cls.name]
             if outcome.slow >= slow_cap:
                 continue
-            facts = trial(cls, server, ca_file, probe=False)
+            facts = trial(cls, server, ca_file, probe=False, headless=headless)
             outcome.endings[facts["ended"]] += 1
             if "failure" in facts:
                 outcome.failures.append(facts["failure"])
@@ -223,14 +240,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("HTTPS:    trustme is not installed: HTTPS left out")
         else:
             protocols.append(("HTTPS", tls.server_context, tls.ca_file))
-        for protocol, context, ca_file in protocols:
-            with SSEServer(ssl_context=context) as server:
-                server.default = Script().hold()
-                slow_cap = min(2 if args.quick else SLOW_TRIALS, args.repeat)
-                outcomes = measure(classes, server, ca_file, args.repeat, slow_cap)
-            by_protocol[protocol] = outcomes
-            title = f"{protocol}: silent stream, stopped from another thread"
-            print("\n" + "\n".join(table(title, outcomes)), flush=True)
+        silences = [
+            ("", "silent stream", Script().hold(), False),
+            (" before headers", "no response headers", Script.no_response(), True),
+        ]
+        for suffix, silence, script, headless in silences:
+            for protocol, context, ca_file in protocols:
+                with SSEServer(ssl_context=context) as server:
+                    server.default = script
+                    slow_cap = min(2 if args.quick else SLOW_TRIALS, args.repeat)
+                    outcomes = measure(classes, server, ca_file, args.repeat, slow_cap, headless)
+                by_protocol[protocol + suffix] = outcomes
+                title = f"{protocol}: {silence}, stopped from another thread"
+                print("\n" + "\n".join(table(title, outcomes)), flush=True)
     print("\n" + "\n".join(touches(classes, by_protocol)))
     print("\nsummary")
     missed = []

@@ -33,7 +33,7 @@ from eventstream._transport import RequestSpec, make_session, open_stream
 from eventstream.testing import Script, SSEServer
 
 TIMEOUT = 5.0
-READ_TIMEOUT = 30.0  # a stop that waited for it would fail STOP_BOUND by far
+READ_TIMEOUT = 3.0  # a stop that waited for it would fail STOP_BOUND by far
 STOP_BOUND = 1.0  # seconds: generous for CI; a stop takes about a millisecond
 
 
