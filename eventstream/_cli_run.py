@@ -46,8 +46,8 @@ __all__ = ["LEAVE_TIMEOUT", "SLOW_NOTICE", "Config", "ExitStatus", "Outcome", "r
 _log = logging.getLogger(__name__)
 
 #: Seconds to wait for the worker when leaving.  Stopping takes milliseconds except
-#: while connecting or waiting for headers, which nothing can interrupt; the worker
-#: is a daemon, so it is then left behind and the process exits without it.
+#: while connecting (DNS, connect, TLS handshakes), which nothing can interrupt; the
+#: worker is a daemon, so it is then left behind and the process exits without it.
 LEAVE_TIMEOUT = 0.05
 #: Seconds without any answer after which the tool says it is still waiting.
 SLOW_NOTICE = 5.0
