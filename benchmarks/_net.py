@@ -205,12 +205,14 @@ class Reader:
 
 
 class _ClientReader(Reader):
-    """A peer whose client object (``self._client``) ends its stream with ``close()``."""
+    """A peer whose client object (``self._client``) ends its stream with ``close()``;
+    before it exists (no response headers yet) there is nothing to close."""
 
-    _client: Any
+    _client: Any = None
 
     def stop(self) -> None:
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
 
 
 class EventStreamReader(Reader):
@@ -250,7 +252,8 @@ class SseclientReader(_ClientReader):
     how_it_stops = (
         "SSEClient.close() -> requests Response.close() -> urllib3 HTTPResponse.close():"
         " closes http.client's buffered reader (whose lock the blocked reader holds)"
-        " and the connection's socket, on the stopping thread"
+        " and the connection's socket, on the stopping thread (before the response:"
+        " nothing to close)"
     )
 
     def _read(self) -> None:
@@ -299,7 +302,8 @@ class HttpxSseReader(Reader):
     name = "httpx-sse"
     how_it_stops = (
         "Response.close() on the response that connect_sse() opened -> httpcore closes"
-        " the connection and its socket, on the stopping thread"
+        " the connection and its socket, on the stopping thread (before the response:"
+        " Client.close())"
     )
 
     def _read(self) -> None:
@@ -310,16 +314,19 @@ class HttpxSseReader(Reader):
             True if self.ca_file is None else ssl.create_default_context(cafile=self.ca_file)
         )
         timeout = httpx.Timeout(self.timeouts.connect, read=self.timeouts.read)
-        with (
-            httpx.Client(verify=verify, timeout=timeout) as client,
-            connect_sse(client, "GET", self.url) as source,
-        ):
-            self._response = source.response
-            self.ready.set()
-            self._got_each(source.iter_sse())
+        with httpx.Client(verify=verify, timeout=timeout) as client:
+            self._httpx = client
+            with connect_sse(client, "GET", self.url) as source:
+                self._response = source.response
+                self.ready.set()
+                self._got_each(source.iter_sse())
 
     def stop(self) -> None:
-        self._response.close()
+        response = getattr(self, "_response", None)
+        if response is not None:
+            response.close()
+        elif getattr(self, "_httpx", None) is not None:  # no response yet: the client
+            self._httpx.close()
 
 
 _PEER_MODULES = {

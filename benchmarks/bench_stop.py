@@ -249,7 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with SSEServer(ssl_context=context) as server:
                     server.default = script
                     slow_cap = min(2 if args.quick else SLOW_TRIALS, args.repeat)
-                    outcomes = measure(classes, server, ca_file, args.repeat, slow_cap, headless)
+                    outcomes = measure(
+                        classes, server, ca_file, args.repeat, slow_cap, headless=headless
+                    )
                 by_protocol[protocol + suffix] = outcomes
                 title = f"{protocol}: {silence}, stopped from another thread"
                 print("\n" + "\n".join(table(title, outcomes)), flush=True)
