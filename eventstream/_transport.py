@@ -27,7 +27,6 @@ Messages carry the URL (without user info) but never a header value.
 from __future__ import annotations
 
 import codecs
-import contextlib
 import dataclasses
 import errno
 import functools
@@ -110,8 +109,7 @@ def make_session(factory: Callable[[], requests.Session] | None = None) -> reque
     session = _Session() if factory is None else factory()
     if not isinstance(session, requests.Session):
         raise TypeError(f"session_factory must return a requests.Session, not {session!r}")
-    with contextlib.suppress(AttributeError):  # a session class with __slots__: no wait
-        session._eventstream_headers = _HeadersWait()  # type: ignore[attr-defined]
+    session._eventstream_headers = _HeadersWait()  # type: ignore[attr-defined]
     _prepare_adapters(session)
     return session
 
@@ -206,9 +204,9 @@ class _HeadersWait:
         Anything this cannot wait on (no socket: TLS inside TLS, a custom connection;
         no descriptor for a waker) is left to http.client's own blocking read.
         """
-        sock = getattr(conn, "sock", None)
+        sock = conn.sock
         stop = self.stop
-        if stop is None or not isinstance(sock, socket.socket) or sock.fileno() < 0:
+        if stop is None or not isinstance(sock, socket.socket):
             return
         if self.waiter is None:
             try:
@@ -219,16 +217,14 @@ class _HeadersWait:
         waiter.watch(sock.fileno())
         # The read timeout: urllib3 2 sets the socket's in getresponse(), 1.26 before.
         timeout = conn.timeout if _URLLIB3_2 else sock.gettimeout()
-        if timeout is not None and not isinstance(timeout, (int, float)):
-            timeout = sock.gettimeout()  # urllib3's "default" marker: the socket's own
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not waiter.wait(left):
                 if stop.is_set():
                     raise _StoppedWaiting
-                raise socket.timeout("timed out")
-            if not isinstance(sock, ssl.SSLSocket) or _response_began(sock, timeout):
+                raise socket.timeout
+            if not isinstance(sock, ssl.SSLSocket) or _response_began(sock):
                 return
 
 
@@ -242,7 +238,7 @@ class _StoppedWaiting(Exception):
     """
 
 
-def _response_began(sock: ssl.SSLSocket, timeout: float | None) -> bool:
+def _response_began(sock: ssl.SSLSocket) -> bool:
     """Whether a readable TLS socket brings the response, not only TLS records that
     carry no data (TLS 1.3 sends session tickets after the handshake, which make the
     socket readable while the server has not answered yet).
@@ -252,9 +248,10 @@ def _response_began(sock: ssl.SSLSocket, timeout: float | None) -> bool:
     http.client's reader reads it, so the response is read whole.
     """
     first = bytearray(1)
+    timeout = sock.gettimeout()
     sock.setblocking(False)
     try:
-        count = sock.recv_into(first, 1)
+        count = sock.recv_into(first)
     except ssl.SSLWantReadError:
         return False
     except ssl.SSLWantWriteError:
@@ -266,11 +263,10 @@ def _response_began(sock: ssl.SSLSocket, timeout: float | None) -> bool:
     return True  # a byte, or the end of the connection: http.client reads it
 
 
-def _hand_back(
-    sock: ssl.SSLSocket, first: bytearray, buffer: Any, nbytes: int = 0, flags: int = 0
-) -> int:
-    # The first recv_into after the wait: the byte the wait read, and the socket's own
-    # method again from then on.
+def _hand_back(sock: ssl.SSLSocket, first: bytearray, buffer: Any, *_: Any) -> int:
+    # The first recv_into after the wait (http.client's reader, with a buffer of 8 KiB):
+    # the byte the wait read, and the socket's own method again from then on.  An
+    # error before that read closes the connection, and the socket with it.
     del sock.recv_into
     with memoryview(buffer) as view:
         view[:1] = first
@@ -280,34 +276,25 @@ def _hand_back(
 class _WaitingHTTPConnection(urllib3.connection.HTTPConnection):
     """urllib3's connection, waiting for the response with the stream's ``_HeadersWait``."""
 
-    def __init__(self, *args: Any, eventstream_headers: _HeadersWait, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *, eventstream_headers: _HeadersWait, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # urllib3 names every argument
         self._eventstream_headers = eventstream_headers
 
     def getresponse(self) -> Any:  # no arguments: urllib3 1.26 tries buffering=True first
-        return _waited(self, self._eventstream_headers, super().getresponse)
+        self._eventstream_headers.wait(self)
+        return super().getresponse()
 
 
 class _WaitingHTTPSConnection(urllib3.connection.HTTPSConnection):
     """urllib3's TLS connection, waiting for the response as above."""
 
-    def __init__(self, *args: Any, eventstream_headers: _HeadersWait, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *, eventstream_headers: _HeadersWait, **kwargs: Any) -> None:
+        super().__init__(**kwargs)  # urllib3 names every argument
         self._eventstream_headers = eventstream_headers
 
     def getresponse(self) -> Any:  # no arguments: urllib3 1.26 tries buffering=True first
-        return _waited(self, self._eventstream_headers, super().getresponse)
-
-
-def _waited(conn: Any, wait: _HeadersWait, getresponse: Callable[[], Any]) -> Any:
-    sock = getattr(conn, "sock", None)
-    try:
-        wait.wait(conn)
-        return getresponse()
-    finally:
-        # A byte handed back and not read (http.client failed first) goes with the
-        # connection, never to a later read.
-        getattr(sock, "__dict__", {}).pop("recv_into", None)
+        self._eventstream_headers.wait(self)
+        return super().getresponse()
 
 
 class _WaitingHTTPPool(urllib3.HTTPConnectionPool):

@@ -165,14 +165,93 @@ def test_the_read_timeout_still_bounds_the_wait_for_headers(
     origin: SSEServer, pki: dict[str, Any]
 ) -> None:
     origin.default = Script.no_response()
-    request = RequestSpec(origin.url, connect_timeout=TIMEOUT, read_timeout=0.3)
+    request = RequestSpec(origin.url, connect_timeout=TIMEOUT, read_timeout=0.2)
     with make_session(session_factory(pki)) as session:
         started = time.monotonic()
         with pytest.raises(ReadError) as caught:
             open_stream(session, request, StopSignal())
         waited = time.monotonic() - started
     assert str(caught.value) == (f"no response headers from {origin.url} within the read timeout")
-    assert 0.3 <= waited < 0.3 + STOP_BOUND
+    assert 0.2 <= waited < 0.8  # the read timeout, not a second of it
+
+
+def test_without_a_read_timeout_a_stop_still_ends_the_wait(
+    origin: SSEServer, pki: dict[str, Any]
+) -> None:
+    origin.default = Script.no_response()
+    request = RequestSpec(origin.url, connect_timeout=TIMEOUT, read_timeout=None)
+    stop = StopSignal()
+    outcome: queue.Queue[BaseException | None] = queue.Queue()
+
+    def connect() -> None:
+        try:
+            with make_session(session_factory(pki)) as session:
+                open_stream(session, request, stop).close()
+            outcome.put(None)
+        except BaseException as exc:
+            outcome.put(exc)
+
+    worker = threading.Thread(target=connect, name="test-no-read-timeout")
+    worker.start()
+    try:
+        origin.wait_for_requests(1, TIMEOUT)
+        started = time.monotonic()
+        stop.set()
+        ended = outcome.get(timeout=TIMEOUT)
+        assert time.monotonic() - started < STOP_BOUND
+    finally:
+        stop.set()
+        worker.join(TIMEOUT)
+    assert isinstance(ended, ReadError), repr(ended)
+    assert str(ended) == f"stopped while waiting for the response from {origin.url}"
+
+
+class FakeTLS(ssl.SSLSocket):
+    """Only what the look at a readable TLS socket uses, with ``recv_into``'s outcome."""
+
+    def __init__(self, outcome: bytes | BaseException) -> None:  # no socket at all
+        self.outcome, self.timeouts = outcome, [2.5]
+
+    def gettimeout(self) -> float | None:
+        return self.timeouts[-1]
+
+    def setblocking(self, flag: bool) -> None:
+        self.timeouts.append(None if flag else 0.0)
+
+    def settimeout(self, value: float | None) -> None:
+        self.timeouts.append(value)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        buffer[: len(self.outcome)] = self.outcome
+        return len(self.outcome)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "began"),
+    [
+        (ssl.SSLWantReadError(), False),  # records without data: wait again
+        (ssl.SSLWantWriteError(), True),  # TLS must write: the blocking read does it
+        (b"", True),  # the end of the connection: http.client reports it
+    ],
+)
+def test_a_look_at_a_readable_tls_socket(outcome: bytes | BaseException, began: bool) -> None:
+    sock = FakeTLS(outcome)
+    assert _transport._response_began(sock) is began
+    assert sock.timeouts == [2.5, 0.0, 2.5]  # non-blocking for the look, then as it was
+    assert "recv_into" not in vars(sock)  # nothing handed back
+
+
+def test_the_byte_a_look_read_is_handed_back_once() -> None:
+    sock = FakeTLS(b"H")
+    assert _transport._response_began(sock) is True
+    buffer = bytearray(8192)
+    assert sock.recv_into(buffer) == 1  # what http.client's reader reads first
+    assert buffer[:1] == b"H"
+    sock.outcome = b"TTP/1.1"
+    assert sock.recv_into(buffer) == 7  # the socket's own method again
+    assert buffer[:7] == b"TTP/1.1"
 
 
 def test_a_stop_before_the_request_ends_the_wait_at_once(
@@ -235,8 +314,8 @@ def test_a_stop_after_tls_records_without_data_still_ends_the_wait(
     looked: queue.Queue[bool] = queue.Queue()
     real = _transport._response_began
 
-    def spy(sock: ssl.SSLSocket, timeout: float | None) -> bool:
-        began = real(sock, timeout)
+    def spy(sock: ssl.SSLSocket) -> bool:
+        began = real(sock)
         looked.put(began)
         return began
 
