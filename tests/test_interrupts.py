@@ -12,6 +12,7 @@ before a ``with`` block's lock is released, where no Python code can defend itse
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -61,11 +62,17 @@ class _Interrupter:
 @contextmanager
 def interrupted_at(at: int) -> Iterator[_Interrupter]:
     interrupter = _Interrupter(at)
+    # No collection meanwhile: its callbacks (hypothesis registers one) run inside the
+    # package's frames, and an interrupt raised in a callback is unraisable, not raised.
+    collecting = gc.isenabled()
+    gc.disable()
     sys.setprofile(interrupter)
     try:
         yield interrupter
     finally:
         sys.setprofile(None)
+        if collecting:
+            gc.enable()
 
 
 def events(*data: str) -> list[Event]:
