@@ -691,6 +691,77 @@ def test_comments_around_a_skipped_oversized_event_keep_their_place() -> None:
     assert _positioned([body], max_event_size=CAP) == expected
 
 
+class _Counting(Parser):
+    """A parser that counts the ProtocolErrors its feed() raises."""
+
+    __slots__ = ("errors",)
+
+    def feed(self, data: bytes) -> list[Event]:
+        try:
+            return super().feed(data)
+        except ProtocolError:
+            self.errors += 1
+            raise
+
+
+def _capped(reads: Iterable[bytes], *, watch: bool) -> tuple[list[tuple[str, str]], int]:
+    """Events and comments (if ``watch``) in place, and the number of errors raised."""
+    parser = _Counting(max_event_size=CAP)
+    parser.errors = 0
+    if watch:
+        return positioned(parser, reads), parser.errors
+    events, _ = feed_capped(parser, reads)
+    return [("event", e.data) for e in events], parser.errors
+
+
+@pytest.mark.parametrize("line_end", [b"\n", b"\r", b"\r\n"])
+@pytest.mark.parametrize("first", [b"", b"data: x\n"], ids=["comment-first", "after-a-line"])
+@pytest.mark.parametrize(("past_cap", "reported"), [(0, True), (1, False), (2, False)])
+def test_a_comment_in_an_oversized_event_is_reported_if_its_line_ends_within_the_cap(
+    line_end: bytes, first: bytes, past_cap: int, reported: bool
+) -> None:
+    # The event's bytes up to the comment's line end (one byte, a CRLF too) are CAP,
+    # CAP + 1, CAP + 2: the comment is reported in the first case only, whatever the
+    # reads.  Comment first, CAP + 1 is a line over the cap on its own.
+    text = b" " + b"c" * (CAP + past_cap - len(first) - 3)
+    oversized = first + b":" + text + line_end + b"data: " + b"y" * CAP + b"\n\n"
+    body = b"data: a\n\n" + oversized + b"data: b\n\n"
+    comment = [("comment", text.decode())] if reported else []
+    expected = [("event", "a"), *comment, ("event", "b")]
+    for label, reads in chunkings(body):
+        assert _capped(reads, watch=True) == (expected, 1), label
+        assert _capped(reads, watch=False) == ([("event", "a"), ("event", "b")], 1), label
+
+
+@pytest.mark.parametrize("line_end", [b"\n", b"\r\n"])
+@pytest.mark.parametrize(("size", "errors"), [(CAP, 0), (CAP + 1, 1)])
+def test_comment_lines_count_toward_the_event_size_watched_or_not(
+    line_end: bytes, size: int, errors: int
+) -> None:
+    # "data: x" and a comment that fill the event to CAP or CAP + 1 bytes with its
+    # blank line: at CAP + 1 it is skipped, also when the comment was reported (and
+    # could have been forgotten) before the rest of the event came.
+    text = b" " + b"c" * (size - 12)  # and "data: x\n", ":", two line ends: size
+    block = b"data: x" + line_end + b":" + text + line_end + line_end
+    body = b"data: a\n\n" + block + b": after\ndata: b\n\n"
+    event = [("event", "x")] if not errors else []
+    expected = [("event", "a"), ("comment", text.decode()), *event, ("comment", " after")]
+    expected.append(("event", "b"))
+    for label, reads in chunkings(body):
+        assert _capped(reads, watch=True) == (expected, errors), label
+        unwatched = [item for item in expected if item[0] == "event"]
+        assert _capped(reads, watch=False) == (unwatched, errors), label
+
+
+def test_a_line_over_the_cap_is_an_overflow_comment_or_not() -> None:
+    # A heartbeat comment longer than the cap, alone between events, skips its block
+    # and raises, however it arrives; the stream goes on.
+    for line in (b":" + b"p" * CAP + b"\n", b"x" * CAP + b"\n"):
+        body = b"data: a\n\n" + line + b"\ndata: b\n\n"
+        for label, reads in chunkings(body):
+            assert _capped(reads, watch=True) == ([("event", "a"), ("event", "b")], 1), label
+
+
 def test_uniform_blocks_with_a_comment_keep_it_in_place() -> None:
     # Blocks of the same fields are read column by column, unless a comment is there.
     blocks = [b"id: %d\ndata: %d\n\n" % (n, n) for n in range(8)]
