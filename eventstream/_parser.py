@@ -337,31 +337,42 @@ class Parser:
         return events
 
     def _held_comments(self, count: int) -> None:
-        """Report the comment lines of the unfinished event that ended within the cap,
+        """Report the comment lines that end in the last read held, within the cap,
         and mask them.
 
         A comment takes effect when its line ends, not at the blank line that ends
         the event around it.  A reported line stays held, as long as it was (it counts
         toward the event's size as every line does, watched or not), with its colon
         made a NUL: a line of an unknown field, which the spec ignores, so it is not
-        reported again.  Held bytes start with the event's first line, so only the
-        lines that end within its first ``max_event_size`` bytes are reported: the
-        later ones are past the point where the event overflows (see :meth:`feed`).
+        reported again.  So the comment lines that end in earlier parts are masked
+        already, and only the lines from the one the last read continues are looked
+        at: each byte a bounded number of times, however many reads an event takes.
+        Held bytes start with the event's first line, so the lines that end past its
+        first ``max_event_size`` bytes are not reported: the event overflows first.
         """
         assert self._comment_at is not None
-        held = b"".join(self._parts)
-        if not held.startswith(b":") and b"\n:" not in held:
-            self._hold(held)  # one part now: the next join copies less
+        parts = self._parts
+        first = cut = 0  # the lines to look at start at parts[first][cut:]
+        for index in range(len(parts) - 2, -1, -1):
+            lf = bytes(parts[index]).rfind(b"\n")  # bytes(b) is b; a view is copied
+            if lf >= 0:
+                first, cut = index, lf + 1
+                break
+        lines = b"".join([parts[first][cut:], *parts[first + 1 :]])
+        if not lines.startswith(b":") and b"\n:" not in lines:
             return  # no comment line (an unfinished one that starts with ":" is kept below)
-        end = held.rfind(b"\n", 0, self._cap) + 1  # the complete lines within the cap
-        lines = held[:end].split(b"\n")
-        texts = [line[1:] for line in lines if line[:1] == b":"]
-        self._hold(
-            b"\n".join(_MASK + line[1:] if line[:1] == b":" else line for line in lines)
-            + held[end:]
-        )
-        for text in texts:
-            self._comment_at(text.decode("utf-8", "replace"), count)
+        # Where these lines start in the event: the bytes held before this read are
+        # within the cap (else the event overflowed then), so the bound is not negative.
+        end = lines.rfind(b"\n", 0, self._cap - (self._size - len(lines))) + 1
+        complete = lines[:end]
+        masked = complete.replace(b"\n:", b"\n" + _MASK)  # the lines after the first
+        if masked[:1] == b":":
+            masked = _MASK + masked[1:]
+        masked += lines[end:]
+        self._parts = [*parts[:first], parts[first][:cut], masked] if cut else [masked]
+        for line in complete.split(b"\n"):
+            if line[:1] == b":":
+                self._comment_at(line[1:].decode("utf-8", "replace"), count)
 
     def _take_held(self) -> bytes:
         held = b"".join(self._parts)

@@ -549,6 +549,22 @@ def test_large_event_in_small_reads_is_linear_and_bounded(line: bytes) -> None:
     assert peak < 8 * len(body)
 
 
+@pytest.mark.parametrize("every", [1, 10, 10**9], ids=["comment-per-line", "some", "none"])
+def test_a_watched_large_event_in_small_reads_is_linear(every: int) -> None:
+    # With comments watched, each read of an unfinished event is searched for comment
+    # lines: only its own lines (and the one it continues), or 4 MiB in 1 KiB reads
+    # takes seconds of CPU (the whole event held, joined and searched per read).
+    lines = [b"data: " + b"y" * 93 + b"\n"] * (4 * MIB // 100)
+    for i in range(0, len(lines), every):
+        lines[i] = b": " + b"c" * 97 + b"\n"
+    body = b"".join(lines) + b"data: end\n\n"
+    comments: list[str] = []
+    with cpu_deadline(1):
+        events = feed_all_reads(Parser(on_comment=comments.append), _reads(body, KIB))
+    assert [e.data[-3:] for e in events] == ["end"]
+    assert len(comments) == len(range(0, len(lines), every))
+
+
 @pytest.mark.timeout(60)
 def test_oversized_event_in_small_reads_is_dropped_in_bounded_memory() -> None:
     cap = 64 * KIB
