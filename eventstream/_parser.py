@@ -361,14 +361,15 @@ class Parser:
         lines = b"".join([parts[first][cut:], *parts[first + 1 :]])
         if not lines.startswith(b":") and b"\n:" not in lines:
             return  # no comment line (an unfinished one that starts with ":" is kept below)
-        # Where these lines start in the event: the bytes held before this read are
-        # within the cap (else the event overflowed then), so the bound is not negative.
-        end = lines.rfind(b"\n", 0, self._cap - (self._size - len(lines))) + 1
-        complete = lines[:end]
+        # They start at byte size - len(lines) of the event, at most the bytes held
+        # before this read, which were within the cap (else the event overflowed
+        # then): the bound is not negative.
+        within = lines[: self._cap - (self._size - len(lines))]
+        complete = within[: within.rfind(b"\n") + 1]
         masked = complete.replace(b"\n:", b"\n" + _MASK)  # the lines after the first
         if masked[:1] == b":":
             masked = _MASK + masked[1:]
-        masked += lines[end:]
+        masked += lines[len(complete) :]
         self._parts = [*parts[:first], parts[first][:cut], masked] if cut else [masked]
         for line in complete.split(b"\n"):
             if line[:1] == b":":

@@ -750,15 +750,17 @@ def test_a_comment_in_an_oversized_event_is_reported_if_its_line_ends_within_the
 
 
 @pytest.mark.parametrize("line_end", [b"\n", b"\r\n"])
+@pytest.mark.parametrize("comment_first", [False, True])
 @pytest.mark.parametrize(("size", "errors"), [(CAP, 0), (CAP + 1, 1)])
 def test_comment_lines_count_toward_the_event_size_watched_or_not(
-    line_end: bytes, size: int, errors: int
+    line_end: bytes, comment_first: bool, size: int, errors: int
 ) -> None:
     # "data: x" and a comment that fill the event to CAP or CAP + 1 bytes with its
     # blank line: at CAP + 1 it is skipped, also when the comment was reported (and
     # could have been forgotten) before the rest of the event came.
     text = b" " + b"c" * (size - 12)  # and "data: x\n", ":", two line ends: size
-    block = b"data: x" + line_end + b":" + text + line_end + line_end
+    lines = [b"data: x" + line_end, b":" + text + line_end]
+    block = b"".join(lines[::-1] if comment_first else lines) + line_end
     body = b"data: a\n\n" + block + b": after\ndata: b\n\n"
     event = [("event", "x")] if not errors else []
     expected = [("event", "a"), ("comment", text.decode()), *event, ("comment", " after")]
