@@ -371,9 +371,7 @@ class Parser:
             masked = _MASK + masked[1:]
         masked += lines[len(complete) :]
         self._parts = [*parts[:first], parts[first][:cut], masked] if cut else [masked]
-        for line in complete.split(b"\n"):
-            if line[:1] == b":":
-                self._comment_at(line[1:].decode("utf-8", "replace"), count)
+        self._report_comments(complete, count)
 
     def _take_held(self) -> bytes:
         held = b"".join(self._parts)
@@ -744,10 +742,13 @@ class Parser:
         """Report the comment lines that end in ``head``, the first ``max_event_size``
         bytes of a skipped event: as they would be, had the event come in pieces
         (see :meth:`_held_comments`; the lines already reported there are masked)."""
+        if head.startswith(b":") or b"\n:" in head:
+            self._report_comments(head[: head.rfind(b"\n") + 1], count)
+
+    def _report_comments(self, lines: bytes, count: int) -> None:
+        """Report the comment lines of ``lines`` (whole lines), in order."""
         assert self._comment_at is not None
-        if not head.startswith(b":") and b"\n:" not in head:
-            return
-        for line in head[: head.rfind(b"\n") + 1].split(b"\n"):
+        for line in lines.split(b"\n"):
             if line[:1] == b":":
                 self._comment_at(line[1:].decode("utf-8", "replace"), count)
 

@@ -780,6 +780,15 @@ def test_a_line_over_the_cap_is_an_overflow_comment_or_not() -> None:
             assert _capped(reads, watch=True) == ([("event", "a"), ("event", "b")], 1), label
 
 
+def test_a_comment_of_a_skipped_event_is_decoded_with_replacement() -> None:
+    # A comment that ends within the cap, in an oversized event that came in one read:
+    # reported, its bytes that are not UTF-8 as U+FFFD, never an exception.
+    body = b"data: a\n\n: bad \xff\n" + b"data: " + b"y" * CAP + b"\n\ndata: b\n\n"
+    for label, reads in chunkings(body):
+        expected = [("event", "a"), ("comment", f" bad {FFFD}"), ("event", "b")]
+        assert _capped(reads, watch=True) == (expected, 1), label
+
+
 def test_uniform_blocks_with_a_comment_keep_it_in_place() -> None:
     # Blocks of the same fields are read column by column, unless a comment is there.
     blocks = [b"id: %d\ndata: %d\n\n" % (n, n) for n in range(8)]
