@@ -370,7 +370,7 @@ class Parser:
         if masked[:1] == b":":
             masked = _MASK + masked[1:]
         masked += lines[len(complete) :]
-        self._parts = [*parts[:first], parts[first][:cut], masked] if cut else [masked]
+        self._parts = [*parts[:first], parts[first][:cut], masked]  # [:0]: b"" is harmless
         self._report_comments(complete, count)
 
     def _take_held(self) -> bytes:

@@ -9,7 +9,7 @@ ends with ``reset()``, so an unfinished line or event at its end is dropped.
 from __future__ import annotations
 
 import tracemalloc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -549,18 +549,38 @@ def test_large_event_in_small_reads_is_linear_and_bounded(line: bytes) -> None:
     assert peak < 8 * len(body)
 
 
+def _in_two_reads_a_line(body: bytes) -> list[bytes]:
+    # Each line in two reads, the first without the line end (a long line in pieces).
+    lines = body.splitlines(keepends=True)
+    return [piece for line in lines for piece in (line[:-20], line[-20:]) if piece]
+
+
+def _reads_starting_with_line_ends(body: bytes) -> list[bytes]:
+    # Each read starts with the line end of the line before: its only LF is its first byte.
+    first, *rest = body.split(b"\n")
+    return [first] + [b"\n" + piece for piece in rest]
+
+
 @pytest.mark.parametrize("every", [1, 10, 10**9], ids=["comment-per-line", "some", "none"])
-def test_a_watched_large_event_in_small_reads_is_linear(every: int) -> None:
+@pytest.mark.parametrize(
+    "cut",
+    [lambda body: list(_reads(body, KIB)), _in_two_reads_a_line, _reads_starting_with_line_ends],
+    ids=["1-KiB", "lines-in-two", "line-end-first"],
+)
+def test_a_watched_large_event_in_small_reads_is_linear(
+    every: int, cut: Callable[[bytes], list[bytes]]
+) -> None:
     # With comments watched, each read of an unfinished event is searched for comment
-    # lines: only its own lines (and the one it continues), or 4 MiB in 1 KiB reads
-    # takes seconds of CPU (the whole event held, joined and searched per read).
-    lines = [b"data: " + b"y" * 93 + b"\n"] * (4 * MIB // 100)
+    # lines: only its own lines (and the one it continues, back to its start), or an
+    # event of 4 MiB takes seconds of CPU (all held joined and searched per read).
+    lines = [b"data: " + b"y" * 993 + b"\n"] * (4 * MIB // 1000)
     for i in range(0, len(lines), every):
-        lines[i] = b": " + b"c" * 97 + b"\n"
+        lines[i] = b": " + b"c" * 997 + b"\n"
     body = b"".join(lines) + b"data: end\n\n"
+    reads = cut(body)
     comments: list[str] = []
     with cpu_deadline(1):
-        events = feed_all_reads(Parser(on_comment=comments.append), _reads(body, KIB))
+        events = feed_all_reads(Parser(on_comment=comments.append), reads)
     assert [e.data[-3:] for e in events] == ["end"]
     assert len(comments) == len(range(0, len(lines), every))
 
