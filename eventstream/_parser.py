@@ -360,7 +360,7 @@ class Parser:
                 break
         lines = b"".join([parts[first][cut:], *parts[first + 1 :]])
         if not lines.startswith(b":") and b"\n:" not in lines:
-            return  # no comment line (an unfinished one that starts with ":" is kept below)
+            return  # no comment line (an unfinished one passes, and is kept as it is)
         # They start at byte size - len(lines) of the event, at most the bytes held
         # before this read, which were within the cap (else the event overflowed
         # then): the bound is not negative.
