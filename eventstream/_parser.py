@@ -41,6 +41,10 @@ __all__ = ["DEFAULT_MAX_EVENT_SIZE", "Parser", "comment_positions"]
 DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
 
 _BOM = b"\xef\xbb\xbf"
+# Replaces the colon of a comment line already reported while its event is unfinished:
+# the line keeps its length (its bytes count toward the event's size) and becomes a
+# line of an unknown field, which the spec ignores (no field name starts with NUL).
+_MASK = b"\0"
 _new_event = tuple.__new__  # Event is a NamedTuple: build it without the Python-level __new__
 _FIELDS = frozenset(("data", "id", "event", "retry"))
 _FIELDS_BYTES = frozenset(name.encode() for name in _FIELDS)
@@ -117,6 +121,14 @@ class Parser:
     UTF-8 become U+FFFD.  The only error is :class:`ProtocolError` when a line or an
     event grows past ``max_event_size`` bytes (``None`` disables the cap).
 
+    An event's size is its bytes from the start of its first line to the end of the
+    blank line that dispatches it, every line counted (comments and unknown fields
+    too), each line end as one byte (a CRLF too), without a leading BOM or the blank
+    lines before the event.  An event over the cap (a line over it makes one) is
+    skipped whole: the :meth:`feed` that brings its first byte past the cap raises,
+    and the rest of the event is dropped as it comes.  None of this depends on how
+    the bytes are split into reads, nor on whether comments are watched.
+
     ``last_event_id`` seeds the last event ID, as when resuming a stream.
 
     ``on_comment``, if given, is called with the text of each comment line (all that
@@ -125,9 +137,12 @@ class Parser:
     ended (not at the next blank line), and in stream order with the other comments.
     The events that the same bytes complete are returned by that :meth:`feed` once it
     is done, whether they come before or after the comment in the stream
-    (:class:`EventStream` hands both over in stream order).  A comment inside an event
-    larger than the cap may be skipped with it.  Without ``on_comment``, comments
-    cost nothing beyond being skipped.
+    (:class:`EventStream` hands both over in stream order).  In an event over the cap,
+    the comment lines that end (line end included) within its first
+    ``max_event_size`` bytes are reported, the later ones are not: as if the event
+    came byte by byte, a comment is reported when its line ends and the event is
+    known to be too large at the byte past the cap, whatever the reads.  Without
+    ``on_comment``, comments cost nothing beyond being skipped.
     """
 
     __slots__ = (
@@ -322,25 +337,41 @@ class Parser:
         return events
 
     def _held_comments(self, count: int) -> None:
-        """Report the complete comment lines of the unfinished event, and drop them.
+        """Report the comment lines that end in the last read held, within the cap,
+        and mask them.
 
         A comment takes effect when its line ends, not at the blank line that ends
-        the event around it; dropping it from the held bytes changes nothing else
-        (a comment line has no meaning for the event), and it is not reported twice.
+        the event around it.  A reported line stays held, as long as it was (it counts
+        toward the event's size as every line does, watched or not), with its colon
+        made a NUL: a line of an unknown field, which the spec ignores, so it is not
+        reported again.  So the comment lines that end in earlier parts are masked
+        already, and only the lines from the one the last read continues are looked
+        at: each byte a bounded number of times, however many reads an event takes.
+        Held bytes start with the event's first line, so the lines that end past its
+        first ``max_event_size`` bytes are not reported: the event overflows first.
         """
         assert self._comment_at is not None
-        held = b"".join(self._parts)
-        if not held.startswith(b":") and b"\n:" not in held:
-            self._hold(held)  # one part now: the next join copies less
-            return  # no comment line (an unfinished one that starts with ":" is kept below)
-        end = held.rfind(b"\n") + 1  # the complete lines; held has no blank line
-        kept = []
-        for line in held[:end].split(b"\n")[:-1]:
-            if line[:1] == b":":
-                self._comment_at(line[1:].decode("utf-8", "replace"), count)
-            else:
-                kept.append(line + b"\n")
-        self._hold(b"".join(kept) + held[end:])
+        parts = self._parts
+        first = cut = 0  # the lines to look at start at parts[first][cut:]
+        for index in range(len(parts) - 2, -1, -1):
+            lf = bytes(parts[index]).rfind(b"\n")  # bytes(b) is b; a view is copied
+            if lf >= 0:
+                first, cut = index, lf + 1
+                break
+        lines = b"".join([parts[first][cut:], *parts[first + 1 :]])
+        if not lines.startswith(b":") and b"\n:" not in lines:
+            return  # no comment line (an unfinished one passes, and is kept as it is)
+        # They start at byte size - len(lines) of the event, at most the bytes held
+        # before this read, which were within the cap (else the event overflowed
+        # then): the bound is not negative.
+        within = lines[: self._cap - (self._size - len(lines))]
+        complete = within[: within.rfind(b"\n") + 1]
+        masked = complete.replace(b"\n:", b"\n" + _MASK)  # the lines after the first
+        if masked[:1] == b":":
+            masked = _MASK + masked[1:]
+        masked += lines[len(complete) :]
+        self._parts = [*parts[:first], parts[first][:cut], masked]  # [:0]: b"" is harmless
+        self._report_comments(complete, count)
 
     def _take_held(self) -> bytes:
         held = b"".join(self._parts)
@@ -675,8 +706,9 @@ class Parser:
 
         A block's size runs from its first line to its blank line: blank lines before
         it dispatch nothing and do not count, so the outcome never depends on how the
-        reads were split.  The blocks between oversized ones are interpreted in one
-        run each, so a cap costs little even on a flood of tiny blocks.
+        reads were split.  The comment lines of a skipped block that end within the
+        cap are reported, as in small reads.  The blocks between oversized ones are
+        interpreted in one run each, so a cap costs little even on a flood of tiny blocks.
         """
         assert self._max is not None
         events: list[Event] = []
@@ -696,6 +728,8 @@ class Parser:
                 if run < start:
                     self._comment_base = len(events)
                     events += self._interpret_region(region[run:start])
+                if self._comment_at is not None:
+                    self._early_comments(region[start : start + self._max], len(events))
                 skipped, run = True, end
             start = end
         if run < len(region):
@@ -703,6 +737,20 @@ class Parser:
             events += self._interpret_region(region[run:])
         self._comment_base = 0
         return events, skipped
+
+    def _early_comments(self, head: bytes, count: int) -> None:
+        """Report the comment lines that end in ``head``, the first ``max_event_size``
+        bytes of a skipped event: as they would be, had the event come in pieces
+        (see :meth:`_held_comments`; the lines already reported there are masked)."""
+        if head.startswith(b":") or b"\n:" in head:
+            self._report_comments(head[: head.rfind(b"\n") + 1], count)
+
+    def _report_comments(self, lines: bytes, count: int) -> None:
+        """Report the comment lines of ``lines`` (whole lines), in order."""
+        assert self._comment_at is not None
+        for line in lines.split(b"\n"):
+            if line[:1] == b":":
+                self._comment_at(line[1:].decode("utf-8", "replace"), count)
 
     def _discard(self, data: bytes) -> bytes:
         # After an overflow, drop bytes up to the blank line that ends the oversized

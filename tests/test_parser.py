@@ -9,7 +9,7 @@ ends with ``reset()``, so an unfinished line or event at its end is dropped.
 from __future__ import annotations
 
 import tracemalloc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -549,6 +549,42 @@ def test_large_event_in_small_reads_is_linear_and_bounded(line: bytes) -> None:
     assert peak < 8 * len(body)
 
 
+def _in_two_reads_a_line(body: bytes) -> list[bytes]:
+    # Each line in two reads, the first without the line end (a long line in pieces).
+    lines = body.splitlines(keepends=True)
+    return [piece for line in lines for piece in (line[:-20], line[-20:]) if piece]
+
+
+def _reads_starting_with_line_ends(body: bytes) -> list[bytes]:
+    # Each read starts with the line end of the line before: its only LF is its first byte.
+    first, *rest = body.split(b"\n")
+    return [first] + [b"\n" + piece for piece in rest]
+
+
+@pytest.mark.parametrize("every", [1, 10, 10**9], ids=["comment-per-line", "some", "none"])
+@pytest.mark.parametrize(
+    "cut",
+    [lambda body: list(_reads(body, KIB)), _in_two_reads_a_line, _reads_starting_with_line_ends],
+    ids=["1-KiB", "lines-in-two", "line-end-first"],
+)
+def test_a_watched_large_event_in_small_reads_is_linear(
+    every: int, cut: Callable[[bytes], list[bytes]]
+) -> None:
+    # With comments watched, each read of an unfinished event is searched for comment
+    # lines: only its own lines (and the one it continues, back to its start), or an
+    # event of 4 MiB takes seconds of CPU (all held joined and searched per read).
+    lines = [b"data: " + b"y" * 993 + b"\n"] * (4 * MIB // 1000)
+    for i in range(0, len(lines), every):
+        lines[i] = b": " + b"c" * 997 + b"\n"
+    body = b"".join(lines) + b"data: end\n\n"
+    reads = cut(body)
+    comments: list[str] = []
+    with cpu_deadline(1):
+        events = feed_all_reads(Parser(on_comment=comments.append), reads)
+    assert [e.data[-3:] for e in events] == ["end"]
+    assert len(comments) == len(range(0, len(lines), every))
+
+
 @pytest.mark.timeout(60)
 def test_oversized_event_in_small_reads_is_dropped_in_bounded_memory() -> None:
     cap = 64 * KIB
@@ -689,6 +725,88 @@ def test_comments_around_a_skipped_oversized_event_keep_their_place() -> None:
     expected = [("comment", " 0"), ("event", "a"), ("comment", " 1"), ("event", "b")]
     expected.append(("comment", " 2"))
     assert _positioned([body], max_event_size=CAP) == expected
+
+
+class _Counting(Parser):
+    """A parser that counts the ProtocolErrors its feed() raises."""
+
+    __slots__ = ("errors",)
+
+    def feed(self, data: bytes) -> list[Event]:
+        try:
+            return super().feed(data)
+        except ProtocolError:
+            self.errors += 1
+            raise
+
+
+def _capped(reads: Iterable[bytes], *, watch: bool) -> tuple[list[tuple[str, str]], int]:
+    """Events and comments (if ``watch``) in place, and the number of errors raised."""
+    parser = _Counting(max_event_size=CAP)
+    parser.errors = 0
+    if watch:
+        return positioned(parser, reads), parser.errors
+    events, _ = feed_capped(parser, reads)
+    return [("event", e.data) for e in events], parser.errors
+
+
+@pytest.mark.parametrize("line_end", [b"\n", b"\r", b"\r\n"])
+@pytest.mark.parametrize("first", [b"", b"data: x\n"], ids=["comment-first", "after-a-line"])
+@pytest.mark.parametrize(("past_cap", "reported"), [(0, True), (1, False), (2, False)])
+def test_a_comment_in_an_oversized_event_is_reported_if_its_line_ends_within_the_cap(
+    line_end: bytes, first: bytes, past_cap: int, reported: bool
+) -> None:
+    # The event's bytes up to the comment's line end (one byte, a CRLF too) are CAP,
+    # CAP + 1, CAP + 2: the comment is reported in the first case only, whatever the
+    # reads.  Comment first, CAP + 1 is a line over the cap on its own.
+    text = b" " + b"c" * (CAP + past_cap - len(first) - 3)
+    oversized = first + b":" + text + line_end + b"data: " + b"y" * CAP + b"\n\n"
+    body = b"data: a\n\n" + oversized + b"data: b\n\n"
+    comment = [("comment", text.decode())] if reported else []
+    expected = [("event", "a"), *comment, ("event", "b")]
+    for label, reads in chunkings(body):
+        assert _capped(reads, watch=True) == (expected, 1), label
+        assert _capped(reads, watch=False) == ([("event", "a"), ("event", "b")], 1), label
+
+
+@pytest.mark.parametrize("line_end", [b"\n", b"\r\n"])
+@pytest.mark.parametrize("comment_first", [False, True])
+@pytest.mark.parametrize(("size", "errors"), [(CAP, 0), (CAP + 1, 1)])
+def test_comment_lines_count_toward_the_event_size_watched_or_not(
+    line_end: bytes, comment_first: bool, size: int, errors: int
+) -> None:
+    # "data: x" and a comment that fill the event to CAP or CAP + 1 bytes with its
+    # blank line: at CAP + 1 it is skipped, also when the comment was reported (and
+    # could have been forgotten) before the rest of the event came.
+    text = b" " + b"c" * (size - 12)  # and "data: x\n", ":", two line ends: size
+    lines = [b"data: x" + line_end, b":" + text + line_end]
+    block = b"".join(lines[::-1] if comment_first else lines) + line_end
+    body = b"data: a\n\n" + block + b": after\ndata: b\n\n"
+    event = [("event", "x")] if not errors else []
+    expected = [("event", "a"), ("comment", text.decode()), *event, ("comment", " after")]
+    expected.append(("event", "b"))
+    for label, reads in chunkings(body):
+        assert _capped(reads, watch=True) == (expected, errors), label
+        unwatched = [item for item in expected if item[0] == "event"]
+        assert _capped(reads, watch=False) == (unwatched, errors), label
+
+
+def test_a_line_over_the_cap_is_an_overflow_comment_or_not() -> None:
+    # A heartbeat comment longer than the cap, alone between events, skips its block
+    # and raises, however it arrives; the stream goes on.
+    for line in (b":" + b"p" * CAP + b"\n", b"x" * CAP + b"\n"):
+        body = b"data: a\n\n" + line + b"\ndata: b\n\n"
+        for label, reads in chunkings(body):
+            assert _capped(reads, watch=True) == ([("event", "a"), ("event", "b")], 1), label
+
+
+def test_a_comment_of_a_skipped_event_is_decoded_with_replacement() -> None:
+    # A comment that ends within the cap, in an oversized event that came in one read:
+    # reported, its bytes that are not UTF-8 as U+FFFD, never an exception.
+    body = b"data: a\n\n: bad \xff\n" + b"data: " + b"y" * CAP + b"\n\ndata: b\n\n"
+    for label, reads in chunkings(body):
+        expected = [("event", "a"), ("comment", f" bad {FFFD}"), ("event", "b")]
+        assert _capped(reads, watch=True) == (expected, 1), label
 
 
 def test_uniform_blocks_with_a_comment_keep_it_in_place() -> None:

@@ -14,7 +14,7 @@ from _helpers import cpu_deadline, feed_all, feed_capped, reference_parse, run_b
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventstream import DEFAULT_MAX_EVENT_SIZE, Event, Parser
+from eventstream import DEFAULT_MAX_EVENT_SIZE, Event, Parser, ProtocolError
 from eventstream._parser import comment_positions
 
 SETTINGS = settings(max_examples=200, deadline=None)
@@ -295,6 +295,82 @@ def test_on_comment_gets_every_comment_byte_by_byte(body: bytes) -> None:
     events = feed_all(Parser(on_comment=texts.append), reads)
     assert events == feed_all(Parser(), reads)
     assert texts == [text for text, _, _ in _reference_comments(body, reads)]
+
+
+# --- The size cap with comments: what happens, happens in the read that brings its byte.
+
+Happening = tuple[int, str, object]  # (read index, "event" / "comment" / "error", what)
+
+
+def _timeline(parser: Parser, reads: Sequence[bytes], *, watch: bool) -> list[Happening]:
+    """Events, comments (if ``watch``) and errors of ``reads``, in the order a reader
+    sees them, each with the index of the read whose feed() gave it.  An error ends
+    its read (feed() raises once it is done), its ``events`` are the read's events."""
+    notes: list[tuple[int, str]] = []
+    if watch:
+        comment_positions(parser, lambda text, before: notes.append((before, text)))
+    timeline: list[Happening] = []
+    for index, read in enumerate(reads):
+        notes.clear()
+        failed = False
+        try:
+            events = parser.feed(read)
+        except ProtocolError as exc:
+            events, failed = exc.events, True
+        start = 0
+        for before, text in notes:
+            timeline += [(index, "event", e) for e in events[start:before]]
+            timeline.append((index, "comment", text))
+            start = max(start, before)
+        timeline += [(index, "event", e) for e in events[start:]]
+        if failed:
+            timeline.append((index, "error", None))
+    return timeline
+
+
+def _in_reads(at_byte: list[Happening], reads: Sequence[bytes]) -> list[Happening]:
+    """The timeline of a byte-by-byte feed, as it must be for ``reads``: each thing in
+    the read that holds its byte, and a read's errors (one feed() raises once) last."""
+    read_of = [index for index, read in enumerate(reads) for _ in read]
+    in_read: list[list[Happening]] = [[] for _ in reads]
+    failed = set()
+    for byte, kind, what in at_byte:
+        index = read_of[byte]
+        if kind == "error":
+            failed.add(index)
+        else:
+            in_read[index].append((index, kind, what))
+    for index in failed:
+        in_read[index].append((index, "error", None))
+    return [item for items in in_read for item in items]
+
+
+def _unwatched(timeline: list[Happening]) -> list[Happening]:
+    return [item for item in timeline if item[1] != "comment"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data(), streams(), st.integers(1, 40))
+def test_size_cap_and_comments_do_not_depend_on_reads_or_the_hook(
+    data: st.DataObject, body: bytes, cap: int
+) -> None:
+    # Fed byte by byte, each event, comment and error comes from the feed of the byte
+    # that completes it (an event's blank line, a comment's line end, the byte that
+    # takes an event over the cap).  Fed in any other reads, the same things must come
+    # in the same order, each from the read that holds that byte: so which comments
+    # are reported, with which events before them, which events are skipped and where
+    # the errors are raised does not depend on the reads; nor, but for the comments
+    # themselves, on whether comments are watched.
+    bytewise = [body[i : i + 1] for i in range(len(body))]
+    with cpu_deadline(2):
+        at_byte = _timeline(Parser(max_event_size=cap), bytewise, watch=True)
+        unwatched = _timeline(Parser(max_event_size=cap), bytewise, watch=False)
+        assert unwatched == _unwatched(at_byte)
+        for reads in ([body], data.draw(split(body))):
+            expected = _in_reads(at_byte, reads)
+            assert _timeline(Parser(max_event_size=cap), reads, watch=True) == expected
+            unwatched = _timeline(Parser(max_event_size=cap), reads, watch=False)
+            assert unwatched == _unwatched(expected)
 
 
 # --- Streams whose events are each one "data: " line: the one-split path.
