@@ -136,4 +136,9 @@ def _wrapped(exc: BaseException) -> BaseException | None:
     if exc.__cause__ is not None:
         return exc.__cause__
     # requests and urllib3 wrap errors as arguments, not always as causes.
-    return next((arg for arg in exc.args if isinstance(arg, BaseException)), None)
+    inner = next((arg for arg in exc.args if isinstance(arg, BaseException)), None)
+    if inner is None and not exc.__suppress_context__:
+        # urllib3 1.26 raises NewConnectionError while handling the socket's error,
+        # naming it only in its message: the error it handled is what went wrong.
+        inner = exc.__context__
+    return inner

@@ -118,16 +118,15 @@ def _prepare_adapters(session: requests.Session) -> None:
     # The session is the worker's own (made just now, on this thread): wrapping its
     # adapters' methods and setting their pool classes touches nothing another stream
     # or thread uses.
-    wait: _HeadersWait | None = getattr(session, "_eventstream_headers", None)
+    wait: _HeadersWait = session._eventstream_headers  # type: ignore[attr-defined]
     for adapter in session.adapters.values():
         wrapped_already = "cert_verify" in vars(adapter)
         if isinstance(adapter, requests.adapters.HTTPAdapter) and not wrapped_already:
             wrapped = functools.partial(_cert_verify, adapter.cert_verify)
             adapter.cert_verify = wrapped  # type: ignore[method-assign]
-            if wait is not None:
-                _waiting_pools(adapter.poolmanager, wait)
-                made = functools.partial(_proxy_manager_for, adapter.proxy_manager_for, wait)
-                adapter.proxy_manager_for = made  # type: ignore[method-assign]
+            _waiting_pools(adapter.poolmanager, wait)
+            made = functools.partial(_proxy_manager_for, adapter.proxy_manager_for, wait)
+            adapter.proxy_manager_for = made  # type: ignore[method-assign]
 
 
 def _cert_verify(
@@ -331,7 +330,7 @@ def _proxy_manager_for(
 
 
 def open_stream(session: requests.Session, spec: RequestSpec, stop: StopSignal) -> Body:
-    """Send ``spec`` on ``session`` and return the body to read.
+    """Send ``spec`` on ``session`` (made by :func:`make_session`) and return the body.
 
     Follows redirects; the caller's headers and ``auth`` never go to another host
     (see ``_send``).  Returns a :class:`Body` for a 2xx
@@ -349,18 +348,17 @@ def open_stream(session: requests.Session, spec: RequestSpec, stop: StopSignal) 
       reading it again would not help.
     * ``ValueError``: a malformed URL or header, a ``json`` that cannot be encoded.
     """
-    wait: _HeadersWait | None = getattr(session, "_eventstream_headers", None)
-    if wait is not None:
-        wait.stop = stop
+    wait: _HeadersWait = session._eventstream_headers  # type: ignore[attr-defined]
+    wait.stop = stop
     try:
         response = _sent(session, spec)
     except BaseException:
-        waiter = None if wait is None else wait.take()
+        waiter = wait.take()
         if waiter is not None:
             waiter.close()
         raise
     # The waiter the headers were waited with goes to the body, if any.
-    waiter = None if wait is None else wait.take()
+    waiter = wait.take()
     try:
         return _accept(response, spec, stop, waiter)
     except BaseException:
@@ -373,8 +371,7 @@ def open_stream(session: requests.Session, spec: RequestSpec, stop: StopSignal) 
 def _sent(session: requests.Session, spec: RequestSpec) -> requests.Response:
     try:
         return _send(session, spec)
-    except _StoppedWaiting as exc:
-        release_frames(exc)
+    except _StoppedWaiting as exc:  # the worker stops: this error goes nowhere
         safe = redact_url(spec.url)
         raise ReadError(f"stopped while waiting for the response from {safe}", url=safe) from exc
     except requests.RequestException as exc:

@@ -40,6 +40,37 @@ def test_describe_names_the_innermost_error() -> None:
     assert describe(chained) == "TimeoutError: read timed out"
 
 
+def raised_while_handling(
+    inner: BaseException, outer: BaseException, *, suppress: bool
+) -> BaseException:
+    try:
+        try:
+            raise inner
+        except type(inner):
+            if suppress:
+                raise outer from None
+            raise outer  # noqa: B904 (the implicit context is what is tested)
+    except type(outer) as caught:
+        return caught
+
+
+def test_describe_names_the_error_being_handled_when_nothing_else_is_wrapped() -> None:
+    # urllib3 1.26: NewConnectionError(conn, "Failed to establish a new connection: ...")
+    # raised in the except block of the socket's error, without "from".
+    refused = ConnectionRefusedError(111, "Connection refused")
+    new_connection = urllib3.exceptions.NewConnectionError(None, "Failed to establish")  # type: ignore[arg-type]
+    outer = raised_while_handling(refused, new_connection, suppress=False)
+    assert describe(outer) == "ConnectionRefusedError: [Errno 111] Connection refused"
+    # "from None" says the context is not the cause: the outer error stays.
+    hidden = raised_while_handling(OSError("inner"), ValueError("outer"), suppress=True)
+    assert describe(hidden) == "ValueError: outer"
+    # An error in the arguments wins over the context.
+    argued = raised_while_handling(
+        OSError("context"), RuntimeError(KeyError("arg")), suppress=False
+    )
+    assert describe(argued) == "KeyError: 'arg'"
+
+
 def test_describe_without_a_message_is_the_type_alone() -> None:
     assert describe(ConnectionResetError()) == "ConnectionResetError"
     assert describe(ValueError("x")) == "ValueError: x"

@@ -204,6 +204,7 @@ def test_without_a_read_timeout_a_stop_still_ends_the_wait(
         worker.join(TIMEOUT)
     assert isinstance(ended, ReadError), repr(ended)
     assert str(ended) == f"stopped while waiting for the response from {origin.url}"
+    assert ended.url == origin.url
 
 
 class FakeTLS(ssl.SSLSocket):
