@@ -272,28 +272,25 @@ def _hand_back(sock: ssl.SSLSocket, first: bytearray, buffer: Any, *_: Any) -> i
     return 1
 
 
-class _WaitingHTTPConnection(urllib3.connection.HTTPConnection):
-    """urllib3's connection, waiting for the response with the stream's ``_HeadersWait``."""
+class _WaitsForHeaders:
+    """What urllib3's connections get here: ``getresponse()`` waits with the stream's
+    ``_HeadersWait`` before http.client reads the response."""
 
     def __init__(self, *, eventstream_headers: _HeadersWait, **kwargs: Any) -> None:
-        super().__init__(**kwargs)  # urllib3 names every argument
+        super().__init__(**kwargs)  # urllib3's connection; urllib3 names every argument
         self._eventstream_headers = eventstream_headers
 
     def getresponse(self) -> Any:  # no arguments: urllib3 1.26 tries buffering=True first
         self._eventstream_headers.wait(self)
-        return super().getresponse()
+        return super().getresponse()  # type: ignore[misc]
 
 
-class _WaitingHTTPSConnection(urllib3.connection.HTTPSConnection):
-    """urllib3's TLS connection, waiting for the response as above."""
+class _WaitingHTTPConnection(_WaitsForHeaders, urllib3.connection.HTTPConnection):
+    pass
 
-    def __init__(self, *, eventstream_headers: _HeadersWait, **kwargs: Any) -> None:
-        super().__init__(**kwargs)  # urllib3 names every argument
-        self._eventstream_headers = eventstream_headers
 
-    def getresponse(self) -> Any:  # no arguments: urllib3 1.26 tries buffering=True first
-        self._eventstream_headers.wait(self)
-        return super().getresponse()
+class _WaitingHTTPSConnection(_WaitsForHeaders, urllib3.connection.HTTPSConnection):
+    pass
 
 
 class _WaitingHTTPPool(urllib3.HTTPConnectionPool):

@@ -19,6 +19,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -67,6 +68,35 @@ def session_factory(pki: dict[str, Any], proxy: ForwardProxy | None = None) -> A
         return session
 
     return make
+
+
+@contextmanager
+def opened_on_a_thread(
+    pki: dict[str, Any], request: RequestSpec, stop: StopSignal
+) -> Iterator[queue.Queue[Any]]:
+    """``open_stream`` on a thread of its own, as a worker would; its outcome comes in
+    the queue: (status, Content-Type, the whole body), or what it raised."""
+    outcome: queue.Queue[Any] = queue.Queue()
+
+    def run() -> None:
+        try:
+            with (
+                make_session(session_factory(pki)) as session,
+                open_stream(session, request, stop) as body,
+            ):
+                outcome.put(
+                    (body.status_code, body.headers["Content-Type"], b"".join(body.chunks()))
+                )
+        except BaseException as exc:
+            outcome.put(exc)
+
+    thread = threading.Thread(target=run, name="test-open-stream")
+    thread.start()
+    try:
+        yield outcome
+    finally:
+        stop.set()
+        thread.join(TIMEOUT)
 
 
 def stopped_promptly(stream: Any, server: SSEServer) -> float:
@@ -181,27 +211,12 @@ def test_without_a_read_timeout_a_stop_still_ends_the_wait(
     origin.default = Script.no_response()
     request = RequestSpec(origin.url, connect_timeout=TIMEOUT, read_timeout=None)
     stop = StopSignal()
-    outcome: queue.Queue[BaseException | None] = queue.Queue()
-
-    def connect() -> None:
-        try:
-            with make_session(session_factory(pki)) as session:
-                open_stream(session, request, stop).close()
-            outcome.put(None)
-        except BaseException as exc:
-            outcome.put(exc)
-
-    worker = threading.Thread(target=connect, name="test-no-read-timeout")
-    worker.start()
-    try:
+    with opened_on_a_thread(pki, request, stop) as outcome:
         origin.wait_for_requests(1, TIMEOUT)
         started = time.monotonic()
         stop.set()
         ended = outcome.get(timeout=TIMEOUT)
         assert time.monotonic() - started < STOP_BOUND
-    finally:
-        stop.set()
-        worker.join(TIMEOUT)
     assert isinstance(ended, ReadError), repr(ended)
     assert str(ended) == f"stopped while waiting for the response from {origin.url}"
     assert ended.url == origin.url
@@ -276,27 +291,13 @@ def test_a_response_that_comes_later_is_read_whole(origin: SSEServer, pki: dict[
     head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"
     origin.enqueue(Script.raw_response(b"").wait(gate).wire(head + b"data: late\n\n"))
     request = RequestSpec(origin.url, connect_timeout=TIMEOUT, read_timeout=READ_TIMEOUT)
-    got: queue.Queue[Any] = queue.Queue()
-
-    def read() -> None:
-        try:
-            with (
-                make_session(session_factory(pki)) as session,
-                open_stream(session, request, StopSignal()) as body,
-            ):
-                got.put((body.status_code, body.headers["Content-Type"], b"".join(body.chunks())))
-        except BaseException as exc:
-            got.put(exc)
-
-    reader = threading.Thread(target=read, name="test-late-headers")
-    reader.start()
     try:
-        origin.wait_for_requests(1, TIMEOUT)
-        gate.set()
-        outcome = got.get(timeout=TIMEOUT)
+        with opened_on_a_thread(pki, request, StopSignal()) as got:
+            origin.wait_for_requests(1, TIMEOUT)
+            gate.set()
+            outcome = got.get(timeout=TIMEOUT)
     finally:
         gate.set()
-        reader.join(TIMEOUT)
     assert outcome == (200, "text/event-stream", b"data: late\n\n")
 
 
