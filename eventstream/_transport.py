@@ -15,9 +15,10 @@ read directly but urllib3's ``SSLTransport`` over one; ``_tunnelread`` then feed
 inner TLS from the outer socket, non-blocking, with the same wait.  When neither can be
 reached safely (a mocked or custom adapter: no socket at all), the fallback here
 reads through urllib3, checking the stop signal between reads, so a stop then waits
-at most the read timeout.  Before that, the wait for the response headers is on the
-socket and the waker too: the session's pools make connections (subclasses of
-urllib3's) that wait in ``getresponse()`` before http.client reads (``_HeadersWait``).
+at most the read timeout.  Before that, the connect and the wait for the response
+headers wait on the socket and the waker too: the session's pools make connections
+(subclasses of urllib3's) whose ``_new_conn()`` and ``getresponse()`` wait with
+``_connwait`` before urllib3 and http.client go on.
 
 Errors from ``requests``, ``urllib3``, ``http.client``, ``socket`` and ``ssl`` are
 translated here, once, into :class:`StreamError` subclasses, chained with ``from``.
@@ -34,7 +35,7 @@ import http.client
 import logging
 import re
 import socket
-import ssl
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
@@ -43,9 +44,11 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3
+from urllib3.util.connection import allowed_gai_family
 
 from . import _fork
 from ._body import BodyDecoder, BodyError, ContentDecoder, Framing, supported_coding
+from ._connwait import ConnectionWait, StoppedWaiting
 from ._exceptions import ConnectError, ContentTypeError, HTTPStatusError, ReadError
 from ._httputil import caused_by, describe, leaves_origin, redact_url, release_frames, wrapped
 from ._models import Headers
@@ -109,7 +112,7 @@ def make_session(factory: Callable[[], requests.Session] | None = None) -> reque
     session = _Session() if factory is None else factory()
     if not isinstance(session, requests.Session):
         raise TypeError(f"session_factory must return a requests.Session, not {session!r}")
-    session._eventstream_headers = _HeadersWait()  # type: ignore[attr-defined]
+    session._eventstream_wait = ConnectionWait()  # type: ignore[attr-defined]
     _prepare_adapters(session)
     return session
 
@@ -118,7 +121,7 @@ def _prepare_adapters(session: requests.Session) -> None:
     # The session is the worker's own (made just now, on this thread): wrapping its
     # adapters' methods and setting their pool classes touches nothing another stream
     # or thread uses.
-    wait: _HeadersWait = session._eventstream_headers  # type: ignore[attr-defined]
+    wait: ConnectionWait = session._eventstream_wait  # type: ignore[attr-defined]
     for adapter in session.adapters.values():
         wrapped_already = "cert_verify" in vars(adapter)
         if isinstance(adapter, requests.adapters.HTTPAdapter) and not wrapped_already:
@@ -176,120 +179,70 @@ class _Session(requests.Session):
 _URLLIB3_2 = not str(getattr(urllib3, "__version__", "")).startswith("1.")
 
 
-class _HeadersWait:
-    """How a stream's connections wait for the response headers: on the socket and
-    the stop signal's waker, so that a stop ends the wait within milliseconds.
+class _Waits:
+    """What urllib3's connections get here: the connect and the wait for the response
+    headers wait with the stream's :class:`ConnectionWait` (``_connwait``), so that a
+    stop cuts them short; urllib3's own errors are raised as urllib3 raises them."""
 
-    One per session (the worker's own); :func:`open_stream` sets ``stop`` for each
-    attempt and takes the waiter it made (the body then waits with it).  Runs only
-    on the worker thread, inside urllib3's ``getresponse()``.
-    """
-
-    __slots__ = ("stop", "waiter")
-
-    def __init__(self) -> None:
-        self.stop: StopSignal | None = None
-        self.waiter: Waiter | None = None
-
-    def take(self) -> Waiter | None:
-        """End the attempt: the waiter made for it (the caller closes it), if any."""
-        waiter, self.stop, self.waiter = self.waiter, None, None
-        return waiter
-
-    def wait(self, conn: Any) -> None:
-        """Return once the response has begun on ``conn``'s socket (or it closed);
-        raise ``socket.timeout`` after the read timeout, :class:`_StoppedWaiting` on a stop.
-
-        Anything this cannot wait on (no socket: TLS inside TLS, a custom connection;
-        no descriptor for a waker) is left to http.client's own blocking read.
-        """
-        sock = conn.sock
-        stop = self.stop
-        if stop is None or not isinstance(sock, socket.socket):
-            return
-        if self.waiter is None:
-            try:
-                self.waiter = Waiter(stop)
-            except OSError:
-                return  # the body says why when it needs one: see Body._fast_source
-        waiter = self.waiter
-        waiter.watch(sock.fileno())
-        # The read timeout: urllib3 2 sets the socket's in getresponse(), 1.26 before.
-        timeout = conn.timeout if _URLLIB3_2 else sock.gettimeout()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not waiter.wait(left):
-                if stop.is_set():
-                    raise _StoppedWaiting
-                raise socket.timeout
-            if not isinstance(sock, ssl.SSLSocket) or _response_began(sock):
-                return
-
-
-class _StoppedWaiting(Exception):
-    """The stop signal ended the wait for the response headers.
-
-    Not an ``OSError``: urllib3 would retry that (a ``session_factory``'s adapter
-    with ``max_retries``), sending the request again after the stop.  Nothing in
-    urllib3 or requests catches it; :func:`open_stream` turns it into a ``ReadError``,
-    which the worker, stopped, does not report.
-    """
-
-
-def _response_began(sock: ssl.SSLSocket) -> bool:
-    """Whether a readable TLS socket brings the response, not only TLS records that
-    carry no data (TLS 1.3 sends session tickets after the handshake, which make the
-    socket readable while the server has not answered yet).
-
-    Reads one byte, non-blocking: none means the records read carried no data (wait
-    again); a byte is handed back to the socket's next ``recv_into``, which is how
-    http.client's reader reads it, so the response is read whole.
-    """
-    first = bytearray(1)
-    timeout = sock.gettimeout()
-    sock.setblocking(False)
-    try:
-        count = sock.recv_into(first)
-    except ssl.SSLWantReadError:
-        return False
-    except ssl.SSLWantWriteError:
-        return True  # TLS must send first: the blocking read that follows does it
-    finally:
-        sock.settimeout(timeout)
-    if count:
-        sock.recv_into = functools.partial(_hand_back, sock, first)  # type: ignore[method-assign]
-    return True  # a byte, or the end of the connection: http.client reads it
-
-
-def _hand_back(sock: ssl.SSLSocket, first: bytearray, buffer: Any, *_: Any) -> int:
-    # The first recv_into after the wait (http.client's reader, with a buffer of 8 KiB):
-    # the byte the wait read, and the socket's own method again from then on.  An
-    # error before that read closes the connection, and the socket with it.
-    del sock.recv_into
-    with memoryview(buffer) as view:
-        view[:1] = first
-    return 1
-
-
-class _WaitsForHeaders:
-    """What urllib3's connections get here: ``getresponse()`` waits with the stream's
-    ``_HeadersWait`` before http.client reads the response."""
-
-    def __init__(self, *, eventstream_headers: _HeadersWait, **kwargs: Any) -> None:
+    def __init__(self, *, eventstream_wait: ConnectionWait, **kwargs: Any) -> None:
         super().__init__(**kwargs)  # urllib3's connection; urllib3 names every argument
-        self._eventstream_headers = eventstream_headers
+        self._eventstream_wait = eventstream_wait
+
+    def _new_conn(self) -> socket.socket:
+        # urllib3's _new_conn, with the connect waiting on the waker too.  A timeout
+        # left to urllib3's default, or a host that urllib3 rejects, goes to urllib3.
+        conn: Any = self
+        host, timeout = conn._dns_host, conn.timeout
+        if not (timeout is None or isinstance(timeout, (int, float))) or not _encodes(host):
+            return super()._new_conn()  # type: ignore[misc,no-any-return]
+        try:
+            sock = self._eventstream_wait.connect(
+                (host, conn.port),
+                timeout,
+                allowed_gai_family(),
+                conn.source_address,
+                conn.socket_options,
+            )
+        except socket.gaierror as exc:
+            if _URLLIB3_2:
+                raise urllib3.exceptions.NameResolutionError(conn.host, conn, exc) from exc
+            raise _new_connection_error(conn, exc) from exc
+        except socket.timeout as exc:
+            message = f"Connection to {conn.host} timed out. (connect timeout={timeout})"
+            raise urllib3.exceptions.ConnectTimeoutError(conn, message) from exc
+        except OSError as exc:
+            raise _new_connection_error(conn, exc) from exc
+        sys.audit("http.client.connect", conn, conn.host, conn.port)
+        return sock
 
     def getresponse(self) -> Any:  # no arguments: urllib3 1.26 tries buffering=True first
-        self._eventstream_headers.wait(self)
+        conn: Any = self
+        sock = conn.sock  # none to wait on: TLS inside TLS, a custom connection
+        if isinstance(sock, socket.socket):
+            # The read timeout: urllib3 2 sets the socket's in getresponse(), 1.26 before.
+            timeout = conn.timeout if _URLLIB3_2 else sock.gettimeout()
+            self._eventstream_wait.headers(sock, timeout)
         return super().getresponse()  # type: ignore[misc]
 
 
-class _WaitingHTTPConnection(_WaitsForHeaders, urllib3.connection.HTTPConnection):
+def _encodes(host: str) -> bool:
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False  # urllib3 says how (LocationParseError)
+    return True
+
+
+def _new_connection_error(conn: Any, exc: OSError) -> Exception:
+    message = f"Failed to establish a new connection: {exc}"
+    return urllib3.exceptions.NewConnectionError(conn, message)
+
+
+class _WaitingHTTPConnection(_Waits, urllib3.connection.HTTPConnection):
     pass
 
 
-class _WaitingHTTPSConnection(_WaitsForHeaders, urllib3.connection.HTTPSConnection):
+class _WaitingHTTPSConnection(_Waits, urllib3.connection.HTTPSConnection):
     pass
 
 
@@ -304,7 +257,7 @@ class _WaitingHTTPSPool(urllib3.HTTPSConnectionPool):
 _STOCK_POOLS = {"http": urllib3.HTTPConnectionPool, "https": urllib3.HTTPSConnectionPool}
 
 
-def _waiting_pools(manager: Any, wait: _HeadersWait) -> None:
+def _waiting_pools(manager: Any, wait: ConnectionWait) -> None:
     """Make ``manager`` (a pool manager of the worker's own session) open connections
     that wait for the response headers with ``wait``; only where it uses urllib3's own
     pools (a SOCKS proxy manager, or one a user gave its own pools, is left alone)."""
@@ -312,13 +265,13 @@ def _waiting_pools(manager: Any, wait: _HeadersWait) -> None:
     if classes != _STOCK_POOLS:
         return
     manager.pool_classes_by_scheme = {
-        "http": functools.partial(_WaitingHTTPPool, eventstream_headers=wait),
-        "https": functools.partial(_WaitingHTTPSPool, eventstream_headers=wait),
+        "http": functools.partial(_WaitingHTTPPool, eventstream_wait=wait),
+        "https": functools.partial(_WaitingHTTPSPool, eventstream_wait=wait),
     }
 
 
 def _proxy_manager_for(
-    proxy_manager_for: Callable[..., Any], wait: _HeadersWait, proxy: str, **kwargs: Any
+    proxy_manager_for: Callable[..., Any], wait: ConnectionWait, proxy: str, **kwargs: Any
 ) -> Any:
     """requests' ``proxy_manager_for``, with the manager's connections waiting as above."""
     manager = proxy_manager_for(proxy, **kwargs)
@@ -345,7 +298,7 @@ def open_stream(session: requests.Session, spec: RequestSpec, stop: StopSignal) 
       reading it again would not help.
     * ``ValueError``: a malformed URL or header, a ``json`` that cannot be encoded.
     """
-    wait: _HeadersWait = session._eventstream_headers  # type: ignore[attr-defined]
+    wait: ConnectionWait = session._eventstream_wait  # type: ignore[attr-defined]
     wait.stop = stop
     try:
         response = _sent(session, spec)
@@ -368,9 +321,9 @@ def open_stream(session: requests.Session, spec: RequestSpec, stop: StopSignal) 
 def _sent(session: requests.Session, spec: RequestSpec) -> requests.Response:
     try:
         return _send(session, spec)
-    except _StoppedWaiting as exc:  # the worker stops: this error goes nowhere
+    except StoppedWaiting as exc:  # the worker stops: this error goes nowhere
         safe = redact_url(spec.url)
-        raise ReadError(f"stopped while waiting for the response from {safe}", url=safe) from exc
+        raise ReadError(f"stopped before the response from {safe}", url=safe) from exc
     except requests.RequestException as exc:
         release_frames(exc)
         raise _send_error(exc, spec.url) from exc

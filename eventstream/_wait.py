@@ -101,12 +101,13 @@ class Waiter:
 
     def _select(self, timeout: float | None, write: bool) -> bool:
         fd = self._fd
-        readable, writable, _ = select.select(
-            [fd, self._wake_fd], [fd] if write else [], [], timeout
-        )
+        # Windows reports a connect that failed as an exceptional condition, not as
+        # writable: the caller then reads the error (``_connwait``).
+        also = [fd] if write else []
+        readable, writable, failed = select.select([fd, self._wake_fd], also, also, timeout)
         if self._wake_fd in readable:
             return False
-        return fd in (writable if write else readable)
+        return fd in (writable if write else readable) or fd in failed
 
     def close(self) -> None:
         """Detach the waker from the stop signal and close it (the socket is not ours)."""

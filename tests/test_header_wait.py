@@ -1,7 +1,7 @@
 """A stop while the worker waits for the response headers takes effect at once.
 
 The worker waits for the first byte of the response on the socket and the stop
-signal's waker (``_transport._HeadersWait``), so a server that takes the request and
+signal's waker (``_connwait.ConnectionWait``), so a server that takes the request and
 says nothing (a slow upstream, an LLM thinking before its first token, a proxy that
 buffers) no longer holds a stop for the read timeout.  Over TLS the socket also turns
 readable for records that carry no data (TLS 1.3 session tickets): the wait reads one
@@ -28,7 +28,7 @@ import trustme
 from _proxy import ForwardProxy
 
 import eventstream
-from eventstream import EventStream, ReadError, _transport
+from eventstream import EventStream, ReadError, _connwait
 from eventstream._stop import StopSignal
 from eventstream._transport import RequestSpec, make_session, open_stream
 from eventstream.testing import Script, SSEServer
@@ -218,7 +218,7 @@ def test_without_a_read_timeout_a_stop_still_ends_the_wait(
         ended = outcome.get(timeout=TIMEOUT)
         assert time.monotonic() - started < STOP_BOUND
     assert isinstance(ended, ReadError), repr(ended)
-    assert str(ended) == f"stopped while waiting for the response from {origin.url}"
+    assert str(ended) == f"stopped before the response from {origin.url}"
     assert ended.url == origin.url
 
 
@@ -254,14 +254,14 @@ class FakeTLS(ssl.SSLSocket):
 )
 def test_a_look_at_a_readable_tls_socket(outcome: bytes | BaseException, began: bool) -> None:
     sock = FakeTLS(outcome)
-    assert _transport._response_began(sock) is began
+    assert _connwait._response_began(sock) is began
     assert sock.timeouts == [2.5, 0.0, 2.5]  # non-blocking for the look, then as it was
     assert "recv_into" not in vars(sock)  # nothing handed back
 
 
 def test_the_byte_a_look_read_is_handed_back_once() -> None:
     sock = FakeTLS(b"H")
-    assert _transport._response_began(sock) is True
+    assert _connwait._response_began(sock) is True
     buffer = bytearray(8192)
     assert sock.recv_into(buffer) == 1  # what http.client's reader reads first
     assert buffer[:1] == b"H"
@@ -314,14 +314,14 @@ def test_a_stop_after_tls_records_without_data_still_ends_the_wait(
     # reads them (no byte of data) and goes on waiting, interruptibly.  The test stops
     # only once that has happened.
     looked: queue.Queue[bool] = queue.Queue()
-    real = _transport._response_began
+    real = _connwait._response_began
 
     def spy(sock: ssl.SSLSocket) -> bool:
         began = real(sock)
         looked.put(began)
         return began
 
-    monkeypatch.setattr(_transport, "_response_began", spy)
+    monkeypatch.setattr(_connwait, "_response_began", spy)
     gate = threading.Event()  # the server answers only once it is set: never, here
     tls_origin.default = Script.raw_response(b"").wait(gate).hold()
     errors: queue.Queue[BaseException] = queue.Queue()

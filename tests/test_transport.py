@@ -31,13 +31,13 @@ import pytest
 import requests
 import responses
 import trustme
-import urllib3
 
 from eventstream import (
     ConnectError,
     ContentTypeError,
     HTTPStatusError,
     ReadError,
+    _connwait,
     _transport,
     _wait,
 )
@@ -213,15 +213,12 @@ def _reading(frame: types.FrameType, wait: bool) -> bool:
     if not wait:
         return named("_sockread", "reads")
     if named("_wait", "wait", "_select"):
-        # Not the wait for the response headers (``_HeadersWait.wait``): the body's.
+        # Not the wait for the connection or the response headers (``_connwait``):
+        # the body's.
         caller = frame.f_back
         while caller is not None and caller.f_code.co_filename.endswith("_wait.py"):
             caller = caller.f_back
-        code = caller.f_code if caller is not None else None
-        return code is None or not (
-            code.co_filename.endswith("_transport.py")
-            and (code.co_name == "wait" or code.co_name.endswith("ǁwait__mutmut_orig"))
-        )
+        return caller is None or not caller.f_code.co_filename.endswith("_connwait.py")
     line = linecache.getline(code.co_filename, frame.f_lineno)
     return named("_sockread", "reads") and "poll(" in line
 
@@ -909,7 +906,8 @@ def test_out_of_descriptors_at_connect_says_so(
     def no_fds(*args: object, **kwargs: object) -> None:
         raise OSError(errno.EMFILE, "Too many open files")
 
-    monkeypatch.setattr(urllib3.util.connection, "create_connection", no_fds)
+    # The stream's connect (``_connwait``), in place of urllib3's create_connection.
+    monkeypatch.setattr(_connwait.ConnectionWait, "connect", no_fds)
     with pytest.raises(ConnectError, match=r"out of file descriptors.*ulimit -n"):
         open_stream(session, spec(server.url), StopSignal())
 

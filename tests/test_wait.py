@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
@@ -54,6 +55,30 @@ def test_a_writable_socket_is_ready_when_writing_is_asked(
         assert waiter.wait(5, write=True)
         assert not waiter.wait(0.01)  # nothing to read
         assert waiter.wait(5, True)
+
+
+def test_an_exceptional_condition_ends_a_wait_for_writing(how: str) -> None:
+    # Windows reports a failed connect only as an exceptional condition (select's
+    # third list): a wait for writing must end on it, and the connect then reads the
+    # error.  Here the condition is TCP urgent data, on a socket that cannot write.
+    if how == "poll":
+        pytest.skip("poll() reports a failed connect as POLLERR, which it always reports")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        ours = socket.create_connection(listener.getsockname())
+        theirs, _ = listener.accept()
+    with ours, theirs, Waiter(StopSignal()) as waiter:
+        ours.setblocking(False)
+        waiter.watch(ours.fileno())
+        for _ in range(100):  # fill both buffers: not writable until the peer reads
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    ours.send(b"x" * 65536)
+            if not waiter.wait(0.05, write=True):
+                break
+        else:
+            pytest.fail("the socket never stopped being writable")
+        theirs.send(b"!", socket.MSG_OOB)
+        assert waiter.wait(5, write=True)
 
 
 def test_a_stop_wins_over_a_readable_socket(

@@ -77,7 +77,9 @@ OWN_TESTS: dict[str, tuple[str, ...]] = {
         "test_tunnel_post_handshake.py",
         "test_tunnel_waits.py",
         "test_header_wait.py",
+        "test_connect_wait.py",
     ),
+    "_connwait": ("test_connect_wait.py", "test_header_wait.py"),
     "_cli_state": ("test_cli_state.py", "test_state_file_round_trip.py"),
     "_tunnelread": (
         "test_tunnel_post_handshake.py",

@@ -1,0 +1,265 @@
+"""A stop while the worker connects takes effect at once.
+
+The worker's connect is non-blocking and waits on the socket and the stop signal's
+waker (``_connwait.ConnectionWait.connect``), so an address that does not answer (a
+host that is down, a firewall that drops, a server whose backlog is full) no longer
+holds ``stop()``, ``restart()`` or the end of a ``with`` block for the connect
+timeout.  The address here is real: a listening socket whose backlog is full, so the
+kernel drops the SYNs of new connections and the connect hangs until its timeout.
+Nothing sleeps: each test waits until the worker is in its connect, then times the stop.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import queue
+import socket
+import sys
+import threading
+import time
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from eventstream import ConnectError, EventStream, ReadError, _connwait
+from eventstream._stop import StopSignal
+from eventstream._transport import RequestSpec, make_session, open_stream
+from eventstream.testing import Script, SSEServer
+
+TIMEOUT = 5.0
+CONNECT_TIMEOUT = 3.0  # a stop that waited for it would fail STOP_BOUND by far
+STOP_BOUND = 1.0  # seconds: generous for CI; a stop takes about a millisecond
+
+
+@pytest.fixture
+def stalled() -> Iterator[int]:
+    """The port of a listener whose backlog is full: connects to it hang."""
+    listener = socket.socket()
+    filled: list[socket.socket] = []
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        address = listener.getsockname()
+        for _ in range(8):
+            probe = socket.socket()
+            probe.settimeout(0.2)
+            try:
+                probe.connect(address)
+            except socket.timeout:
+                probe.close()
+                break  # the backlog is full: the kernel drops the SYNs now
+            filled.append(probe)
+        else:
+            pytest.skip("this kernel does not drop connects beyond a full backlog")
+        yield address[1]
+    finally:
+        for sock in filled:
+            sock.close()
+        listener.close()
+
+
+def connecting(timeout: float = TIMEOUT) -> bool:
+    """Wait (bounded) until a thread is in the stream's connect (``_connwait``)."""
+    deadline = time.monotonic() + timeout
+    tick = threading.Event()  # never set: wait() paces the look
+    while time.monotonic() < deadline:
+        for top in sys._current_frames().values():
+            frame: types.FrameType | None = top
+            while frame is not None:
+                code = frame.f_code
+                if code.co_filename.endswith("_connwait.py") and "_connect" in code.co_name:
+                    return True
+                frame = frame.f_back
+        tick.wait(0.001)
+    return False
+
+
+def stream_to(url: str, errors: queue.Queue[BaseException], **options: Any) -> EventStream:
+    return EventStream(
+        url,
+        timeout=(options.pop("connect_timeout", CONNECT_TIMEOUT), TIMEOUT),
+        on_event=lambda event: None,
+        on_error=errors.put,
+        **options,
+    )
+
+
+def stopped_promptly(stream: EventStream) -> float:
+    """Wait until ``stream`` connects, stop it; the seconds the stop took."""
+    assert connecting(), "the worker never began to connect"
+    started = time.monotonic()
+    assert stream.stop(timeout=TIMEOUT), "the worker is still connecting"
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_stop_ends_a_connect_that_hangs(stalled: int, scheme: str) -> None:
+    errors: queue.Queue[BaseException] = queue.Queue()
+    with stream_to(f"{scheme}://127.0.0.1:{stalled}/", errors) as stream:
+        assert stopped_promptly(stream) < STOP_BOUND
+    assert errors.empty(), errors.get()  # a stop is no error
+
+
+def test_a_stop_ends_a_connect_to_a_proxy_that_hangs(stalled: int) -> None:
+    def through_the_proxy() -> requests.Session:
+        session = requests.Session()
+        session.proxies = {"http": f"http://127.0.0.1:{stalled}"}
+        return session
+
+    errors: queue.Queue[BaseException] = queue.Queue()
+    url = "http://origin.invalid/stream"  # never resolved: the proxy is connected to
+    with stream_to(url, errors, session_factory=through_the_proxy) as stream:
+        assert stopped_promptly(stream) < STOP_BOUND
+    assert errors.empty(), errors.get()
+
+
+def test_without_a_connect_timeout_a_stop_still_ends_the_connect(stalled: int) -> None:
+    # open_stream on a thread of its own, as a worker would, with no connect timeout.
+    stop = StopSignal()
+    outcome: queue.Queue[BaseException | None] = queue.Queue()
+    request = RequestSpec(f"http://127.0.0.1:{stalled}/", connect_timeout=None)
+
+    def worker() -> None:
+        try:
+            with make_session() as session:
+                open_stream(session, request, stop).close()
+        except BaseException as exc:
+            outcome.put(exc)
+        else:
+            outcome.put(None)
+
+    thread = threading.Thread(target=worker, name="connect-without-timeout")
+    thread.start()
+    try:
+        assert connecting(), "the worker never began to connect"
+        started = time.monotonic()
+        stop.set()
+        ended = outcome.get(timeout=TIMEOUT)
+        assert time.monotonic() - started < STOP_BOUND
+    finally:
+        stop.set()
+        thread.join(TIMEOUT)
+    assert isinstance(ended, ReadError)
+
+
+def test_a_stop_before_the_connect_ends_it_at_once(stalled: int) -> None:
+    stop = StopSignal()
+    stop.set()
+    request = RequestSpec(f"http://127.0.0.1:{stalled}/", connect_timeout=CONNECT_TIMEOUT)
+    with make_session() as session:
+        started = time.monotonic()
+        with pytest.raises(ReadError, match="stopped before the response"):
+            open_stream(session, request, stop)
+        assert time.monotonic() - started < STOP_BOUND
+
+
+def test_a_stopped_connect_is_not_retried_by_a_users_adapter(
+    stalled: int, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # urllib3 retries a connect that fails with an OSError (max_retries): a stop is
+    # not one, so the stream does not connect again after it.
+    calls: queue.Queue[None] = queue.Queue()
+    real = _connwait.ConnectionWait.connect
+
+    def counted(self: _connwait.ConnectionWait, *args: Any) -> socket.socket:
+        calls.put(None)
+        return real(self, *args)
+
+    def retrying() -> requests.Session:
+        session = requests.Session()
+        session.mount("http://", requests.adapters.HTTPAdapter(max_retries=2))
+        return session
+
+    monkeypatch.setattr(_connwait.ConnectionWait, "connect", counted)
+    errors: queue.Queue[BaseException] = queue.Queue()
+    url = f"http://127.0.0.1:{stalled}/"
+    logged = caplog.at_level(logging.WARNING, logger="urllib3")
+    with logged, stream_to(url, errors, session_factory=retrying) as stream:
+        assert stopped_promptly(stream) < STOP_BOUND
+    assert calls.qsize() == 1
+    assert not [r for r in caplog.records if "Retrying" in r.getMessage()]
+    assert errors.empty(), errors.get()
+
+
+def test_the_connect_timeout_still_bounds_a_connect_that_hangs(stalled: int) -> None:
+    request = RequestSpec(f"http://127.0.0.1:{stalled}/", connect_timeout=0.2)
+    with make_session() as session:
+        started = time.monotonic()
+        with pytest.raises(ConnectError, match="timed out") as caught:
+            open_stream(session, request, StopSignal())
+        took = time.monotonic() - started
+    assert 0.2 <= took < 0.8
+    assert "connect timeout=0.2" in repr(caught.value.__cause__)
+
+
+def test_a_refused_connect_says_so() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, not listening: refused
+        with make_session() as session, pytest.raises(ConnectError, match="refused") as caught:
+            open_stream(session, RequestSpec(f"http://127.0.0.1:{port}/"), StopSignal())
+    refused = [e for e in _chain(caught.value) if isinstance(e, ConnectionRefusedError)]
+    assert refused
+    assert refused[0].errno == errno.ECONNREFUSED
+
+
+def _chain(error: BaseException) -> Iterator[BaseException]:
+    seen: BaseException | None = error
+    while seen is not None:
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
+def test_each_address_is_tried_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A name with two addresses, the first refused: urllib3 goes on to the next,
+    # and so does the stream's connect.
+    with SSEServer() as server, socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        refused = closed.getsockname()
+        served = ("127.0.0.1", server.port)
+        real = socket.getaddrinfo
+
+        def two_addresses(host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+            if host != "two.test":
+                return real(host, port, *args, **kwargs)
+            kind = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
+            return [(*kind, refused), (*kind, served)]
+
+        monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
+        server.enqueue(Script().event("reached"))
+        request = RequestSpec(f"http://two.test:{server.port}/")
+        with make_session() as session, open_stream(session, request, StopSignal()) as body:
+            assert b"data: reached" in b"".join(body.chunks())
+
+
+def test_the_socket_options_and_source_address_of_an_adapter_are_kept() -> None:
+    class Bound(requests.adapters.HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["source_address"] = ("127.0.0.2", 0)
+            kwargs["socket_options"] = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+            super().init_poolmanager(*args, **kwargs)
+
+    def bound() -> requests.Session:
+        session = requests.Session()
+        session.mount("http://", Bound())
+        return session
+
+    kept: queue.Queue[int] = queue.Queue()
+    real = _connwait.ConnectionWait._connect
+
+    def seen(self: _connwait.ConnectionWait, sock: socket.socket, *args: Any) -> None:
+        real(self, sock, *args)
+        kept.put(sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))
+
+    with SSEServer() as server, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_connwait.ConnectionWait, "_connect", seen)
+        server.enqueue(Script().event("x"))
+        request = RequestSpec(server.url)
+        with make_session(bound) as session, open_stream(session, request, StopSignal()) as body:
+            b"".join(body.chunks())
+        assert server.requests[0].client_address[0] == "127.0.0.2"
+    assert kept.get(timeout=TIMEOUT) != 0
