@@ -1,12 +1,16 @@
 """Stop latency on a silent stream: eventstream against sseclient-py, launchdarkly-eventsource
 and httpx-sse, over HTTP and HTTPS.
 
-Two silences, each over HTTP and HTTPS.  In the first, the server
+Three silences, each over HTTP and HTTPS.  In the first, the server
 (``eventstream.testing.SSEServer``, ``Script().hold()``) sends the response headers
 and then nothing: a trial opens a stream on its reading thread, waits for the headers
 and 20 ms of silence.  In the second (``Script.no_response()``) the server reads the
 request and never answers, as a server does that thinks before its first byte: a trial
-waits until the server has the request, and 20 ms more.  Then a stopping thread stops
+waits until the server has the request, and 20 ms more.  In the third the address does
+not answer the connect (a listener whose backlog is full: the kernel drops the SYNs,
+as for a host that is down or a firewall that drops): a trial waits 100 ms after the
+stream opened, when every contestant is in its connect (connect timeout 2 s in this
+phase, as the read timeout elsewhere).  Then a stopping thread stops
 the stream each contestant's way and waits for the reading thread to exit; the latency
 is the stopping thread's time from the stop call until the reading thread has exited.
 Every client has a read timeout of 2 s: a contestant whose stop cannot wake its
@@ -25,11 +29,13 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import socket
 import statistics
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import _cli
@@ -39,6 +45,7 @@ from _net import Reader, Timeouts, TouchProbe, percentile
 from eventstream.testing import Script, SSEServer
 
 SETTLE = 0.02  # silence before the stop: the reader is blocked in its read by then
+CONNECTING = 0.1  # before the settle, when the connect hangs: every contestant is in it
 READ_TIMEOUT = 2.0
 CONNECT_TIMEOUT = 5.0
 EXIT_BOUND = 5.0  # how long a stopping thread waits for the reader, as stop(timeout=5)
@@ -63,20 +70,72 @@ class Outcome:
         return sum(s > SLOW for s in self.seconds)
 
 
+class Unanswered:
+    """An address whose connects hang: a listener whose backlog is full (Linux drops
+    the SYNs beyond it; the client sends them again until its connect timeout)."""
+
+    requests: Sequence[object] = ()
+
+    def __init__(self, scheme: str) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+        host, port = self._listener.getsockname()[:2]
+        self.url = f"{scheme}://{host}:{port}/"
+        self._filled: list[socket.socket] = []
+        for _ in range(8):
+            probe = socket.socket()
+            probe.settimeout(0.2)
+            try:
+                probe.connect((host, port))
+            except socket.timeout:
+                probe.close()
+                return  # full
+            self._filled.append(probe)
+        self.close()
+        raise RuntimeError("this kernel does not drop connects beyond a full backlog")
+
+    def drop_all(self) -> None:
+        """Nothing to drop: the contestants' connect timeouts end their connects."""
+
+    def close(self) -> None:
+        for sock in self._filled:
+            sock.close()
+        self._listener.close()
+
+
+@contextlib.contextmanager
+def unanswered(context: object) -> Iterator[Unanswered]:
+    listener = Unanswered("http" if context is None else "https")
+    try:
+        yield listener
+    finally:
+        listener.close()
+
+
 def trial(
-    cls: type[Reader], server: SSEServer, ca_file: str | None, *, probe: bool, headless: bool
+    cls: type[Reader],
+    server: SSEServer | Unanswered,
+    ca_file: str | None,
+    *,
+    probe: bool,
+    wait: str,
 ) -> dict:
-    """Open, wait for the headers (or, when the server never answers, for the request)
-    and the settle, stop from another thread; the facts."""
+    """Open, wait (``wait``: for the ``headers``, the ``request`` when the server never
+    answers, or a moment into the ``connect``) and the settle, stop from another
+    thread; the facts."""
     asked = len(server.requests)
-    reader = cls(server.url, ca_file, Timeouts(CONNECT_TIMEOUT, READ_TIMEOUT)).start()
-    if not headless:
+    connect = READ_TIMEOUT if wait == "connect" else CONNECT_TIMEOUT
+    reader = cls(server.url, ca_file, Timeouts(connect, READ_TIMEOUT)).start()
+    if wait == "headers":
         opened = reader.ready.wait(10)
-    else:
+    elif wait == "request":
+        assert isinstance(server, SSEServer)
         try:
             opened = bool(server.wait_for_requests(asked + 1, 10))
         except TimeoutError:
             opened = False
+    else:
+        _net.wait(CONNECTING)
+        opened = True
     if not opened:
         server.drop_all()
         reader.join(EXIT_BOUND)
@@ -116,18 +175,18 @@ def trial(
 
 def measure(
     classes: Sequence[type[Reader]],
-    server: SSEServer,
+    server: SSEServer | Unanswered,
     ca_file: str | None,
     repeat: int,
     slow_cap: int,
     *,
-    headless: bool,
+    wait: str,
 ) -> list[Outcome]:
     """The probe trial, then ``repeat`` interleaved rounds; at most ``slow_cap`` trials
     for a contestant whose stops wait for the read timeout."""
     outcomes = {cls.name: Outcome(cls.name) for cls in classes}
     for cls in classes:  # untimed: the probe, and a warm-up
-        facts = trial(cls, server, ca_file, probe=True, headless=headless)
+        facts = trial(cls, server, ca_file, probe=True, wait=wait)
         outcomes[cls.name].touched = facts.get("touched")
     for rep in range(repeat):
         turn = rep % len(classes)
@@ -135,7 +194,7 @@ def measure(
             outcome = outcomes[cls.name]
             if outcome.slow >= slow_cap:
                 continue
-            facts = trial(cls, server, ca_file, probe=False, headless=headless)
+            facts = trial(cls, server, ca_file, probe=False, wait=wait)
             outcome.endings[facts["ended"]] += 1
             if "failure" in facts:
                 outcome.failures.append(facts["failure"])
@@ -241,17 +300,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             protocols.append(("HTTPS", tls.server_context, tls.ca_file))
         silences = [
-            ("", "silent stream", Script().hold(), False),
-            (" before headers", "no response headers", Script.no_response(), True),
+            ("", "silent stream", Script().hold(), "headers"),
+            (" before headers", "no response headers", Script.no_response(), "request"),
+            (" connecting", "the connect hangs", None, "connect"),
         ]
-        for suffix, silence, script, headless in silences:
+        for suffix, silence, script, wait in silences:
             for protocol, context, ca_file in protocols:
-                with SSEServer(ssl_context=context) as server:
-                    server.default = script
+                with contextlib.ExitStack() as stack:
+                    if script is None:
+                        server: SSEServer | Unanswered = stack.enter_context(unanswered(context))
+                    else:
+                        server = stack.enter_context(SSEServer(ssl_context=context))
+                        server.default = script
                     slow_cap = min(2 if args.quick else SLOW_TRIALS, args.repeat)
-                    outcomes = measure(
-                        classes, server, ca_file, args.repeat, slow_cap, headless=headless
-                    )
+                    outcomes = measure(classes, server, ca_file, args.repeat, slow_cap, wait=wait)
                 by_protocol[protocol + suffix] = outcomes
                 title = f"{protocol}: {silence}, stopped from another thread"
                 print("\n" + "\n".join(table(title, outcomes)), flush=True)

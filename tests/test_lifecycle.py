@@ -530,9 +530,10 @@ def test_a_stop_during_a_failed_attempt_ends_a_one_shot_stream_as_stopped(
     holder.append(stream)
     ready.set()
     assert stream.join(WAIT)
-    # The stop ends the wait for the answer at once: the server may read the request
-    # after the worker left.  One request, and no second (the worker is gone).
-    assert len(server.wait_for_requests(1, WAIT)) == 1
+    # The stop ends the connect (or the wait for the answer) at once: the server may
+    # read the request after the worker left, or get none.  Never a second one (the
+    # worker is gone).
+    assert len(server.requests) <= 1
     with pytest.raises(RuntimeError, match="stopped"):
         stream.wait_open(0)
 

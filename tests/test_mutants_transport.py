@@ -36,6 +36,7 @@ from eventstream import (
     ContentTypeError,
     HTTPStatusError,
     ReadError,
+    _connwait,
     _transport,
     _wait,
 )
@@ -408,7 +409,7 @@ def test_out_of_descriptors_at_connect_carries_the_url(
     def no_fds(*args: object, **kwargs: object) -> None:
         raise OSError(errno.EMFILE, "Too many open files")
 
-    monkeypatch.setattr(urllib3.util.connection, "create_connection", no_fds)
+    monkeypatch.setattr(_connwait.ConnectionWait, "connect", no_fds)  # the stream's connect
     error = raised(session, server.url_for("/feed"))
     assert isinstance(error, ConnectError), repr(error)
     assert error.url == server.url_for("/feed")
@@ -583,16 +584,18 @@ def test_a_location_whose_host_urls_do_not_allow_is_not_followed(
     # "<" has no place in a host: urllib3 would percent-encode it and look the result
     # up.  Such a Location is refused as unusable (fatal), never tried (a connect
     # error, retried).  No lookup leaves this machine: other hosts are refused here.
-    real = urllib3.util.connection.create_connection
+    real = _connwait.ConnectionWait.connect
     tried: list[str] = []
 
-    def only_the_server(address: tuple[str, int], *args: Any, **kwargs: Any) -> Any:
+    def only_the_server(
+        self: _connwait.ConnectionWait, address: tuple[str, int], *args: Any
+    ) -> Any:
         tried.append(address[0])
         if address[0] != "127.0.0.1":
             raise ConnectionRefusedError(errno.ECONNREFUSED, "not the test server")
-        return real(address, *args, **kwargs)
+        return real(self, address, *args)
 
-    monkeypatch.setattr(urllib3.util.connection, "create_connection", only_the_server)
+    monkeypatch.setattr(_connwait.ConnectionWait, "connect", only_the_server)
     server.enqueue(Script(302, headers={"Location": "http://feeds<1>.example/new"}))
     error = raised(session, server.url_for("/old"))
     assert isinstance(error, HTTPStatusError), repr(error)
