@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the tool with ``argv`` (default: ``sys.argv[1:]``); return the exit status.
 
     Run as a program (``argv`` None), a worker still connecting when the run ends
-    (DNS, connect and TLS handshakes cannot be interrupted) is left
+    (DNS and TLS handshakes cannot be interrupted) is left
     behind, and so is the interpreter's clean-up after a signal: the output is
     flushed and the process exits at once (Ctrl-C within milliseconds in every
     state), instead of waiting out the worker's timeout.

@@ -46,7 +46,7 @@ __all__ = ["LEAVE_TIMEOUT", "SLOW_NOTICE", "Config", "ExitStatus", "Outcome", "r
 _log = logging.getLogger(__name__)
 
 #: Seconds to wait for the worker when leaving.  Stopping takes milliseconds except
-#: while connecting (DNS, connect, TLS handshakes), which nothing can interrupt; the
+#: in DNS or a TLS handshake, which nothing can interrupt; the
 #: worker is a daemon, so it is then left behind and the process exits without it.
 LEAVE_TIMEOUT = 0.05
 #: Seconds without any answer after which the tool says it is still waiting.

@@ -223,9 +223,9 @@ class EventStream(StreamBase):
             401/403 answer then gets one immediate retry with fresh headers.
         timeout: ``(connect, read)`` seconds, or one number for both.  ``read`` is
             also the idle timeout: a connection silent for that long is dropped and
-            reopened.  DNS, connect and the TLS handshake cannot be interrupted by
-            ``stop()`` (the wait for the response headers can); they are bounded by
-            these timeouts.
+            reopened.  DNS and the TLS handshake cannot be interrupted by
+            ``stop()`` (the connect and the wait for the response headers can);
+            they are bounded by these timeouts.
         last_event_id: Resume point for the first connect.
         backoff: Reconnection policy, including retry limits (default: retry forever).
         max_event_size: Cap in bytes on one event; a larger one is skipped and

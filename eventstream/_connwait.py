@@ -7,9 +7,9 @@ methods of the connections that ``_transport`` makes urllib3 build for the worke
 own session (``_new_conn`` and ``getresponse``).  Another thread only sets the stop
 signal, which pokes the waker.
 
-What cannot be waited on this way still blocks, bounded by the timeouts: DNS
-(``getaddrinfo``), the TLS handshakes, a proxy's answer to ``CONNECT``, and headers
-that stall half-way.
+``headers`` also waits for a proxy's answer to ``CONNECT``.  What cannot be waited on
+this way still blocks, bounded by the timeouts: DNS (``getaddrinfo``), the TLS
+handshakes, and headers that stall half-way.
 """
 
 from __future__ import annotations

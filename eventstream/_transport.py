@@ -215,6 +215,18 @@ class _Waits:
         sys.audit("http.client.connect", conn, conn.host, conn.port)
         return sock
 
+    def _tunnel(self) -> None:
+        # http.client's CONNECT to a proxy: its answer is read by a response object,
+        # made just after the request is sent; it is made once the answer has begun.
+        conn: Any = self
+        conn.response_class = functools.partial(
+            _answer, conn.response_class, self._eventstream_wait
+        )
+        try:
+            super()._tunnel()  # type: ignore[misc]
+        finally:
+            del conn.response_class  # the class's own again
+
     def getresponse(self) -> Any:  # no arguments: urllib3 1.26 tries buffering=True first
         conn: Any = self
         sock = conn.sock  # none to wait on: TLS inside TLS, a custom connection
@@ -223,6 +235,14 @@ class _Waits:
             timeout = conn.timeout if _URLLIB3_2 else sock.gettimeout()
             self._eventstream_wait.headers(sock, timeout)
         return super().getresponse()  # type: ignore[misc]
+
+
+def _answer(response_class: Any, wait: ConnectionWait, sock: Any, *args: Any, **kwargs: Any) -> Any:
+    """A proxy's answer to ``CONNECT``, waited for as the response headers are (within
+    the connect timeout, the socket's then)."""
+    if isinstance(sock, socket.socket):
+        wait.headers(sock, sock.gettimeout())
+    return response_class(sock, *args, **kwargs)
 
 
 def _encodes(host: str) -> bool:

@@ -15,15 +15,18 @@ import errno
 import logging
 import queue
 import socket
+import ssl
 import sys
 import threading
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
+import trustme
 
 from eventstream import ConnectError, EventStream, ReadError, _connwait
 from eventstream._stop import StopSignal
@@ -263,3 +266,77 @@ def test_the_socket_options_and_source_address_of_an_adapter_are_kept() -> None:
             b"".join(body.chunks())
         assert server.requests[0].client_address[0] == "127.0.0.2"
     assert kept.get(timeout=TIMEOUT) != 0
+
+
+@pytest.fixture(params=["http", "https"])
+def silent_proxy(request: pytest.FixtureRequest) -> Iterator[tuple[SSEServer, str]]:
+    """A proxy that reads ``CONNECT`` and never answers (as one does while it tries to
+    reach an origin that is down); its URL, and the CA bundle that verifies it."""
+    authority = trustme.CA()
+    context = None
+    if request.param == "https":
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        authority.issue_cert("127.0.0.1").configure_cert(context)
+    with SSEServer(ssl_context=context) as proxy, authority.cert_pem.tempfile() as bundle:
+        proxy.default = Script.no_response()
+        yield proxy, bundle
+
+
+def through(proxy: SSEServer, bundle: str) -> Callable[[], requests.Session]:
+    """A ``session_factory`` whose ``https://`` requests go through ``proxy``."""
+
+    def make() -> requests.Session:
+        session = requests.Session()
+        session.proxies = {"https": f"{urlsplit(proxy.url).scheme}://127.0.0.1:{proxy.port}"}
+        session.verify = bundle
+        return session
+
+    return make
+
+
+def test_a_stop_ends_the_wait_for_a_proxys_answer_to_connect(
+    silent_proxy: tuple[SSEServer, str],
+) -> None:
+    proxy, bundle = silent_proxy
+    errors: queue.Queue[BaseException] = queue.Queue()
+    url = "https://origin.invalid/stream"  # the proxy would resolve it: it never tries
+    with stream_to(url, errors, session_factory=through(proxy, bundle)) as stream:
+        assert proxy.wait_for_requests(1, TIMEOUT)[0].method == "CONNECT"
+        started = time.monotonic()
+        assert stream.stop(timeout=TIMEOUT), "the worker still waits for the proxy"
+        assert time.monotonic() - started < STOP_BOUND
+    assert errors.empty(), errors.get()
+
+
+def test_a_proxys_answer_to_connect_that_comes_later_is_read(
+    silent_proxy: tuple[SSEServer, str],
+) -> None:
+    # The proxy refuses the tunnel once the test lets it: the error says so, as
+    # without the wait (the answer is read whole, over TLS too).
+    proxy, bundle = silent_proxy
+    gate = threading.Event()
+    refusal = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"
+    proxy.default = Script.raw_response(b"").wait(gate).wire(refusal)
+    request = RequestSpec("https://origin.invalid/stream", connect_timeout=TIMEOUT)
+    outcome: queue.Queue[BaseException | None] = queue.Queue()
+
+    def worker() -> None:
+        try:
+            with make_session(through(proxy, bundle)) as session:
+                open_stream(session, request, StopSignal()).close()
+        except BaseException as exc:
+            outcome.put(exc)
+        else:
+            outcome.put(None)
+
+    thread = threading.Thread(target=worker, name="connect-through-a-proxy")
+    thread.start()
+    try:
+        proxy.wait_for_requests(1, TIMEOUT)
+        gate.set()
+        ended = outcome.get(timeout=TIMEOUT)
+    finally:
+        gate.set()
+        thread.join(TIMEOUT)
+    assert isinstance(ended, ConnectError), repr(ended)
+    assert "403" in str(ended)
