@@ -211,7 +211,7 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:,.1f}"
 
 
-def table(title: str, outcomes: list[Outcome]) -> list[str]:
+def table(title: str, outcomes: list[Outcome], wait: str) -> list[str]:
     """The lines of one protocol's table; "eventstream is 3.00x" compares p99s."""
     subject = outcomes[0]
     base = percentile(subject.seconds, 99) if subject.seconds else None
@@ -236,11 +236,15 @@ def table(title: str, outcomes: list[Outcome]) -> list[str]:
             f"{_ms(p99):>10}{_ms(max(o.seconds)):>10}{_ms(statistics.median(o.call_seconds)):>10}"
             f"  {ratio:<16}{touches:<9}{ended}"
         )
+    timeout, since = "read timeout", "the reader's last read"
+    before = SETTLE
+    if wait == "connect":
+        timeout, since, before = "connect timeout", "the connect's start", CONNECTING + SETTLE
     for o in outcomes:
         if o.slow:
             lines.append(
-                f"  {o.name}: {o.slow} stops waited for the {READ_TIMEOUT:.0f} s read timeout,"
-                f" which runs from the reader's last read, {SETTLE * 1000:.0f} ms before the"
+                f"  {o.name}: {o.slow} stops waited for the {READ_TIMEOUT:.0f} s {timeout},"
+                f" which runs from {since}, {before * 1000:.0f} ms before the"
                 " stop; no more trials after that"
             )
         for failure, n in collections.Counter(o.failures).items():
@@ -316,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     outcomes = measure(classes, server, ca_file, args.repeat, slow_cap, wait=wait)
                 by_protocol[protocol + suffix] = outcomes
                 title = f"{protocol}: {silence}, stopped from another thread"
-                print("\n" + "\n".join(table(title, outcomes)), flush=True)
+                print("\n" + "\n".join(table(title, outcomes, wait)), flush=True)
     print("\n" + "\n".join(touches(classes, by_protocol)))
     print("\nsummary")
     missed = []
