@@ -14,11 +14,13 @@ handshakes, and headers that stall half-way.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -28,12 +30,14 @@ from ._wait import Waiter
 
 __all__ = ["ConnectionWait", "StoppedWaiting"]
 
-#: What a non-blocking ``connect()`` returns while it goes on (as CPython checks it).
-_IN_PROGRESS = (
-    (errno.WSAEWOULDBLOCK,)  # type: ignore[attr-defined,unused-ignore]
-    if os.name == "nt"
-    else (errno.EINPROGRESS, errno.EINTR)  # EINTR: POSIX goes on connecting
-)
+if sys.platform == "win32":
+    #: What a non-blocking ``connect()`` returns while it goes on (as CPython checks it).
+    _IN_PROGRESS: tuple[int, ...] = (errno.WSAEWOULDBLOCK,)
+    #: The system's message for an error code (Winsock's included on Windows).
+    from ctypes import FormatError as _system_message
+else:
+    _IN_PROGRESS = (errno.EINPROGRESS, errno.EINTR)  # EINTR: POSIX goes on connecting
+    _system_message = os.strerror
 
 
 class StoppedWaiting(Exception):
@@ -90,32 +94,35 @@ class ConnectionWait:
         ``timeout``; the last one's error is raised.  ``socket.timeout`` when the time
         runs out, :class:`StoppedWaiting` on a stop.  The socket keeps ``timeout``.
         """
-        host, port = address
-        error: OSError | None = None
-        for af, kind, proto, _, peer in socket.getaddrinfo(
-            host.strip("[]"), port, family, socket.SOCK_STREAM
-        ):
-            sock = socket.socket(af, kind, proto)
-            try:
-                for option in socket_options or ():
-                    sock.setsockopt(*option)
-                if source_address:
-                    sock.bind(source_address)
-                self._connect(sock, peer, timeout)
-            except OSError as exc:
-                sock.close()
-                error = exc
-                continue
-            except BaseException:
-                sock.close()
-                raise
-            return sock
-        if error is None:
+        host, port = address  # no brackets around an IPv6 address: urllib3's pools strip them
+        found = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+        if not found:
             raise OSError("getaddrinfo returns an empty list")
+        *others, last = found
+        for info in others:
+            with contextlib.suppress(OSError):  # a stop is no OSError: it goes through
+                return self._open(info, timeout, source_address, socket_options)
+        return self._open(last, timeout, source_address, socket_options)
+
+    def _open(
+        self,
+        info: tuple[Any, ...],
+        timeout: float | None,
+        source_address: tuple[str, int] | None,
+        socket_options: Iterable[tuple[int, int, int | bytes]] | None,
+    ) -> socket.socket:
+        family, kind, proto, _, peer = info
+        sock = socket.socket(family, kind, proto)
         try:
-            raise error
-        finally:
-            del error  # no cycle through the traceback's frame
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+            if source_address:
+                sock.bind(source_address)
+            self._connect(sock, peer, timeout)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
 
     def _connect(self, sock: socket.socket, peer: Any, timeout: float | None) -> None:
         waiter = self._watch(sock)
@@ -158,11 +165,10 @@ def _wait(
 
 
 def _connect_error(code: int) -> OSError:
-    # What a blocking connect() raises for the error it left in SO_ERROR: the
-    # subclass for it (ConnectionRefusedError...), with the platform's message.
-    if os.name == "nt":
-        return OSError(None, "the connection failed", None, code)  # winerror: mapped
-    return OSError(code, os.strerror(code))
+    # What a blocking connect() raises for the error it left in SO_ERROR: the subclass
+    # for it (ConnectionRefusedError...), with the system's message.  The fourth
+    # argument maps a Winsock code on Windows (and is ignored elsewhere).
+    return OSError(code, _system_message(code), None, code)
 
 
 def _response_began(sock: ssl.SSLSocket) -> bool:

@@ -208,12 +208,19 @@ class _Waits:
                 raise urllib3.exceptions.NameResolutionError(conn.host, conn, exc) from exc
             raise _new_connection_error(conn, exc) from exc
         except socket.timeout as exc:
-            message = f"Connection to {conn.host} timed out. (connect timeout={timeout})"
-            raise urllib3.exceptions.ConnectTimeoutError(conn, message) from exc
+            raise _connect_timeout(conn) from exc
         except OSError as exc:
             raise _new_connection_error(conn, exc) from exc
         sys.audit("http.client.connect", conn, conn.host, conn.port)
         return sock
+
+    def connect(self) -> None:
+        # The connect, a proxy's answer to CONNECT and the TLS handshake, all within the
+        # connect timeout: urllib3 calls a timeout of the last two a read timeout.
+        try:
+            super().connect()  # type: ignore[misc]
+        except socket.timeout as exc:
+            raise _connect_timeout(self) from exc
 
     def _tunnel(self) -> None:
         # http.client's CONNECT to a proxy: its answer is read by a response object,
@@ -251,6 +258,11 @@ def _encodes(host: str) -> bool:
     except UnicodeError:
         return False  # urllib3 says how (LocationParseError)
     return True
+
+
+def _connect_timeout(conn: Any) -> Exception:
+    message = f"Connection to {conn.host} timed out. (connect timeout={conn.timeout})"
+    return urllib3.exceptions.ConnectTimeoutError(conn, message)
 
 
 def _new_connection_error(conn: Any, exc: OSError) -> Exception:

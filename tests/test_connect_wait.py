@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import logging
 import queue
+import re
 import socket
 import ssl
 import sys
@@ -28,7 +29,7 @@ import pytest
 import requests
 import trustme
 
-from eventstream import ConnectError, EventStream, ReadError, _connwait
+from eventstream import ConnectError, EventStream, ReadError, _connwait, _wait
 from eventstream._stop import StopSignal
 from eventstream._transport import RequestSpec, make_session, open_stream
 from eventstream.testing import Script, SSEServer
@@ -192,11 +193,96 @@ def test_the_connect_timeout_still_bounds_a_connect_that_hangs(stalled: int) -> 
     request = RequestSpec(f"http://127.0.0.1:{stalled}/", connect_timeout=0.2)
     with make_session() as session:
         started = time.monotonic()
-        with pytest.raises(ConnectError, match="timed out") as caught:
+        with pytest.raises(ConnectError) as caught:
             open_stream(session, request, StopSignal())
         took = time.monotonic() - started
     assert 0.2 <= took < 0.8
+    # As a blocking connect says it (socket.timeout is named timeout before 3.10).
+    assert re.fullmatch(
+        r"cannot connect to \S+: (TimeoutError|timeout): timed out", str(caught.value)
+    )
     assert "connect timeout=0.2" in repr(caught.value.__cause__)
+
+
+def in_a_worker(request: RequestSpec, session_factory: Any = None) -> queue.Queue[Any]:
+    """``open_stream`` on a thread of its own, as a worker would, and then the whole
+    body; what it raised or read comes in the queue.  The caller joins the thread
+    (named ``open-stream``)."""
+    outcome: queue.Queue[Any] = queue.Queue()
+
+    def worker() -> None:
+        try:
+            with (
+                make_session(session_factory) as session,
+                open_stream(session, request, StopSignal()) as body,
+            ):
+                outcome.put(b"".join(body.chunks()))
+        except BaseException as exc:
+            outcome.put(exc)
+
+    threading.Thread(target=worker, name="open-stream").start()
+    return outcome
+
+
+def join_the_worker() -> None:
+    for thread in threading.enumerate():
+        if thread.name == "open-stream":
+            thread.join(TIMEOUT)
+
+
+def test_the_connect_timeout_bounds_a_tls_handshake_that_hangs() -> None:
+    # The server takes the connection and never answers the TLS ClientHello: the
+    # socket keeps the connect timeout for the handshake, as urllib3's does.
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # it never accepts
+        port = listener.getsockname()[1]
+        request = RequestSpec(f"https://127.0.0.1:{port}/", connect_timeout=0.3)
+        started = time.monotonic()
+        try:
+            ended = in_a_worker(request).get(timeout=TIMEOUT)
+        finally:
+            listener.close()  # resets the connection: a hung handshake ends
+            join_the_worker()
+    assert isinstance(ended, ConnectError), repr(ended)
+    assert time.monotonic() - started < 2.0
+    assert "timed out" in str(ended)
+
+
+def test_without_a_waker_the_connect_blocks_within_its_timeout(
+    stalled: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No descriptor left for a waker: the connect is urllib3's blocking one, with
+    # the connect timeout; the body then says why it cannot read.
+    def no_descriptors(stop: StopSignal) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(_wait, "make_waker", no_descriptors)
+    request = RequestSpec(f"http://127.0.0.1:{stalled}/", connect_timeout=0.2)
+    with make_session() as session:
+        started = time.monotonic()
+        with pytest.raises(ConnectError, match="timed out"):
+            open_stream(session, request, StopSignal())
+        assert time.monotonic() - started < 0.8
+    with SSEServer() as server:
+        server.enqueue(Script().event("x"))
+        try:
+            ended = in_a_worker(RequestSpec(server.url)).get(timeout=TIMEOUT)
+        finally:
+            join_the_worker()
+    assert isinstance(ended, ReadError), repr(ended)
+    assert str(ended).startswith("the process is out of file descriptors")
+    assert len(server.requests) == 1  # connected, and sent the request
+
+
+def test_a_name_with_no_address_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = socket.getaddrinfo
+
+    def nothing_for_it(host: str, *args: Any, **kwargs: Any) -> Any:
+        return [] if host == "empty.test" else real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", nothing_for_it)
+    with make_session() as session, pytest.raises(ConnectError) as caught:
+        open_stream(session, RequestSpec("http://empty.test/"), StopSignal())
+    assert str(caught.value).endswith(": OSError: getaddrinfo returns an empty list")
 
 
 def test_a_refused_connect_says_so() -> None:
