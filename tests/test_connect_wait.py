@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import queue
 import re
 import socket
@@ -22,6 +23,7 @@ import threading
 import time
 import types
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -289,8 +291,11 @@ def test_a_refused_connect_says_so() -> None:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]  # bound, not listening: refused
-        with make_session() as session, pytest.raises(ConnectError, match="refused") as caught:
+        with make_session() as session, pytest.raises(ConnectError) as caught:
             open_stream(session, RequestSpec(f"http://127.0.0.1:{port}/"), StopSignal())
+    # As a blocking connect says it.
+    said = f"ConnectionRefusedError: [Errno {errno.ECONNREFUSED}] {os.strerror(errno.ECONNREFUSED)}"
+    assert str(caught.value) == f"cannot connect to http://127.0.0.1:{port}/: {said}"
     refused = [e for e in _chain(caught.value) if isinstance(e, ConnectionRefusedError)]
     assert refused
     assert refused[0].errno == errno.ECONNREFUSED
@@ -303,29 +308,46 @@ def _chain(error: BaseException) -> Iterator[BaseException]:
         seen = seen.__cause__ or seen.__context__
 
 
-def test_each_address_is_tried_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A name with two addresses, the first refused: urllib3 goes on to the next,
-    # and so does the stream's connect.
+@contextmanager
+def named(monkeypatch: pytest.MonkeyPatch, *addresses: tuple[str, int]) -> Iterator[str]:
+    """A host name (``two.test``) that DNS resolves to ``addresses``, in that order."""
+    real = socket.getaddrinfo
+
+    def resolve(host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        if host != "two.test":
+            return real(host, port, *args, **kwargs)
+        kind = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
+        return [(*kind, address) for address in addresses]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(socket, "getaddrinfo", resolve)
+        yield "two.test"
+
+
+@pytest.mark.parametrize("first", ["refused", "hangs"])
+def test_each_address_is_tried_in_turn(
+    monkeypatch: pytest.MonkeyPatch, stalled: int, first: str
+) -> None:
+    # A name with two addresses, the first one failing: urllib3 goes on to the next
+    # (after the whole connect timeout, for one that hangs), and so does the stream.
     with SSEServer() as server, socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
-        refused = closed.getsockname()
-        served = ("127.0.0.1", server.port)
-        real = socket.getaddrinfo
-
-        def two_addresses(host: str, port: int, *args: Any, **kwargs: Any) -> Any:
-            if host != "two.test":
-                return real(host, port, *args, **kwargs)
-            kind = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
-            return [(*kind, refused), (*kind, served)]
-
-        monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
-        server.enqueue(Script().event("reached"))
-        request = RequestSpec(f"http://two.test:{server.port}/")
-        with make_session() as session, open_stream(session, request, StopSignal()) as body:
-            assert b"data: reached" in b"".join(body.chunks())
+        failing = closed.getsockname() if first == "refused" else ("127.0.0.1", stalled)
+        with named(monkeypatch, failing, ("127.0.0.1", server.port)) as host:
+            server.enqueue(Script().event("reached"))
+            request = RequestSpec(f"http://{host}:{server.port}/", connect_timeout=0.3)
+            try:
+                got = in_a_worker(request).get(timeout=TIMEOUT)
+            finally:
+                closed.close()
+                join_the_worker()
+    assert got == b"data: reached\n\n"
 
 
-def test_the_socket_options_and_source_address_of_an_adapter_are_kept() -> None:
+def test_the_socket_options_and_source_address_of_an_adapter_are_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On the first of two addresses (the one used), as on the last.
     class Bound(requests.adapters.HTTPAdapter):
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
             kwargs["source_address"] = ("127.0.0.2", 0)
@@ -344,14 +366,23 @@ def test_the_socket_options_and_source_address_of_an_adapter_are_kept() -> None:
         real(self, sock, *args)
         kept.put(sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE))
 
-    with SSEServer() as server, pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_connwait.ConnectionWait, "_connect", seen)
-        server.enqueue(Script().event("x"))
-        request = RequestSpec(server.url)
-        with make_session(bound) as session, open_stream(session, request, StopSignal()) as body:
-            b"".join(body.chunks())
-        assert server.requests[0].client_address[0] == "127.0.0.2"
-    assert kept.get(timeout=TIMEOUT) != 0
+    monkeypatch.setattr(_connwait.ConnectionWait, "_connect", seen)
+    for used in ("first", "last"):
+        with SSEServer() as server, socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            addresses = [("127.0.0.1", server.port), closed.getsockname()]
+            if used == "last":
+                addresses.reverse()
+            with named(monkeypatch, *addresses) as host:
+                server.enqueue(Script().event("x"))
+                request = RequestSpec(f"http://{host}:{server.port}/")
+                with (
+                    make_session(bound) as session,
+                    open_stream(session, request, StopSignal()) as body,
+                ):
+                    b"".join(body.chunks())
+            assert server.requests[0].client_address[0] == "127.0.0.2", used
+        assert kept.get(timeout=TIMEOUT) != 0, used
 
 
 @pytest.fixture(params=["http", "https"])
