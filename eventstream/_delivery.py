@@ -6,8 +6,16 @@ at a time) and blocks while the channel is full, so a slow consumer slows the so
 instead of losing events.  The consumer takes everything available at once.
 
 Waking the consumer is on the path of every event when events come one at a time, so
-it costs two C calls (a ``SimpleQueue`` used as a doorbell), and only when the
-consumer is waiting: no wake-up while it is still going through what it took.  A
+it costs one C call, and only when the consumer is waiting: no wake-up while it is
+still going through what it took.  The doorbell is an ``eventfd`` where there is one
+(Linux, Python 3.10+), else a ``SimpleQueue``.  An ``eventfd`` is rung and waited on
+with the GIL released, after the channel's lock: the consumer, woken (often on the
+producer's own CPU, before it), finds the GIL and the lock free, where a ``SimpleQueue``
+wakes it while the producer holds the GIL, and the two then trade the GIL through
+three or four more context switches per event (``benchmarks/bench_lowrate.py``,
+iterating).  The ``eventfd`` is opened with the channel and closed with it: one more
+descriptor per iterated stream.  Under gevent or eventlet (a blocking read would stop
+every greenlet), and when no descriptor is left, the ``SimpleQueue`` is used.  A
 producer waiting for room (rare: the consumer lags) waits on a ``Condition``, notified
 only when a producer waits.
 
@@ -17,15 +25,70 @@ Nothing here touches a session or a socket; the caller's thread only wakes waite
 from __future__ import annotations
 
 import operator
+import os
 import queue
+import select
+import sys
 import threading
+import weakref
 from collections import deque
 from collections.abc import Iterator
+from typing import Protocol
 
 from ._models import Event
 from ._stop import StopSignal
 
 __all__ = ["Channel"]
+
+_HAVE_EVENTFD = hasattr(os, "eventfd") and hasattr(select, "poll")
+
+
+class _Doorbell(Protocol):
+    def put(self, item: None) -> None: ...
+
+    def get(self) -> None: ...
+
+    def qsize(self) -> int: ...
+
+
+class _EventfdBell:
+    """A doorbell on an ``eventfd`` (semaphore mode: a token per ``put``, one per
+    ``get``).  ``put`` and ``get`` release the GIL around their system call; ``get``
+    blocks.  The descriptor is closed when the bell is collected, so it is never
+    written after its close: whoever rings it holds the bell.  Raises ``OSError``
+    when the process has no descriptor left."""
+
+    def __init__(self) -> None:
+        self.fd = os.eventfd(0, os.EFD_SEMAPHORE | os.EFD_CLOEXEC)
+        closer = weakref.finalize(self, os.close, self.fd)
+        closer.atexit = False  # daemon workers may ring it while the interpreter exits
+
+    def put(self, _item: None) -> None:
+        os.eventfd_write(self.fd, 1)
+
+    def get(self) -> None:
+        os.eventfd_read(self.fd)  # a signal handler's exception is raised from here
+
+    def qsize(self) -> int:
+        """0 if no token is pending, else at least 1 (for tests)."""
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        return len(poller.poll(0))
+
+
+def _green() -> bool:
+    """Whether a green-thread library is loaded (it may patch ``threading``): a
+    blocking ``eventfd`` read would stop all of its greenlets."""
+    return "gevent" in sys.modules or "eventlet" in sys.modules
+
+
+def _new_doorbell() -> _Doorbell:
+    if _HAVE_EVENTFD and not _green():
+        try:
+            return _EventfdBell()
+        except OSError:  # no descriptor left: the bell that needs none
+            pass
+    return queue.SimpleQueue()
 
 
 class Channel:
@@ -62,7 +125,7 @@ class Channel:
         self._room = threading.Condition(self._lock)  # producers wait here for room
         # The consumer waits for a token here, outside the lock; a token per waiting
         # consumer is put by whoever changes what it waits for (see _ring).
-        self._doorbell: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._doorbell = _new_doorbell()
 
     def put(self, batch: list[Event], stop: StopSignal) -> bool:
         """Append a batch once there is room; False (nothing added) if ``stop`` is set
@@ -80,12 +143,19 @@ class Channel:
                 finally:
                     self._room_waiting -= 1
             self._events.extend(batch)
-            if self._consumers_waiting == 1:  # _ring, inlined for its usual case
-                self._doorbell.put(None)
-                self._consumers_waiting = 0
-            elif self._consumers_waiting:
-                self._ring()
-            return True
+            if self._consumers_waiting != 1:
+                if self._consumers_waiting:
+                    self._ring()
+                return True
+            # One consumer waits, the usual case: its token is put after the lock is
+            # released (see the module's docstring); a consumer that wakes for
+            # another reason meanwhile only finds a stale token later, and looks
+            # once more.  (A producer is a worker thread: no signal handler raises
+            # between the two.)
+            self._consumers_waiting = 0
+            doorbell = self._doorbell
+        doorbell.put(None)
+        return True
 
     def _ring(self) -> None:
         # Under the lock: one token for each consumer waiting (a stale token left by
