@@ -39,7 +39,6 @@ from _lowrate import (
 
 from eventstream._body import BodyDecoder, ContentDecoder, Framing
 from eventstream._delivery import Channel
-from eventstream._models import Event
 from eventstream._parser import Parser
 from eventstream._sockread import SocketSource
 from eventstream._stop import StopSignal
@@ -304,83 +303,18 @@ class _EfdBell:
         os.eventfd_read(self.fd)
 
 
-class EfdChannel(Channel):
-    def make_locks(self) -> None:
-        super().make_locks()
-        self._doorbell = _EfdBell()  # type: ignore[assignment]
+class EsMainChannel(_Threaded):
+    """eventstream with main's (2037d02) Channel: the SimpleQueue doorbell under the lock."""
 
-    def put(self, batch: list[Event], stop: StopSignal) -> bool:  # type: ignore[override]
-        ring = False
-        with self._lock:
-            while True:
-                if stop.requested or self._cancelled:
-                    return False
-                if len(self._events) < self._capacity:
-                    break
-                self._room_waiting += 1
-                try:
-                    self._room.wait()
-                finally:
-                    self._room_waiting -= 1
-            self._events.extend(batch)
-            if self._consumers_waiting:
-                ring, self._consumers_waiting = True, 0
-        if ring:
-            self._doorbell.put(None)
-        return True
-
-
-class OutsideChannel(EfdChannel):
-    """The SimpleQueue doorbell (GIL held), rung after the lock is released."""
-
-    def make_locks(self) -> None:
-        Channel.make_locks(self)
-
-
-class EsOutside(_Threaded):
-    name = "6q eventstream, ring unlocked"
+    name = "6m eventstream, main Channel"
 
     def _read(self) -> None:
+        from _scratch_main_delivery import Channel as MainChannel
+
         import eventstream
 
         stream = eventstream.EventStream(self.url, timeout=TIMEOUT)
-        stream._control.channel = OutsideChannel(1000)
-        with stream:
-            self._count(stream)
-
-
-class RequestedChannel(Channel):
-    """Only stop.requested for stop.is_set() in put (the ring under the lock, as now)."""
-
-    def put(self, batch: list[Event], stop: StopSignal) -> bool:  # type: ignore[override]
-        with self._lock:
-            while True:
-                if stop.requested or self._cancelled:
-                    return False
-                if len(self._events) < self._capacity:
-                    break
-                self._room_waiting += 1
-                try:
-                    self._room.wait()
-                finally:
-                    self._room_waiting -= 1
-            self._events.extend(batch)
-            if self._consumers_waiting == 1:
-                self._doorbell.put(None)
-                self._consumers_waiting = 0
-            elif self._consumers_waiting:
-                self._ring()
-            return True
-
-
-class EsRequested(_Threaded):
-    name = "6r eventstream, requested"
-
-    def _read(self) -> None:
-        import eventstream
-
-        stream = eventstream.EventStream(self.url, timeout=TIMEOUT)
-        stream._control.channel = RequestedChannel(1000)
+        stream._control.channel = MainChannel(1000)  # type: ignore[assignment]
         with stream:
             self._count(stream)
 
@@ -410,28 +344,6 @@ class R2Efd(R2Parse):
         self._q = _Q()  # type: ignore[assignment]
 
 
-class R3Efd(R4Chain):
-    """(4) with an eventfd doorbell in the Channel."""
-
-    name = "4e chain, eventfd bell"
-
-    def _setup(self) -> None:
-        super()._setup()
-        self._channel = EfdChannel(1000)
-
-
-class EsEfd(_Threaded):
-    name = "6e eventstream, eventfd bell"
-
-    def _read(self) -> None:
-        import eventstream
-
-        stream = eventstream.EventStream(self.url, timeout=TIMEOUT)
-        stream._control.channel = EfdChannel(1000)
-        with stream:
-            self._count(stream)
-
-
 RUNGS: list[type[Client]] = [
     LaunchDarkly,
     TwoThreadFloor,
@@ -442,10 +354,7 @@ RUNGS: list[type[Client]] = [
     R4Chain,
     R5ReadLoop,
     EventStreamIterating,
-    R3Efd,
-    EsEfd,
-    EsOutside,
-    EsRequested,
+    EsMainChannel,
     EventStreamCallback,
 ]
 
@@ -513,10 +422,10 @@ def main() -> int:
             med = [statistics.median(o[i] for o in outs) for i in range(5)]
             cpu, apart, cons, cs, ccs = med
             inv, cinv = (statistics.median(o[i] for o in outs) for i in (5, 6))
-            name = f"{name[:19]} i{inv:.2f}/{cinv:.2f}"
+            label = f"{name[:19]} i{inv:.2f}/{cinv:.2f}"
             each = " ".join(f"{o[0] * 1e6:.0f}" for o in outs)
             print(
-                f"  {name:<28}{cpu * 1e6:>8.1f}{cpu / base:>6.2f}x{cons * 1e6:>9.1f}"
+                f"  {label:<28}{cpu * 1e6:>8.1f}{cpu / base:>6.2f}x{cons * 1e6:>9.1f}"
                 f"{(cpu - cons) * 1e6:>9.1f}{cs:>7.2f}{ccs:>8.2f}{apart * 1e3:>7.2f}  {each}"
             )
         sys.stdout.flush()

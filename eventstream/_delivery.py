@@ -7,15 +7,15 @@ instead of losing events.  The consumer takes everything available at once.
 
 Waking the consumer is on the path of every event when events come one at a time, so
 it costs one C call, and only when the consumer is waiting: no wake-up while it is
-still going through what it took.  The doorbell is an ``eventfd`` where there is one
-(Linux, Python 3.10+), else a ``SimpleQueue``.  An ``eventfd`` is rung and waited on
-with the GIL released, after the channel's lock: the consumer, woken (often on the
-producer's own CPU, before it), finds the GIL and the lock free, where a ``SimpleQueue``
-wakes it while the producer holds the GIL, and the two then trade the GIL through
-three or four more context switches per event (``benchmarks/bench_lowrate.py``,
-iterating).  The ``eventfd`` is opened with the channel and closed with it: one more
-descriptor per iterated stream.  Under gevent or eventlet (a blocking read would stop
-every greenlet), and when no descriptor is left, the ``SimpleQueue`` is used.  A
+still going through what it took.  Each consuming thread has its own doorbell, an
+``eventfd`` where there is one (Linux, Python 3.10+), which it waits on and a producer
+rings with the GIL released, after the channel's lock: the consumer, woken (often on
+the producer's own CPU, before it), finds the GIL and the lock free.  A ``SimpleQueue``
+(the channel's, for every consumer: elsewhere, under gevent or eventlet, whose
+greenlets a blocking read would stop, or when no descriptor is left) wakes the consumer
+while the producer holds the GIL, and the two then trade it through three or four more
+context switches per event (``benchmarks/scratch_ladder.py``).  A thread's ``eventfd``
+is closed once the thread and every channel that was to ring it let it go.  A
 producer waiting for room (rare: the consumer lags) waits on a ``Condition``, notified
 only when a producer waits.
 
@@ -30,17 +30,18 @@ import queue
 import select
 import sys
 import threading
-import weakref
 from collections import deque
 from collections.abc import Iterator
 from typing import Protocol
 
+from . import _fork
 from ._models import Event
 from ._stop import StopSignal
 
 __all__ = ["Channel"]
 
 _HAVE_EVENTFD = hasattr(os, "eventfd") and hasattr(select, "poll")
+_EFD_FLAGS = getattr(os, "EFD_SEMAPHORE", 0) | getattr(os, "EFD_CLOEXEC", 0)
 
 
 class _Doorbell(Protocol):
@@ -52,16 +53,24 @@ class _Doorbell(Protocol):
 
 
 class _EventfdBell:
-    """A doorbell on an ``eventfd`` (semaphore mode: a token per ``put``, one per
-    ``get``).  ``put`` and ``get`` release the GIL around their system call; ``get``
+    """One thread's doorbell: an ``eventfd`` in semaphore mode (a token per ``put``, one
+    per ``get``).  ``put`` and ``get`` release the GIL around their system call; ``get``
     blocks.  The descriptor is closed when the bell is collected, so it is never
     written after its close: whoever rings it holds the bell.  Raises ``OSError``
     when the process has no descriptor left."""
 
+    fd: int
+
     def __init__(self) -> None:
-        self.fd = os.eventfd(0, os.EFD_SEMAPHORE | os.EFD_CLOEXEC)
-        closer = weakref.finalize(self, os.close, self.fd)
-        closer.atexit = False  # daemon workers may ring it while the interpreter exits
+        # One C call makes the descriptor and stores it (``map`` calls os.eventfd from
+        # C: no point between the two where a signal handler could raise), so a
+        # KeyboardInterrupt never leaves it without an owner; __del__ closes it.
+        vars(self).update(zip(("fd",), map(os.eventfd, (0,), (_EFD_FLAGS,))))
+
+    def __del__(self) -> None:
+        fd = vars(self).get("fd")
+        if fd is not None:
+            os.close(fd)
 
     def put(self, _item: None) -> None:
         os.eventfd_write(self.fd, 1)
@@ -76,19 +85,33 @@ class _EventfdBell:
         return len(poller.poll(0))
 
 
+_bells = threading.local()  # the consuming thread's _EventfdBell, made at its first wait
+
+
+def _thread_bell() -> _EventfdBell | None:
+    """The calling thread's bell (None when no descriptor is left)."""
+    bell: _EventfdBell | None = getattr(_bells, "bell", None)
+    if bell is None:
+        try:
+            bell = _bells.bell = _EventfdBell()
+        except OSError:
+            return None
+    return bell
+
+
+def _forget_bells() -> None:
+    # In a child: the bells are the parent's eventfds; each thread makes its own again.
+    global _bells
+    _bells = threading.local()
+
+
+_fork.on_child(_forget_bells)
+
+
 def _green() -> bool:
     """Whether a green-thread library is loaded (it may patch ``threading``): a
     blocking ``eventfd`` read would stop all of its greenlets."""
     return "gevent" in sys.modules or "eventlet" in sys.modules
-
-
-def _new_doorbell() -> _Doorbell:
-    if _HAVE_EVENTFD and not _green():
-        try:
-            return _EventfdBell()
-        except OSError:  # no descriptor left: the bell that needs none
-            pass
-    return queue.SimpleQueue()
 
 
 class Channel:
@@ -107,7 +130,7 @@ class Channel:
     def __init__(self, capacity: int) -> None:
         self.make_locks()
         self._room_waiting = 0
-        self._consumers_waiting = 0
+        self._waiting: list[_Doorbell] = []  # the doorbell of each consumer waiting
         self._events: deque[Event] = deque()
         self._capacity = capacity
         # The batch the consumer is going through, and the iterator it reads it with
@@ -123,9 +146,16 @@ class Channel:
         after ``threading`` and ``queue`` were monkey-patched (gevent), when nothing waits."""
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # producers wait here for room
-        # The consumer waits for a token here, outside the lock; a token per waiting
-        # consumer is put by whoever changes what it waits for (see _ring).
-        self._doorbell = _new_doorbell()
+        # A consumer waits for a token on a doorbell, outside the lock; a token per
+        # waiting consumer is put by whoever changes what it waits for (see _ring).
+        # Each thread's own eventfd, or this queue for all (see the module docstring).
+        self._doorbell: queue.SimpleQueue[None] | None = (
+            queue.SimpleQueue() if not _HAVE_EVENTFD or _green() else None
+        )
+
+    @property
+    def _consumers_waiting(self) -> int:
+        return len(self._waiting)
 
     def put(self, batch: list[Event], stop: StopSignal) -> bool:
         """Append a batch once there is room; False (nothing added) if ``stop`` is set
@@ -143,26 +173,24 @@ class Channel:
                 finally:
                     self._room_waiting -= 1
             self._events.extend(batch)
-            if self._consumers_waiting != 1:
-                if self._consumers_waiting:
-                    self._ring()
+            waiting = self._waiting
+            if not waiting:
                 return True
-            # One consumer waits, the usual case: its token is put after the lock is
-            # released (see the module's docstring); a consumer that wakes for
-            # another reason meanwhile only finds a stale token later, and looks
-            # once more.  (A producer is a worker thread: no signal handler raises
-            # between the two.)
-            self._consumers_waiting = 0
-            doorbell = self._doorbell
-        doorbell.put(None)
+            self._waiting = []
+        # The tokens are put after the lock is released (see the module docstring); a
+        # consumer that wakes for another reason meanwhile only finds a stale token
+        # later, and looks once more.  (A producer is a worker thread: no signal
+        # handler raises between the two.)
+        for doorbell in waiting:
+            doorbell.put(None)
         return True
 
     def _ring(self) -> None:
         # Under the lock: one token for each consumer waiting (a stale token left by
         # an interrupted wait only makes a consumer look once more).
-        for _ in range(self._consumers_waiting):
-            self._doorbell.put(None)
-        self._consumers_waiting = 0
+        waiting, self._waiting = self._waiting, []
+        for doorbell in waiting:
+            doorbell.put(None)
 
     def _wake_all(self) -> None:
         # Under the lock.
@@ -259,5 +287,8 @@ class Channel:
                     if error is not None:
                         raise error
                     return None
-                self._consumers_waiting += 1
-            self._doorbell.get()
+                doorbell = self._doorbell or _thread_bell()
+                if doorbell is None:  # no descriptor left: the queue, for good
+                    doorbell = self._doorbell = queue.SimpleQueue()
+                self._waiting.append(doorbell)
+            doorbell.get()

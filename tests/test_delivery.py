@@ -129,9 +129,15 @@ def test_put_wakes_a_waiting_consumer() -> None:
 
 def test_put_rings_no_one_when_no_consumer_waits() -> None:
     channel = Channel(8)
+    thread, got = _waiting_consumer(channel)
+    doorbell = channel._waiting[0]  # the consumer's (its thread's eventfd, or the queue)
     assert channel.put(events("a"), StopSignal())
+    assert got.get(timeout=5) == ["a"]
+    thread.join(5)
+    assert doorbell.qsize() == 0  # its token was taken
     assert channel.put(events("b"), StopSignal())
-    assert channel._doorbell.qsize() == 0  # a consumer still busy is not woken
+    assert channel.put(events("c"), StopSignal())
+    assert doorbell.qsize() == 0  # a consumer still busy is not woken
 
 
 def test_end_and_cancel_wake_every_waiting_consumer() -> None:
