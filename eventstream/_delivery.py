@@ -76,7 +76,14 @@ class _EventfdBell:
         os.eventfd_write(self.fd, 1)
 
     def get(self) -> None:
-        os.eventfd_read(self.fd)  # a signal handler's exception is raised from here
+        while True:
+            try:
+                os.eventfd_read(self.fd)
+            except InterruptedError:
+                # A signal arrived (os.eventfd_read does not retry, PEP 475 aside): its
+                # handler runs at the loop's jump, and what it raises is raised here.
+                continue
+            return
 
     def qsize(self) -> int:
         """0 if no token is pending, else at least 1 (for tests)."""
