@@ -14,7 +14,7 @@ the producer's own CPU, before it), finds the GIL and the lock free.  A ``Simple
 (the channel's, for every consumer: elsewhere, under gevent or eventlet, whose
 greenlets a blocking read would stop, or when no descriptor is left) wakes the consumer
 while the producer holds the GIL, and the two then trade it through three or four more
-context switches per event (``benchmarks/scratch_ladder.py``).  A thread's ``eventfd``
+context switches per event (``benchmarks/bench_lowrate.py``, iterating).  A thread's ``eventfd``
 is closed once the thread and every channel that was to ring it let it go.  A
 producer waiting for room (rare: the consumer lags) waits on a ``Condition``, notified
 only when a producer waits.
