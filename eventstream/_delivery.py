@@ -116,9 +116,13 @@ _fork.on_child(_forget_bells)
 
 
 def _green() -> bool:
-    """Whether a green-thread library is loaded (it may patch ``threading``): a
-    blocking ``eventfd`` read would stop all of its greenlets."""
-    return "gevent" in sys.modules or "eventlet" in sys.modules
+    """Whether gevent or eventlet has patched ``threading``: a blocking ``eventfd``
+    read would stop all of its greenlets."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        return True
+    patcher = sys.modules.get("eventlet.patcher")
+    return patcher is not None and bool(patcher.is_monkey_patched("thread"))
 
 
 class Channel:

@@ -268,7 +268,11 @@ def _eventfds() -> int:
     return count
 
 
-def test_a_thread_keeps_one_doorbell_for_every_channel_and_closes_it_when_it_ends() -> None:
+@pytest.mark.skipif(not _delivery._HAVE_EVENTFD, reason="eventfd doorbells: Linux, 3.10+")
+def test_a_thread_keeps_one_doorbell_for_every_channel_and_closes_it_when_it_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_delivery, "_green", lambda: False)  # gevent imported by a test
     channels = [Channel(8) for _ in range(3)]
     bells: list[object] = []
     before = _eventfds()
@@ -288,9 +292,9 @@ def test_a_thread_keeps_one_doorbell_for_every_channel_and_closes_it_when_it_end
         assert channel.put(events("a"), StopSignal())
     consumer.join(5)
     assert not consumer.is_alive()
+    assert isinstance(bells[0], _EventfdBell)
     assert bells[0] is bells[1] is bells[2]  # one per thread, not one per channel
-    if isinstance(bells[0], _EventfdBell):
-        assert _eventfds() == before + 1  # held here only
+    assert _eventfds() == before + 1  # held here only
     bells.clear()
     assert _eventfds() == before  # the thread has ended: its doorbell is closed
 
