@@ -275,8 +275,14 @@ class _Sink:
         with control.deliver_lock:
             channel = control.channel
             if channel is not None:
-                if events:  # refused only once stop is set (cancel() follows a stop): below
-                    channel.put(events, stop)
+                # Refused only once stop is set (cancel() follows a stop).  Handed over,
+                # they move the resume point even if a stop came meanwhile: the
+                # consumer may have received them all already (woken by put(), it
+                # runs at once), and cancel(), under this lock after us, takes the
+                # point back only if some were dropped.
+                if events and not channel.put(events, stop):
+                    return False
+                control.last_event_id = last_event_id
             else:
                 on_event = control.delivery.on_event
                 assert on_event is not None

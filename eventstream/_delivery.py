@@ -6,8 +6,16 @@ at a time) and blocks while the channel is full, so a slow consumer slows the so
 instead of losing events.  The consumer takes everything available at once.
 
 Waking the consumer is on the path of every event when events come one at a time, so
-it costs two C calls (a ``SimpleQueue`` used as a doorbell), and only when the
-consumer is waiting: no wake-up while it is still going through what it took.  A
+it costs one C call, and only when the consumer is waiting: no wake-up while it is
+still going through what it took.  Each consuming thread has its own doorbell, an
+``eventfd`` where there is one (Linux, Python 3.10+), which it waits on and a producer
+rings with the GIL released, after the channel's lock: the consumer, woken (often on
+the producer's own CPU, before it), finds the GIL and the lock free.  A ``SimpleQueue``
+(the channel's, for every consumer: elsewhere, under gevent or eventlet, whose
+greenlets a blocking read would stop, or when no descriptor is left) wakes the consumer
+while the producer holds the GIL, and the two then trade it through three or four more
+context switches per event (``benchmarks/bench_lowrate.py``, iterating).  A thread's ``eventfd``
+is closed once the thread and every channel that was to ring it let it go.  A
 producer waiting for room (rare: the consumer lags) waits on a ``Condition``, notified
 only when a producer waits.
 
@@ -17,15 +25,104 @@ Nothing here touches a session or a socket; the caller's thread only wakes waite
 from __future__ import annotations
 
 import operator
+import os
 import queue
+import select
+import sys
 import threading
 from collections import deque
 from collections.abc import Iterator
+from typing import Protocol
 
+from . import _fork
 from ._models import Event
 from ._stop import StopSignal
 
 __all__ = ["Channel"]
+
+_HAVE_EVENTFD = hasattr(os, "eventfd") and hasattr(select, "poll")
+_EFD_FLAGS = getattr(os, "EFD_SEMAPHORE", 0) | getattr(os, "EFD_CLOEXEC", 0)
+
+
+class _Doorbell(Protocol):
+    def put(self, item: None) -> None: ...
+
+    def get(self) -> None: ...
+
+    def qsize(self) -> int: ...
+
+
+class _EventfdBell:
+    """One thread's doorbell: an ``eventfd`` in semaphore mode (a token per ``put``, one
+    per ``get``).  ``put`` and ``get`` release the GIL around their system call; ``get``
+    blocks.  The descriptor is closed when the bell is collected, so it is never
+    written after its close: whoever rings it holds the bell.  Raises ``OSError``
+    when the process has no descriptor left."""
+
+    fd: int
+
+    def __init__(self) -> None:
+        # One C call makes the descriptor and stores it (``map`` calls os.eventfd from
+        # C: no point between the two where a signal handler could raise), so a
+        # KeyboardInterrupt never leaves it without an owner; __del__ closes it.
+        vars(self).update(zip(("fd",), map(os.eventfd, (0,), (_EFD_FLAGS,))))
+
+    def __del__(self) -> None:
+        fd = vars(self).get("fd")
+        if fd is not None:
+            os.close(fd)
+
+    def put(self, _item: None) -> None:
+        os.eventfd_write(self.fd, 1)
+
+    def get(self) -> None:
+        while True:
+            try:
+                os.eventfd_read(self.fd)
+            except InterruptedError:
+                # A signal arrived (os.eventfd_read does not retry, PEP 475 aside): its
+                # handler runs at the loop's jump, and what it raises is raised here.
+                continue
+            return
+
+    def qsize(self) -> int:
+        """0 if no token is pending, else at least 1 (for tests)."""
+        poller = select.poll()
+        poller.register(self.fd, select.POLLIN)
+        return len(poller.poll(0))
+
+
+_bells = threading.local()  # the consuming thread's _EventfdBell, made at its first wait
+
+
+def _thread_bell() -> _EventfdBell | None:
+    """The calling thread's bell (None when no descriptor is left)."""
+    bell: _EventfdBell | None = getattr(_bells, "bell", None)
+    if bell is None:
+        try:
+            bell = _bells.bell = _EventfdBell()
+        except OSError:
+            return None
+    return bell
+
+
+def _forget_bells() -> None:
+    # In a child: the bells are the parent's eventfds; each thread makes its own again.
+    global _bells
+    _bells = threading.local()
+
+
+_fork.on_child(_forget_bells)
+
+
+def _green() -> bool:
+    """Whether gevent or eventlet has patched ``threading``: a blocking ``eventfd``
+    read would stop all of its greenlets."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        return True
+    patcher = sys.modules.get("eventlet.patcher")
+    return patcher is not None and bool(patcher.is_monkey_patched("thread"))
 
 
 class Channel:
@@ -44,7 +141,7 @@ class Channel:
     def __init__(self, capacity: int) -> None:
         self.make_locks()
         self._room_waiting = 0
-        self._consumers_waiting = 0
+        self._waiting: list[_Doorbell] = []  # the doorbell of each consumer waiting
         self._events: deque[Event] = deque()
         self._capacity = capacity
         # The batch the consumer is going through, and the iterator it reads it with
@@ -60,9 +157,16 @@ class Channel:
         after ``threading`` and ``queue`` were monkey-patched (gevent), when nothing waits."""
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # producers wait here for room
-        # The consumer waits for a token here, outside the lock; a token per waiting
-        # consumer is put by whoever changes what it waits for (see _ring).
-        self._doorbell: queue.SimpleQueue[None] = queue.SimpleQueue()
+        # A consumer waits for a token on a doorbell, outside the lock; a token per
+        # waiting consumer is put by whoever changes what it waits for (see _ring).
+        # Each thread's own eventfd, or this queue for all (see the module docstring).
+        self._doorbell: queue.SimpleQueue[None] | None = (
+            queue.SimpleQueue() if not _HAVE_EVENTFD or _green() else None
+        )
+
+    @property
+    def _consumers_waiting(self) -> int:
+        return len(self._waiting)
 
     def put(self, batch: list[Event], stop: StopSignal) -> bool:
         """Append a batch once there is room; False (nothing added) if ``stop`` is set
@@ -80,19 +184,24 @@ class Channel:
                 finally:
                     self._room_waiting -= 1
             self._events.extend(batch)
-            if self._consumers_waiting == 1:  # _ring, inlined for its usual case
-                self._doorbell.put(None)
-                self._consumers_waiting = 0
-            elif self._consumers_waiting:
-                self._ring()
-            return True
+            waiting = self._waiting
+            if not waiting:
+                return True
+            self._waiting = []
+        # The tokens are put after the lock is released (see the module docstring); a
+        # consumer that wakes for another reason meanwhile only finds a stale token
+        # later, and looks once more.  (A producer is a worker thread: no signal
+        # handler raises between the two.)
+        for doorbell in waiting:
+            doorbell.put(None)
+        return True
 
     def _ring(self) -> None:
         # Under the lock: one token for each consumer waiting (a stale token left by
         # an interrupted wait only makes a consumer look once more).
-        for _ in range(self._consumers_waiting):
-            self._doorbell.put(None)
-        self._consumers_waiting = 0
+        waiting, self._waiting = self._waiting, []
+        for doorbell in waiting:
+            doorbell.put(None)
 
     def _wake_all(self) -> None:
         # Under the lock.
@@ -189,5 +298,8 @@ class Channel:
                     if error is not None:
                         raise error
                     return None
-                self._consumers_waiting += 1
-            self._doorbell.get()
+                doorbell = self._doorbell or _thread_bell()
+                if doorbell is None:  # no descriptor left: the queue, for good
+                    doorbell = self._doorbell = queue.SimpleQueue()
+                self._waiting.append(doorbell)
+            doorbell.get()

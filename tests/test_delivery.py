@@ -3,15 +3,18 @@ what a stop drops and names as received, and what a broken loop leaves."""
 
 from __future__ import annotations
 
+import os
 import queue
+import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+import pytest
 from _threads import inside, wait_until_inside
 
-from eventstream import Event
-from eventstream._delivery import Channel
+from eventstream import Event, _delivery
+from eventstream._delivery import Channel, _EventfdBell, _thread_bell
 from eventstream._stop import StopSignal
 
 
@@ -129,9 +132,15 @@ def test_put_wakes_a_waiting_consumer() -> None:
 
 def test_put_rings_no_one_when_no_consumer_waits() -> None:
     channel = Channel(8)
+    thread, got = _waiting_consumer(channel)
+    doorbell = channel._waiting[0]  # the consumer's (its thread's eventfd, or the queue)
     assert channel.put(events("a"), StopSignal())
+    assert got.get(timeout=5) == ["a"]
+    thread.join(5)
+    assert doorbell.qsize() == 0  # its token was taken
     assert channel.put(events("b"), StopSignal())
-    assert channel._doorbell.qsize() == 0  # a consumer still busy is not woken
+    assert channel.put(events("c"), StopSignal())
+    assert doorbell.qsize() == 0  # a consumer still busy is not woken
 
 
 def test_end_and_cancel_wake_every_waiting_consumer() -> None:
@@ -210,3 +219,99 @@ def test_a_stop_right_after_a_restart_is_answered_too() -> None:
     channel.reopen()
     assert channel.put(events("d"), StopSignal())
     assert [e.data for e in channel.take() or []] == ["d"]
+
+
+def _until(condition: Callable[[], bool], pause: threading.Event) -> None:
+    deadline = time.monotonic() + 5
+    while not condition() and time.monotonic() < deadline:
+        pause.wait(0.001)  # bounded polling of a state, not a synchronisation by sleep
+    assert condition()
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs pthread_kill")
+def test_a_signal_whose_handler_returns_leaves_the_wait_for_events_going() -> None:
+    # A handler that returns (the CLI's notes a signal during an event's write) must
+    # not end take(): the consumer waits on, and gets what comes next.
+    channel = Channel(8)
+    noted: list[int] = []
+    main, pause = threading.get_ident(), threading.Event()
+
+    def signal_then_put() -> None:
+        _until(lambda: channel._consumers_waiting == 1, pause)
+        signal.pthread_kill(main, signal.SIGUSR1)  # the waiting thread's read is cut
+        _until(lambda: bool(noted), pause)
+        channel.put(events("a"), StopSignal())
+
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: noted.append(signum))
+    helper = threading.Thread(target=signal_then_put, name="test-delivery-signal")
+    try:
+        helper.start()
+        reader = channel.take()
+        assert reader is not None
+        assert [e.data for e in reader] == ["a"]
+        assert noted == [signal.SIGUSR1]
+    finally:
+        helper.join(5)
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def _eventfds() -> int:
+    """How many eventfds this process has open (0 where there is no /proc)."""
+    if not os.path.isdir("/proc/self/fd"):
+        return 0
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{name}") == "anon_inode:[eventfd]"
+        except OSError:
+            continue  # closed meanwhile
+    return count
+
+
+@pytest.mark.skipif(not _delivery._HAVE_EVENTFD, reason="eventfd doorbells: Linux, 3.10+")
+def test_a_thread_keeps_one_doorbell_for_every_channel_and_closes_it_when_it_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_delivery, "_green", lambda: False)  # gevent imported by a test
+    channels = [Channel(8) for _ in range(3)]
+    bells: list[object] = []
+    before = _eventfds()
+
+    def consume() -> None:
+        for channel in channels:
+            reader = channel.take()
+            assert reader is not None
+            assert [e.data for e in reader] == ["a"]
+
+    consumer = threading.Thread(target=consume, name="test-delivery-consumer")
+    consumer.start()
+    pause = threading.Event()
+    for channel in channels:
+        _until(lambda: channel._consumers_waiting == 1, pause)  # noqa: B023
+        bells.append(channel._waiting[0])
+        assert channel.put(events("a"), StopSignal())
+    consumer.join(5)
+    assert not consumer.is_alive()
+    assert isinstance(bells[0], _EventfdBell)
+    assert bells[0] is bells[1] is bells[2]  # one per thread, not one per channel
+    assert _eventfds() == before + 1  # held here only
+    bells.clear()
+    assert _eventfds() == before  # the thread has ended: its doorbell is closed
+
+
+def test_with_no_descriptor_left_the_channel_wakes_its_consumer_through_a_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_descriptor() -> _EventfdBell:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(_delivery, "_EventfdBell", no_descriptor)
+    monkeypatch.setattr(_delivery, "_bells", threading.local())
+    channel = Channel(8)
+    thread, got = _waiting_consumer(channel)
+    assert isinstance(channel._waiting[0], queue.SimpleQueue)
+    assert channel.put(events("a"), StopSignal())
+    assert got.get(timeout=5) == ["a"]
+    thread.join(5)
+    assert not thread.is_alive()
+    assert _thread_bell() is None
