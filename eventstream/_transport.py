@@ -359,6 +359,8 @@ def _sent(session: requests.Session, spec: RequestSpec) -> requests.Response:
     except requests.RequestException as exc:
         release_frames(exc)
         raise _send_error(exc, spec.url) from exc
+    except urllib3.exceptions.LocationValueError as exc:  # a host urllib3 cannot encode
+        raise ValueError(f"invalid URL {redact_url(spec.url)!r}: {exc}") from exc
     except OSError as exc:  # a custom adapter that lets socket errors through
         release_frames(exc)
         safe = redact_url(spec.url)

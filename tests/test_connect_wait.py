@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 import trustme
+import urllib3
 
 from eventstream import ConnectError, EventStream, ReadError, _connwait, _wait
 from eventstream._stop import StopSignal
@@ -457,3 +458,112 @@ def test_a_proxys_answer_to_connect_that_comes_later_is_read(
         thread.join(TIMEOUT)
     assert isinstance(ended, ConnectError), repr(ended)
     assert "403" in str(ended)
+
+
+def test_a_host_name_that_cannot_be_encoded_is_an_invalid_url() -> None:
+    # urllib3 rejects it (its LocationParseError escaped requests): a ValueError that
+    # says so, as for any invalid URL.
+    url = "http://a..b/stream"
+    with make_session() as session, pytest.raises(ValueError, match=r"^invalid URL") as caught:
+        open_stream(session, RequestSpec(url), StopSignal())
+    said = "Failed to parse: 'a..b', label empty or too long"
+    assert str(caught.value) == f"invalid URL {url!r}: {said}"
+
+
+def test_a_proxys_answer_to_connect_is_waited_for_within_the_connect_timeout(
+    silent_proxy: tuple[SSEServer, str],
+) -> None:
+    # A timeout of the connect, not of the read: urllib3 would call it a read timeout.
+    proxy, bundle = silent_proxy
+    request = RequestSpec("https://origin.invalid/stream", connect_timeout=0.3)
+    started = time.monotonic()
+    try:
+        ended = in_a_worker(request, through(proxy, bundle)).get(timeout=TIMEOUT)
+    finally:
+        proxy.drop_all()
+        join_the_worker()
+    assert time.monotonic() - started < 2.0
+    assert isinstance(ended, ConnectError), repr(ended)
+    assert "timed out" in str(ended)
+
+
+_AUDITED: list[tuple[Any, ...]] | None = None  # while a test listens
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if _AUDITED is not None and event == "http.client.connect":
+        _AUDITED.append(args)
+
+
+def test_a_connect_is_audited_as_http_client_and_urllib3_audit_it() -> None:
+    global _AUDITED
+    if _audit not in _HOOKED:  # an audit hook stays for the process: added once
+        sys.addaudithook(_audit)
+        _HOOKED.append(_audit)
+    with SSEServer() as server:
+        server.enqueue(Script().event("x"))
+        _AUDITED = []
+        try:
+            with make_session() as session:
+                open_stream(session, RequestSpec(server.url), StopSignal()).close()
+            audited, _AUDITED = _AUDITED, None
+        finally:
+            _AUDITED = None
+    assert [(type(a[0]).__name__, a[1], a[2]) for a in audited] == [
+        ("_WaitingHTTPConnection", "127.0.0.1", server.port)
+    ]
+
+
+_HOOKED: list[Any] = []
+
+
+def urllib3_error(error: BaseException) -> BaseException | None:
+    """The urllib3 error that ``error``'s chain carries (as requests wraps it)."""
+    for link in _chain(error):
+        for arg in link.args:
+            reason = getattr(arg, "reason", arg)
+            if isinstance(reason, urllib3.exceptions.HTTPError):
+                return reason
+    return None
+
+
+def as_said(error: BaseException | None) -> tuple[str, str]:
+    """An urllib3 error's type and message, with its connection's class named as
+    urllib3's and no address."""
+    assert error is not None
+    said = str(error).replace("eventstream._transport.", "urllib3.connection.")
+    said = re.sub(r" at 0x[0-9a-f]+", "", said.replace("_Waiting", ""))
+    return type(error).__name__, said
+
+
+@pytest.mark.parametrize("failure", ["refused", "no such name", "no address", "timeout"])
+def test_urllib3_errors_are_raised_as_urllib3_raises_them(
+    failure: str, stalled: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same failure through a plain requests session (urllib3's own connect) and
+    # through the stream's: the same urllib3 error, for the adapters' retries and
+    # for anyone who reads the chain.
+    real = socket.getaddrinfo
+    port = stalled
+
+    def resolve(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host == "nowhere.test":
+            if failure == "no such name":
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+            return []
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        if failure == "refused":
+            port = closed.getsockname()[1]
+        host = "127.0.0.1" if failure in ("refused", "timeout") else "nowhere.test"
+        url = f"http://{host}:{port}/"
+        with requests.Session() as plain, pytest.raises(requests.ConnectionError) as theirs:
+            plain.get(url, timeout=(0.2, 1))
+        with make_session() as session, pytest.raises(ConnectError) as ours:
+            open_stream(session, RequestSpec(url, connect_timeout=0.2), StopSignal())
+    expected = as_said(urllib3_error(theirs.value))
+    assert as_said(urllib3_error(ours.value)) == expected
+    assert "HTTPConnection(host=" in expected[1] or "HTTPConnection object" in expected[1]
