@@ -31,7 +31,7 @@ from ._control import (
     OnRetry,
     abandon,
 )
-from ._delivery import Channel
+from ._delivery import Channel, make_bell
 from ._models import Event, ResponseInfo
 from ._options import DEFAULT_TIMEOUT, build_options, check_last_event_id
 from ._parser import DEFAULT_MAX_EVENT_SIZE
@@ -166,13 +166,16 @@ def _iterate(stream: StreamBase, channel: Channel, owner: Control | None) -> Ite
 def _readers(
     stream: StreamBase, channel: Channel, owner: Control | None
 ) -> Iterator[Iterator[Event]]:
+    bell = make_bell()  # this iteration's doorbell (or None: the channel's queue)
     try:
         while True:
-            reader = channel.take()
+            reader = channel.take(bell)
             if reader is None:
                 return
             yield reader
     finally:
+        if bell is not None:  # not left to the collector: a traceback keeps this frame
+            bell.close()
         if owner is not None:  # the loop was left (break, exception, collection)
             owner.stop_and_cancel()
 

@@ -7,17 +7,18 @@ instead of losing events.  The consumer takes everything available at once.
 
 Waking the consumer is on the path of every event when events come one at a time, so
 it costs one C call, and only when the consumer is waiting: no wake-up while it is
-still going through what it took.  Each consuming thread has its own doorbell, an
-``eventfd`` where there is one (Linux, Python 3.10+), which it waits on and a producer
-rings with the GIL released, after the channel's lock: the consumer, woken (often on
-the producer's own CPU, before it), finds the GIL and the lock free.  A ``SimpleQueue``
-(the channel's, for every consumer: elsewhere, under gevent or eventlet, whose
-greenlets a blocking read would stop, or when no descriptor is left) wakes the consumer
-while the producer holds the GIL, and the two then trade it through three or four more
-context switches per event (``benchmarks/bench_lowrate.py``, iterating).  A thread's ``eventfd``
-is closed once the thread and every channel that was to ring it let it go.  A
-producer waiting for room (rare: the consumer lags) waits on a ``Condition``, notified
-only when a producer waits.
+still going through what it took.  Each iteration has its own doorbell, an
+``eventfd`` where there is one (Linux, Python 3.10+), which its thread waits on and a
+producer rings with the GIL released, after the channel's lock: the consumer, woken
+(often on the producer's own CPU, before it), finds the GIL and the lock free.  A
+``SimpleQueue`` (the channel's, for every consumer: elsewhere, under gevent or
+eventlet, whose greenlets a blocking read would stop, or when no descriptor is left)
+wakes the consumer while the producer holds the GIL, and the two then trade it
+through three or four more context switches per event
+(``benchmarks/bench_lowrate.py``, iterating).  An iteration's ``eventfd`` is closed
+once the iteration and every channel that was to ring it let it go.  A producer
+waiting for room (rare: the consumer lags) waits on a ``Condition``, notified only
+when a producer waits.
 
 Nothing here touches a session or a socket; the caller's thread only wakes waiters.
 """
@@ -34,11 +35,10 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Protocol
 
-from . import _fork
 from ._models import Event
 from ._stop import StopSignal
 
-__all__ = ["Channel"]
+__all__ = ["Channel", "make_bell"]
 
 _HAVE_EVENTFD = hasattr(os, "eventfd") and hasattr(select, "poll")
 _EFD_FLAGS = getattr(os, "EFD_SEMAPHORE", 0) | getattr(os, "EFD_CLOEXEC", 0)
@@ -53,27 +53,38 @@ class _Doorbell(Protocol):
 
 
 class _EventfdBell:
-    """One thread's doorbell: an ``eventfd`` in semaphore mode (a token per ``put``, one
-    per ``get``).  ``put`` and ``get`` release the GIL around their system call; ``get``
-    blocks.  The descriptor is closed when the bell is collected, so it is never
-    written after its close: whoever rings it holds the bell.  Raises ``OSError``
-    when the process has no descriptor left."""
+    """One iteration's doorbell: an ``eventfd`` in semaphore mode (a token per ``put``,
+    one per ``get``).  ``put`` and ``get`` release the GIL around their system call;
+    ``get`` blocks.  ``close`` (the iteration's end) and ``put`` (any producer, after
+    the channel's lock) take the bell's own lock, so a bell is never written after
+    its close, whoever still holds it; a bell never closed is closed when collected.
+    Raises ``OSError`` when the process has no descriptor left."""
 
     fd: int
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         # One C call makes the descriptor and stores it (``map`` calls os.eventfd from
         # C: no point between the two where a signal handler could raise), so a
         # KeyboardInterrupt never leaves it without an owner; __del__ closes it.
         vars(self).update(zip(("fd",), map(os.eventfd, (0,), (_EFD_FLAGS,))))
 
     def __del__(self) -> None:
-        fd = vars(self).get("fd")
-        if fd is not None:
+        fd = vars(self).get("fd", -1)
+        if fd >= 0:
             os.close(fd)
 
     def put(self, _item: None) -> None:
-        os.eventfd_write(self.fd, 1)
+        with self._lock:
+            if self.fd >= 0:  # closed: nobody waits on it any more
+                os.eventfd_write(self.fd, 1)
+
+    def close(self) -> None:
+        """Close the descriptor now (idempotent); a later ``put`` does nothing."""
+        with self._lock:
+            fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
 
     def get(self) -> None:
         while True:
@@ -92,27 +103,16 @@ class _EventfdBell:
         return len(poller.poll(0))
 
 
-_bells = threading.local()  # the consuming thread's _EventfdBell, made at its first wait
-
-
-def _thread_bell() -> _EventfdBell | None:
-    """The calling thread's bell (None when no descriptor is left)."""
-    bell: _EventfdBell | None = getattr(_bells, "bell", None)
-    if bell is None:
-        try:
-            bell = _bells.bell = _EventfdBell()
-        except OSError:
-            return None
-    return bell
-
-
-def _forget_bells() -> None:
-    # In a child: the bells are the parent's eventfds; each thread makes its own again.
-    global _bells
-    _bells = threading.local()
-
-
-_fork.on_child(_forget_bells)
+def make_bell() -> _EventfdBell | None:
+    """A doorbell for one iteration's takes (see :meth:`Channel.take`): an ``eventfd``,
+    or None where the channel's queue must be used (no ``eventfd``, gevent or
+    eventlet, no descriptor left).  Runs on the consumer's thread."""
+    if not _HAVE_EVENTFD or _green():
+        return None
+    try:
+        return _EventfdBell()
+    except OSError:
+        return None
 
 
 def _green() -> bool:
@@ -159,10 +159,8 @@ class Channel:
         self._room = threading.Condition(self._lock)  # producers wait here for room
         # A consumer waits for a token on a doorbell, outside the lock; a token per
         # waiting consumer is put by whoever changes what it waits for (see _ring).
-        # Each thread's own eventfd, or this queue for all (see the module docstring).
-        self._doorbell: queue.SimpleQueue[None] | None = (
-            queue.SimpleQueue() if not _HAVE_EVENTFD or _green() else None
-        )
+        # Its iteration's eventfd, or this queue for all (see the module docstring).
+        self._doorbell: queue.SimpleQueue[None] = queue.SimpleQueue()
 
     @property
     def _consumers_waiting(self) -> int:
@@ -263,11 +261,13 @@ class Channel:
         with self._lock:
             self._wake_all()
 
-    def take(self) -> Iterator[Event] | None:
+    def take(self, bell: _Doorbell | None = None) -> Iterator[Event] | None:
         """Block until events are available; return a reader of all of them.
 
-        Consumer thread only.  Returns ``None`` at the end of the stream.  Raises the
-        producer's error once the queued events are taken.  A reader that was left before its end (a
+        Consumer thread only; it waits on ``bell`` (from :func:`make_bell`, one for
+        all the takes of an iteration), or without one on the channel's queue.
+        Returns ``None`` at the end of the stream.  Raises the producer's error once
+        the queued events are taken.  A reader that was left before its end (a
         ``for`` loop that broke) is returned again first, so that leaving a loop
         loses nothing.  Iterating the reader costs no Python step per event, which
         is most of what handing events to another thread costs.
@@ -298,8 +298,6 @@ class Channel:
                     if error is not None:
                         raise error
                     return None
-                doorbell = self._doorbell or _thread_bell()
-                if doorbell is None:  # no descriptor left: the queue, for good
-                    doorbell = self._doorbell = queue.SimpleQueue()
+                doorbell = self._doorbell if bell is None else bell
                 self._waiting.append(doorbell)
             doorbell.get()

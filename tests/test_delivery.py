@@ -3,6 +3,7 @@ what a stop drops and names as received, and what a broken loop leaves."""
 
 from __future__ import annotations
 
+import gc
 import os
 import queue
 import signal
@@ -13,9 +14,11 @@ from collections.abc import Callable, Iterator
 import pytest
 from _threads import inside, wait_until_inside
 
-from eventstream import Event, _delivery
-from eventstream._delivery import Channel, _EventfdBell, _thread_bell
+import eventstream
+from eventstream import Backoff, Event, EventStream, _delivery
+from eventstream._delivery import Channel, _EventfdBell, make_bell
 from eventstream._stop import StopSignal
+from eventstream.testing import Script, SSEServer
 
 
 def events(*data: str) -> list[Event]:
@@ -246,7 +249,7 @@ def test_a_signal_whose_handler_returns_leaves_the_wait_for_events_going() -> No
     helper = threading.Thread(target=signal_then_put, name="test-delivery-signal")
     try:
         helper.start()
-        reader = channel.take()
+        reader = channel.take(make_bell())  # an eventfd's read is cut by the signal
         assert reader is not None
         assert [e.data for e in reader] == ["a"]
         assert noted == [signal.SIGUSR1]
@@ -269,7 +272,7 @@ def _eventfds() -> int:
 
 
 @pytest.mark.skipif(not _delivery._HAVE_EVENTFD, reason="eventfd doorbells: Linux, 3.10+")
-def test_a_thread_keeps_one_doorbell_for_every_channel_and_closes_it_when_it_ends(
+def test_an_iteration_keeps_one_doorbell_and_it_is_closed_when_let_go(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(_delivery, "_green", lambda: False)  # gevent imported by a test
@@ -278,8 +281,9 @@ def test_a_thread_keeps_one_doorbell_for_every_channel_and_closes_it_when_it_end
     before = _eventfds()
 
     def consume() -> None:
+        bell = make_bell()
         for channel in channels:
-            reader = channel.take()
+            reader = channel.take(bell)
             assert reader is not None
             assert [e.data for e in reader] == ["a"]
 
@@ -293,10 +297,59 @@ def test_a_thread_keeps_one_doorbell_for_every_channel_and_closes_it_when_it_end
     consumer.join(5)
     assert not consumer.is_alive()
     assert isinstance(bells[0], _EventfdBell)
-    assert bells[0] is bells[1] is bells[2]  # one per thread, not one per channel
+    assert bells[0] is bells[1] is bells[2]  # one for the iteration, not one per take
     assert _eventfds() == before + 1  # held here only
     bells.clear()
-    assert _eventfds() == before  # the thread has ended: its doorbell is closed
+    assert _eventfds() == before  # let go: closed
+
+
+def test_iterating_a_stream_leaves_no_descriptor_behind() -> None:
+    # The doorbell lives as long as the iteration: a loop that ended, on a thread
+    # that goes on (this one), keeps no eventfd.
+    with SSEServer() as server:
+        server.enqueue(Script().event("a").event("b"))
+        before = _eventfds()
+        with EventStream(server.url, backoff=Backoff(max_attempts=1)) as stream:
+            got = []
+            for event in stream:
+                got.append(event.data)
+                if len(got) == 2:
+                    break
+        gc.collect()
+        assert got == ["a", "b"]
+        assert _eventfds() == before
+
+
+@pytest.mark.skipif(not _delivery._HAVE_EVENTFD, reason="eventfd doorbells: Linux, 3.10+")
+def test_a_closed_doorbell_ignores_a_late_ring() -> None:
+    # A consumer whose wait was cut (KeyboardInterrupt) is still listed as waiting
+    # when its iteration closes the bell: the producer's ring then writes nothing
+    # (the descriptor's number may belong to another file by then).
+    bell = _EventfdBell()
+    fd = bell.fd
+    bell.put(None)
+    assert bell.qsize() == 1
+    bell.close()
+    bell.close()  # idempotent
+    with open(os.devnull, "rb") as other:
+        assert other.fileno() == fd  # the number is reused at once
+        bell.put(None)  # neither raises nor writes to the other file
+    assert bell.fd == -1
+
+
+def test_an_iteration_that_ends_with_an_error_closes_its_doorbell_at_once() -> None:
+    # The error's traceback keeps the iteration's frames (and what they refer to)
+    # alive as long as the caller keeps the error: the doorbell is closed anyway.
+    with SSEServer() as server:
+        server.enqueue(Script(headers={"Content-Encoding": "br"}).event("a"))
+        before = _eventfds()
+        stream = EventStream(server.url, backoff=Backoff(max_attempts=1))
+        with pytest.raises(eventstream.ContentTypeError) as caught:
+            for _ in stream:
+                pass
+        assert stream.join(5)
+        assert _eventfds() == before
+        assert caught.value.__traceback__ is not None
 
 
 def test_with_no_descriptor_left_the_channel_wakes_its_consumer_through_a_queue(
@@ -306,7 +359,8 @@ def test_with_no_descriptor_left_the_channel_wakes_its_consumer_through_a_queue(
         raise OSError(24, "Too many open files")
 
     monkeypatch.setattr(_delivery, "_EventfdBell", no_descriptor)
-    monkeypatch.setattr(_delivery, "_bells", threading.local())
+    monkeypatch.setattr(_delivery, "_green", lambda: False)
+    assert make_bell() is None
     channel = Channel(8)
     thread, got = _waiting_consumer(channel)
     assert isinstance(channel._waiting[0], queue.SimpleQueue)
@@ -314,4 +368,3 @@ def test_with_no_descriptor_left_the_channel_wakes_its_consumer_through_a_queue(
     assert got.get(timeout=5) == ["a"]
     thread.join(5)
     assert not thread.is_alive()
-    assert _thread_bell() is None
