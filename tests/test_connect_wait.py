@@ -127,20 +127,8 @@ def test_a_stop_ends_a_connect_to_a_proxy_that_hangs(stalled: int) -> None:
 def test_without_a_connect_timeout_a_stop_still_ends_the_connect(stalled: int) -> None:
     # open_stream on a thread of its own, as a worker would, with no connect timeout.
     stop = StopSignal()
-    outcome: queue.Queue[BaseException | None] = queue.Queue()
     request = RequestSpec(f"http://127.0.0.1:{stalled}/", connect_timeout=None)
-
-    def worker() -> None:
-        try:
-            with make_session() as session:
-                open_stream(session, request, stop).close()
-        except BaseException as exc:
-            outcome.put(exc)
-        else:
-            outcome.put(None)
-
-    thread = threading.Thread(target=worker, name="connect-without-timeout")
-    thread.start()
+    outcome = in_a_worker(request, stop=stop)
     try:
         assert connecting(), "the worker never began to connect"
         started = time.monotonic()
@@ -149,7 +137,7 @@ def test_without_a_connect_timeout_a_stop_still_ends_the_connect(stalled: int) -
         assert time.monotonic() - started < STOP_BOUND
     finally:
         stop.set()
-        thread.join(TIMEOUT)
+        join_the_worker()
     assert isinstance(ended, ReadError)
 
 
@@ -207,19 +195,20 @@ def test_the_connect_timeout_still_bounds_a_connect_that_hangs(stalled: int) -> 
     assert "connect timeout=0.2" in repr(caught.value.__cause__)
 
 
-def in_a_worker(request: RequestSpec, session_factory: Any = None) -> queue.Queue[Any]:
+def in_a_worker(
+    request: RequestSpec, session_factory: Any = None, stop: StopSignal | None = None
+) -> queue.Queue[Any]:
     """``open_stream`` on a thread of its own, as a worker would, and then the whole
     body; what it raised or read comes in the queue.  The caller joins the thread
-    (named ``open-stream``)."""
+    (named ``open-stream``: :func:`join_the_worker`)."""
     outcome: queue.Queue[Any] = queue.Queue()
 
     def worker() -> None:
         try:
-            with (
-                make_session(session_factory) as session,
-                open_stream(session, request, StopSignal()) as body,
-            ):
-                outcome.put(b"".join(body.chunks()))
+            with make_session(session_factory) as session:
+                body = open_stream(session, request, stop or StopSignal())
+                with body:
+                    outcome.put(b"".join(body.chunks()))
         except BaseException as exc:
             outcome.put(exc)
 
@@ -436,26 +425,14 @@ def test_a_proxys_answer_to_connect_that_comes_later_is_read(
     refusal = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"
     proxy.default = Script.raw_response(b"").wait(gate).wire(refusal)
     request = RequestSpec("https://origin.invalid/stream", connect_timeout=TIMEOUT)
-    outcome: queue.Queue[BaseException | None] = queue.Queue()
-
-    def worker() -> None:
-        try:
-            with make_session(through(proxy, bundle)) as session:
-                open_stream(session, request, StopSignal()).close()
-        except BaseException as exc:
-            outcome.put(exc)
-        else:
-            outcome.put(None)
-
-    thread = threading.Thread(target=worker, name="connect-through-a-proxy")
-    thread.start()
+    outcome = in_a_worker(request, through(proxy, bundle))
     try:
         proxy.wait_for_requests(1, TIMEOUT)
         gate.set()
         ended = outcome.get(timeout=TIMEOUT)
     finally:
         gate.set()
-        thread.join(TIMEOUT)
+        join_the_worker()
     assert isinstance(ended, ConnectError), repr(ended)
     assert "403" in str(ended)
 
