@@ -28,7 +28,6 @@ from __future__ import annotations
 import operator
 import os
 import queue
-import select
 import sys
 import threading
 from collections import deque
@@ -40,7 +39,7 @@ from ._stop import StopSignal
 
 __all__ = ["Channel", "make_bell"]
 
-_HAVE_EVENTFD = hasattr(os, "eventfd") and hasattr(select, "poll")
+_HAVE_EVENTFD = hasattr(os, "eventfd")
 _EFD_FLAGS = getattr(os, "EFD_SEMAPHORE", 0) | getattr(os, "EFD_CLOEXEC", 0)
 
 
@@ -48,8 +47,6 @@ class _Doorbell(Protocol):
     def put(self, item: None) -> None: ...
 
     def get(self) -> None: ...
-
-    def qsize(self) -> int: ...
 
 
 class _EventfdBell:
@@ -93,14 +90,10 @@ class _EventfdBell:
             except InterruptedError:
                 # A signal arrived (os.eventfd_read does not retry, PEP 475 aside): its
                 # handler runs at the loop's jump, and what it raises is raised here.
+                # A handler that returns leaves the wait going here, not in take(),
+                # which would list this bell a second time (a stale token later).
                 continue
             return
-
-    def qsize(self) -> int:
-        """0 if no token is pending, else at least 1 (for tests)."""
-        poller = select.poll()
-        poller.register(self.fd, select.POLLIN)
-        return len(poller.poll(0))
 
 
 def make_bell() -> _EventfdBell | None:
@@ -161,10 +154,6 @@ class Channel:
         # waiting consumer is put by whoever changes what it waits for (see _ring).
         # Its iteration's eventfd, or this queue for all (see the module docstring).
         self._doorbell: queue.SimpleQueue[None] = queue.SimpleQueue()
-
-    @property
-    def _consumers_waiting(self) -> int:
-        return len(self._waiting)
 
     def put(self, batch: list[Event], stop: StopSignal) -> bool:
         """Append a batch once there is room; False (nothing added) if ``stop`` is set

@@ -6,9 +6,11 @@ from __future__ import annotations
 import gc
 import os
 import queue
+import select
 import signal
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -118,9 +120,9 @@ def _waiting_consumer(channel: Channel) -> tuple[threading.Thread, queue.SimpleQ
     thread = threading.Thread(target=consume, name="test-delivery-consumer")
     thread.start()
     deadline = time.monotonic() + 5
-    while channel._consumers_waiting == 0 and time.monotonic() < deadline:
+    while len(channel._waiting) == 0 and time.monotonic() < deadline:
         thread.join(0.001)  # until it waits (bounded; not a synchronisation by sleep)
-    assert channel._consumers_waiting == 1
+    assert len(channel._waiting) == 1
     return thread, got
 
 
@@ -157,9 +159,9 @@ def test_end_and_cancel_wake_every_waiting_consumer() -> None:
     second = threading.Thread(target=channel.take, name="test-delivery-second")
     second.start()
     deadline = time.monotonic() + 5
-    while channel._consumers_waiting < 2 and time.monotonic() < deadline:
+    while len(channel._waiting) < 2 and time.monotonic() < deadline:
         second.join(0.001)
-    assert channel._consumers_waiting == 2
+    assert len(channel._waiting) == 2
     channel.cancel()
     assert consumers[0][1].get(timeout=5) is None
     second.join(5)
@@ -240,22 +242,35 @@ def test_a_signal_whose_handler_returns_leaves_the_wait_for_events_going() -> No
     main, pause = threading.get_ident(), threading.Event()
 
     def signal_then_put() -> None:
-        _until(lambda: channel._consumers_waiting == 1, pause)
+        _until(lambda: len(channel._waiting) == 1, pause)
         signal.pthread_kill(main, signal.SIGUSR1)  # the waiting thread's read is cut
         _until(lambda: bool(noted), pause)
         channel.put(events("a"), StopSignal())
 
+    bell = make_bell()  # None without eventfd: the channel's queue, which retries
     previous = signal.signal(signal.SIGUSR1, lambda signum, frame: noted.append(signum))
     helper = threading.Thread(target=signal_then_put, name="test-delivery-signal")
     try:
         helper.start()
-        reader = channel.take(make_bell())  # an eventfd's read is cut by the signal
+        reader = channel.take(bell)  # an eventfd's read is cut by the signal
         assert reader is not None
         assert [e.data for e in reader] == ["a"]
         assert noted == [signal.SIGUSR1]
+        helper.join(5)
+        if bell is not None:  # the wait went on where it was cut: listed once, rung once
+            assert _tokens(bell) == 0
     finally:
         helper.join(5)
+        if bell is not None:
+            bell.close()
         signal.signal(signal.SIGUSR1, previous)
+
+
+def _tokens(bell: _EventfdBell) -> int:
+    """0 if no token is pending on ``bell``, else 1 (a look that takes none)."""
+    poller = select.poll()
+    poller.register(bell.fd, select.POLLIN)
+    return len(poller.poll(0))
 
 
 def _eventfds() -> int:
@@ -291,7 +306,7 @@ def test_an_iteration_keeps_one_doorbell_and_it_is_closed_when_let_go(
     consumer.start()
     pause = threading.Event()
     for channel in channels:
-        _until(lambda: channel._consumers_waiting == 1, pause)  # noqa: B023
+        _until(lambda: len(channel._waiting) == 1, pause)  # noqa: B023
         bells.append(channel._waiting[0])
         assert channel.put(events("a"), StopSignal())
     consumer.join(5)
@@ -328,7 +343,7 @@ def test_a_closed_doorbell_ignores_a_late_ring() -> None:
     bell = _EventfdBell()
     fd = bell.fd
     bell.put(None)
-    assert bell.qsize() == 1
+    assert _tokens(bell) == 1
     bell.close()
     bell.close()  # idempotent
     with open(os.devnull, "rb") as other:
@@ -368,3 +383,19 @@ def test_with_no_descriptor_left_the_channel_wakes_its_consumer_through_a_queue(
     assert got.get(timeout=5) == ["a"]
     thread.join(5)
     assert not thread.is_alive()
+
+
+def test_a_doorbell_closes_the_descriptor_it_made_and_no_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    closed: list[int] = []
+    monkeypatch.setattr(_delivery, "os", types.SimpleNamespace(close=closed.append))
+    unmade = _EventfdBell.__new__(_EventfdBell)  # eventfd() raised: no descriptor
+    unmade.__del__()
+    assert closed == []  # not stdout's, nor any other number
+    zero = _EventfdBell.__new__(_EventfdBell)
+    zero._lock, zero.fd = threading.Lock(), 0  # a process without stdin gets 0
+    zero.close()
+    zero.__del__()  # closed already: not twice
+    assert closed == [0]
+    assert zero.fd == -1
