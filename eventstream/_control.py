@@ -106,13 +106,17 @@ class Control:
     def stop_and_cancel(self) -> threading.Thread | None:
         """Signal the worker to stop and end consumption; return the worker thread."""
         with self.lock:
-            self.signal_stop()
+            self.signal_stop()  # first, without deliver_lock: a put waiting for room holds it
             thread = self.thread
         if self.channel is not None:
             # Under deliver_lock no hand-over is under way, and none will add events
             # (the worker's stop signal is set): what the consumer has not received
-            # is dropped, and the resume point goes back to what it has.
-            with self.deliver_lock:
+            # is dropped, and the resume point goes back to what it has.  A restart
+            # on another thread may have started a worker since: the stop wins, so
+            # that worker is signalled too before its channel is cancelled.
+            with self.deliver_lock, self.lock:
+                self.signal_stop()
+                thread = self.thread
                 dropped, received = self.channel.cancel()
                 if dropped:
                     self.last_event_id = self.first_id if received is None else received.id
@@ -279,8 +283,13 @@ class _Sink:
                 # they move the resume point even if a stop came meanwhile: the
                 # consumer may have received them all already (woken by put(), it
                 # runs at once), and cancel(), under this lock after us, takes the
-                # point back only if some were dropped.
-                if events and not channel.put(events, stop):
+                # point back only if some were dropped.  A read with no event (a
+                # heartbeat, an id-only block) moves it only before a stop: after
+                # one, cancel() may have taken it back already.
+                if events:
+                    if not channel.put(events, stop):
+                        return False
+                elif stop.requested:
                     return False
                 control.last_event_id = last_event_id
             else:

@@ -185,10 +185,13 @@ class Channel:
 
     def _ring(self) -> None:
         # Under the lock: one token for each consumer waiting (a stale token left by
-        # an interrupted wait only makes a consumer look once more).
-        waiting, self._waiting = self._waiting, []
-        for doorbell in waiting:
+        # an interrupted wait only makes a consumer look once more).  Unlisted only
+        # once all are rung: on a consumer's thread (a stop in its loop) a signal
+        # handler may raise between two rings, and a stop called again then rings
+        # the rest (and the first again: a stale token).
+        for doorbell in self._waiting:
             doorbell.put(None)
+        self._waiting = []
 
     def _wake_all(self) -> None:
         # Under the lock.

@@ -16,6 +16,7 @@ import gc
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from types import FrameType
@@ -23,7 +24,7 @@ from typing import Any
 
 import eventstream
 from eventstream import Event, EventStream
-from eventstream._delivery import Channel
+from eventstream._delivery import Channel, make_bell
 from eventstream._stop import StopSignal
 from eventstream.testing import Script, SSEServer
 
@@ -178,6 +179,41 @@ def test_an_interrupted_wait_for_events_misses_none() -> None:
         return interrupter.fired
 
     each_point(scenario)
+
+
+def test_an_interrupted_cancel_called_again_wakes_every_waiting_consumer() -> None:
+    # Consumers on other threads wait, each on its own doorbell; a stop (cancel) on
+    # this thread is cut at any point, and called again, as an interrupted stop() is.
+    def scenario(at: int) -> bool:
+        channel = Channel(8)
+        ended: list[None] = []
+
+        def consume() -> None:
+            bell = make_bell()
+            try:
+                assert channel.take(bell) is None
+                ended.append(None)
+            finally:
+                if bell is not None:
+                    bell.close()
+
+        consumers = [threading.Thread(target=consume, daemon=True) for _ in range(2)]
+        for consumer in consumers:
+            consumer.start()
+        pause = threading.Event()
+        deadline = time.monotonic() + TIMEOUT
+        while len(channel._waiting) < 2 and time.monotonic() < deadline:
+            pause.wait(0.001)  # bounded polling of a state: both wait
+        assert len(channel._waiting) == 2
+        with interrupted_at(at) as interrupter, suppress(KeyboardInterrupt):
+            channel.cancel()
+        within(TIMEOUT, channel.cancel)
+        for consumer in consumers:
+            consumer.join(TIMEOUT)
+        assert len(ended) == 2, at
+        return interrupter.fired
+
+    assert each_point(scenario) >= 2
 
 
 def numbered(count: int) -> Script:

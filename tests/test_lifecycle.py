@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import queue
 import random
@@ -23,7 +24,8 @@ from _helpers import refuse_worker_threads
 from _threads import wait_until_inside
 
 import eventstream
-from eventstream import Backoff, Event, EventStream, StreamError
+from eventstream import Backoff, Event, EventStream, StreamError, _parser
+from eventstream._control import Control
 from eventstream._delivery import Channel
 from eventstream.testing import RecordedRequest, Script, SSEServer
 
@@ -554,3 +556,94 @@ def test_out_of_threads_start_says_so_and_a_later_start_works(
     monkeypatch.setattr(threading.Thread, "start", real_start)
     with stream:
         assert got.get(timeout=WAIT).data == "a"
+
+
+def test_a_read_without_events_after_a_stop_leaves_the_resume_point_where_the_stop_put_it(
+    server: SSEServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The consumer received event 1 of 3; the worker has read a heartbeat when the
+    # stop drops events 2 and 3 and takes the resume point back to 1.  Handing over
+    # that read (no event) must not move it to the parser's last ID, 3.
+    read_the_heartbeat, go_on = threading.Event(), threading.Event()
+    feed = _parser.Parser.feed
+
+    def holding_feed(self: _parser.Parser, data: bytes) -> list[Event]:
+        events = feed(self, data)
+        if b"ping" in data:
+            read_the_heartbeat.set()
+            go_on.wait(WAIT)
+        return events
+
+    monkeypatch.setattr(_parser.Parser, "feed", holding_feed)
+    gate = threading.Event()
+    script = Script().event("a", id="1").event("b", id="2").event("c", id="3")
+    server.enqueue(script.wait(gate).comment("ping").hold())
+    server.enqueue(resuming(3))
+    stream = EventStream(server.url, backoff=Backoff(max_attempts=1))
+    events = iter(stream)
+    assert next(events).id == "1"
+    channel = stream._control.channel
+    assert channel is not None
+    pause = threading.Event()
+    deadline = time.monotonic() + WAIT
+    while stream.last_event_id != "3" and time.monotonic() < deadline:
+        pause.wait(0.001)  # bounded polling of a state: events 2 and 3 handed over
+    assert stream.last_event_id == "3"
+    gate.set()
+    assert read_the_heartbeat.wait(WAIT)
+    stream.stop()
+    assert stream.last_event_id == "1"  # 2 and 3 were dropped
+    go_on.set()
+    assert stream.join(WAIT)
+    assert stream.last_event_id == "1"
+    stream.start()
+    assert [e.data for e in itertools.islice(stream, 2)] == ["2", "3"]
+    assert stream.stop(WAIT)
+    assert server.requests[-1].headers["Last-Event-ID"] == "1"
+
+
+@pytest.mark.joins
+def test_a_stop_that_races_a_restart_on_another_thread_stops_the_new_worker_too(
+    server: SSEServer,
+) -> None:
+    # stop() signals the worker, then waits for the hand-over lock to cancel the
+    # consumption; a restart() on another thread in between starts a new worker.
+    # The stop wins: the new worker is signalled too, not left running with its
+    # consumption cancelled (every loop would end at once, start() would do nothing).
+    in_callback, release = threading.Event(), threading.Event()
+
+    def on_comment(text: str) -> None:
+        if text.strip() == "block":
+            in_callback.set()  # the worker holds the hand-over lock from here
+            release.wait(WAIT)
+
+    server.enqueue(Script().event("a", id="1").comment("block").hold())
+    server.default = Script().event("b", id="2").hold()
+    stream = EventStream(server.url, on_comment=on_comment, backoff=Backoff(max_attempts=1))
+    try:
+        events = iter(stream)
+        assert next(events).data == "a"
+        assert in_callback.wait(WAIT)
+        first = stream._control.thread
+        stopper = threading.Thread(target=stream.stop, name="test-stopper")
+        stopper.start()
+        assert wait_until_inside(stopper, Control.stop_and_cancel.__code__, WAIT)
+        pause = threading.Event()
+        deadline = time.monotonic() + WAIT
+        while stream.running and time.monotonic() < deadline:
+            pause.wait(0.001)  # bounded polling of a state: the first worker is signalled
+        stream.restart()
+        second = stream._control.thread
+        assert second is not first
+        release.set()
+        stopper.join(WAIT)
+        assert not stopper.is_alive()
+        assert not stream.running
+        assert stream.join(WAIT)
+        assert first is not None
+        assert not first.is_alive()
+        stream.start()  # stopped, so this starts a worker that delivers
+        assert next(iter(stream)).data == "b"
+    finally:
+        release.set()
+        assert stream.stop(WAIT)
