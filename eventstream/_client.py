@@ -224,7 +224,8 @@ class EventStream(StreamBase):
         headers: A mapping, or a callable returning one; the callable runs on the
             worker thread before every connect, so rotated tokens are picked up.  A
             401/403 answer then gets one immediate retry with fresh headers.
-        timeout: ``(connect, read)`` seconds, or one number for both.  ``read`` is
+        timeout: ``(connect, read)`` seconds, or one number for both, each at most
+            ``2147483.647`` (about 24.8 days).  ``read`` is
             also the idle timeout: a connection silent for that long is dropped and
             reopened.  DNS and the TLS handshake cannot be interrupted by
             ``stop()`` (the connect and the wait for the response headers can);

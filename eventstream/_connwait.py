@@ -31,13 +31,24 @@ from ._wait import Waiter
 __all__ = ["ConnectionWait", "StoppedWaiting"]
 
 if sys.platform == "win32":
+    from ctypes import FormatError
+
     #: What a non-blocking ``connect()`` returns while it goes on (as CPython checks it).
     _IN_PROGRESS: tuple[int, ...] = (errno.WSAEWOULDBLOCK,)
-    #: The system's message for an error code (Winsock's included on Windows).
-    from ctypes import FormatError as _system_message
+    _TRAILING = "".join(map(chr, range(33))) + "."  # what CPython strips from the message
+
+    def _connect_error(code: int) -> OSError:
+        """What a blocking ``connect()`` raises for the error it left in ``SO_ERROR``:
+        Winsock's message as CPython words it (no trailing dot or blank), and the
+        code as ``winerror``, which picks the subclass (ConnectionRefusedError...)."""
+        return OSError(code, FormatError(code).rstrip(_TRAILING), None, code)
 else:
     _IN_PROGRESS = (errno.EINPROGRESS, errno.EINTR)  # EINTR: POSIX goes on connecting
-    _system_message = os.strerror
+
+    def _connect_error(code: int) -> OSError:
+        """What a blocking ``connect()`` raises for the error it left in ``SO_ERROR``:
+        the subclass for it (ConnectionRefusedError...), with the system's message."""
+        return OSError(code, os.strerror(code))
 
 
 class StoppedWaiting(Exception):
@@ -94,7 +105,9 @@ class ConnectionWait:
         ``timeout``; the last one's error is raised.  ``socket.timeout`` when the time
         runs out, :class:`StoppedWaiting` on a stop.  The socket keeps ``timeout``.
         """
-        host, port = address  # no brackets around an IPv6 address: urllib3's pools strip them
+        host, port = address
+        if host.startswith("["):  # a proxy's IPv6 address keeps them (urllib3 strips them too)
+            host = host.strip("[]")
         found = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
         if not found:
             raise OSError("getaddrinfo returns an empty list")
@@ -162,13 +175,6 @@ def _wait(
         if stop is not None and stop.is_set():
             raise StoppedWaiting
         raise socket.timeout("timed out")
-
-
-def _connect_error(code: int) -> OSError:
-    # What a blocking connect() raises for the error it left in SO_ERROR: the subclass
-    # for it (ConnectionRefusedError...), with the system's message.  The fourth
-    # argument maps a Winsock code on Windows (and is ignored elsewhere).
-    return OSError(code, _system_message(code), None, code)
 
 
 def _response_began(sock: ssl.SSLSocket) -> bool:

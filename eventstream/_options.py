@@ -12,10 +12,12 @@ from typing import Any
 from ._backoff import Backoff
 from ._worker import HeadersOption, Options
 
-__all__ = ["DEFAULT_TIMEOUT", "build_options", "check_last_event_id"]
+__all__ = ["DEFAULT_TIMEOUT", "MAX_TIMEOUT", "build_options", "check_last_event_id"]
 
 #: Default (connect, read) timeouts in seconds; read is also the idle timeout.
 DEFAULT_TIMEOUT = (5.0, 60.0)
+#: The longest timeout, in seconds: what ``poll()`` takes (2**31 - 1 ms).
+MAX_TIMEOUT = (2**31 - 1) / 1000
 
 
 def build_options(
@@ -81,6 +83,10 @@ def _timeouts(timeout: float | tuple[float, float]) -> tuple[float, float]:
     for value in pair:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ValueError(f"timeouts must be positive numbers of seconds, not {value!r}")
+        if not value <= MAX_TIMEOUT:
+            raise ValueError(
+                f"timeouts must be at most {MAX_TIMEOUT:g} seconds (about 24.8 days), not {value!r}"
+            )
     return float(pair[0]), float(pair[1])
 
 

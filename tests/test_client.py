@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import requests
 
+import eventstream
 from eventstream import (
     Backoff,
     ContentTypeError,
@@ -485,3 +486,24 @@ def test_iterating_a_stopped_stream_ends_and_connects_no_more(server: SSEServer)
     assert list(stream) == []
     assert not stream.running
     assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "timeout",
+    [0, -1.0, float("nan"), float("inf"), 3e6, (5.0, 2147483.648), (2147483.648, 5.0), True],
+)
+def test_a_timeout_that_cannot_be_waited_is_refused_when_the_stream_is_made(
+    timeout: Any,
+) -> None:
+    # poll() takes at most 2**31 - 1 ms: a longer wait would fail on the worker, later.
+    with pytest.raises(ValueError, match="timeouts must be"):
+        EventStream("http://127.0.0.1:9/", timeout=timeout)
+    with pytest.raises(ValueError, match="timeouts must be"):
+        eventstream.request("GET", "http://127.0.0.1:9/", timeout=timeout)
+
+
+def test_the_longest_timeout_is_taken(server: SSEServer) -> None:
+    server.enqueue(Script().event("a"))
+    longest = 2147483.647
+    with EventStream(server.url, timeout=(longest, longest)) as stream:
+        assert next(iter(stream)).data == "a"

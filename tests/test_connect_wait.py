@@ -283,12 +283,15 @@ def test_a_refused_connect_says_so() -> None:
         port = closed.getsockname()[1]  # bound, not listening: refused
         with make_session() as session, pytest.raises(ConnectError) as caught:
             open_stream(session, RequestSpec(f"http://127.0.0.1:{port}/"), StopSignal())
+        with socket.socket() as blocking, pytest.raises(ConnectionRefusedError) as plain:
+            blocking.connect(("127.0.0.1", port))
     # As a blocking connect says it.
     said = f"ConnectionRefusedError: [Errno {errno.ECONNREFUSED}] {os.strerror(errno.ECONNREFUSED)}"
     assert str(caught.value) == f"cannot connect to http://127.0.0.1:{port}/: {said}"
     refused = [e for e in _chain(caught.value) if isinstance(e, ConnectionRefusedError)]
     assert refused
     assert refused[0].errno == errno.ECONNREFUSED
+    assert refused[0].args == plain.value.args  # to whoever reads its args, too
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -544,3 +547,28 @@ def test_urllib3_errors_are_raised_as_urllib3_raises_them(
     expected = as_said(urllib3_error(theirs.value))
     assert as_said(urllib3_error(ours.value)) == expected
     assert "HTTPConnection(host=" in expected[1] or "HTTPConnection object" in expected[1]
+
+
+@pytest.mark.parametrize("stop", [None, StopSignal()], ids=["blocking", "waiting"])
+def test_an_ipv6_address_in_brackets_is_connected_to(stop: StopSignal | None) -> None:
+    # An https:// origin through a proxy named by an IPv6 literal: urllib3 hands the
+    # proxy's host on with its brackets, and strips them itself before connecting.
+    try:
+        listener = socket.socket(socket.AF_INET6)
+        listener.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with listener:
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        wait = _connwait.ConnectionWait()
+        wait.stop = stop
+        try:
+            with wait.connect(("[::1]", port), 5.0, socket.AF_UNSPEC) as sock:
+                assert sock.getpeername()[:2] == ("::1", port)
+            with urllib3.util.connection.create_connection(("[::1]", port), 5.0) as theirs:
+                assert theirs.getpeername()[:2] == ("::1", port)  # as urllib3 does
+        finally:
+            waiter = wait.take()
+            if waiter is not None:
+                waiter.close()
