@@ -138,10 +138,26 @@ class Control:
         # Set once the latest worker opened a response or ended, whichever is first.
         self.settled = threading.Event()
 
-    def after_fork_in_child(self) -> None:
-        # The worker does not exist in the child, and locks may have been held by
-        # it at the fork: start over, never touching the parent's wake-up sockets.
-        self._init_sync()
+    def after_fork_in_child(self, running: bool) -> None:
+        """In a child, where only the forking thread exists: every lock is made
+        again (any thread may have held one at the fork); a worker that was
+        ``running`` is seen as stopped, and a ``for`` loop over the stream carried
+        into the child (one that forked) ends as after a stop, with the resume point
+        at what it received.  The parent's wake-up sockets are never touched."""
+        settled = self.settled.is_set()
+        self._make_locks()
+        if settled or running:
+            self.settled.set()
+        self.stop = None  # the parent's, whose lock a thread may have held
+        channel = self.channel
+        if channel is not None:
+            channel.make_locks()
+        if running:
+            self.thread = None
+            if channel is not None:
+                dropped, received = channel.cancel()
+                if dropped:
+                    self.last_event_id = self.first_id if received is None else received.id
 
     def after_patch(self) -> bool:
         """``threading`` was monkey-patched since the locks were made (``_fork.check``):
@@ -409,8 +425,10 @@ def _stop_all_at_exit() -> None:
 def _after_fork_in_child() -> None:
     global _live_lock
     _live_lock = threading.Lock()
-    for control in list(_live):
-        control.after_fork_in_child()
+    for made in list(_made.values()):
+        control = made()
+        if control is not None:
+            control.after_fork_in_child(running=control in _live)
     _live.clear()
 
 

@@ -30,10 +30,12 @@ import os
 import queue
 import sys
 import threading
+import weakref
 from collections import deque
 from collections.abc import Iterator
 from typing import Protocol
 
+from . import _fork
 from ._models import Event
 from ._stop import StopSignal
 
@@ -65,6 +67,25 @@ class _EventfdBell:
         # C: no point between the two where a signal handler could raise), so a
         # KeyboardInterrupt never leaves it without an owner; __del__ closes it.
         vars(self).update(zip(("fd",), map(os.eventfd, (0,), (_EFD_FLAGS,))))
+        _bells.add(self)
+
+    def after_fork_in_child(self) -> None:
+        """A new lock (a producer of the parent may have held it), and an ``eventfd``
+        of its own under the same number: the parent's loop reads and is rung
+        through the inherited one, and a token taken here would be its wake-up."""
+        self._lock = threading.Lock()
+        if self.fd < 0:
+            return
+        try:
+            fresh = os.eventfd(0, _EFD_FLAGS)
+        except OSError:  # no descriptor left: closed, it is rung no more
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+            return
+        try:
+            os.dup2(fresh, self.fd, inheritable=False)
+        finally:
+            os.close(fresh)
 
     def __del__(self) -> None:
         fd = vars(self).get("fd", -1)
@@ -94,6 +115,17 @@ class _EventfdBell:
                 # which would list this bell a second time (a stale token later).
                 continue
             return
+
+
+_bells: weakref.WeakSet[_EventfdBell] = weakref.WeakSet()  # every bell not collected
+
+
+def _after_fork_in_child() -> None:
+    for bell in list(_bells):
+        bell.after_fork_in_child()
+
+
+_fork.on_child(_after_fork_in_child)
 
 
 def make_bell() -> _EventfdBell | None:
@@ -131,10 +163,11 @@ class Channel:
     _error: BaseException | None = None  # what the producer ended with (read after _ended)
     _answer: tuple[bool, Event | None] | None = None  # cancel's, until a reopen
 
+    _waiting: list[_Doorbell]  # the doorbell of each consumer waiting
+    _room_waiting: int  # how many producers wait for room
+
     def __init__(self, capacity: int) -> None:
         self.make_locks()
-        self._room_waiting = 0
-        self._waiting: list[_Doorbell] = []  # the doorbell of each consumer waiting
         self._events: deque[Event] = deque()
         self._capacity = capacity
         # The batch the consumer is going through, and the iterator it reads it with
@@ -147,7 +180,10 @@ class Channel:
 
     def make_locks(self) -> None:
         """Make the lock, the producers' condition and the consumer's doorbell; again
-        after ``threading`` and ``queue`` were monkey-patched (gevent), when nothing waits."""
+        after ``threading`` and ``queue`` were monkey-patched (gevent), when nothing
+        waits, and in a child after a fork, where no other thread is left to wait."""
+        self._waiting = []
+        self._room_waiting = 0
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # producers wait here for room
         # A consumer waits for a token on a doorbell, outside the lock; a token per

@@ -353,6 +353,70 @@ def test_after_fork_the_child_sees_the_stream_stopped_and_can_start_its_own() ->
     assert "child 0" in result.stdout
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_loop_that_forks_ends_in_the_child_and_goes_on_in_the_parent() -> None:
+    # The loop over the stream is carried into the child: there it ends at once (the
+    # stream is stopped there), after what it received; the child's own start resumes
+    # from that; the parent's loop goes on with what was queued, and the doorbell it
+    # waits on is not the child's.
+    result = _run_script(
+        """
+        import os, select, threading
+        from eventstream import EventStream, _delivery
+        from eventstream.testing import Script, SSEServer
+
+        def tokens():
+            found = 0
+            for bell in list(_delivery._bells):
+                poller = select.poll()
+                poller.register(bell.fd, select.POLLIN)
+                found += len(poller.poll(0))
+            return found
+
+        with SSEServer() as server:
+            gate = threading.Event()
+            script = Script().event("a", id="1").event("b", id="2")
+            server.enqueue(script.wait(gate).event("c", id="3").hold())
+            server.enqueue(Script().event("child", id="9").hold())
+            stream = EventStream(server.url)
+            events = iter(stream)
+            assert next(events).data == "a"
+            pause = threading.Event()
+            while stream.last_event_id != "2":
+                pause.wait(0.001)  # b is handed over, not received
+            pid = os.fork()
+            if pid == 0:
+                code = 3
+                try:
+                    for bell in list(_delivery._bells):
+                        bell.put(None)  # the child's own: the parent's stays quiet
+                    assert list(events) == []
+                    assert not stream.running
+                    assert stream.last_event_id == "1"
+                    stream.start()
+                    assert next(iter(stream)).data == "child"
+                    assert stream.stop(5)
+                    code = 0
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            print("child", os.waitstatus_to_exitcode(status))
+            print("parent's tokens", tokens())
+            gate.set()
+            print("parent got", next(events).data, next(events).data)
+            print("child resumed after", server.requests[1].headers.get("Last-Event-ID"))
+            assert stream.stop(5)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "child 0",
+        "parent's tokens 0",
+        "parent got b c",
+        "child resumed after 1",
+    ], result.stderr
+
+
 def test_iterating_an_unnamed_stream_keeps_it_alive(server: SSEServer) -> None:
     server.default = Script().event("a").event("b").event("c").hold()
     got = []
