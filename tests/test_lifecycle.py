@@ -703,8 +703,9 @@ def test_a_stop_that_races_a_restart_on_another_thread_stops_the_new_worker_too(
         stopper.join(WAIT)
         assert not stopper.is_alive()
         assert not stream.running
-        assert stream.join(WAIT)
+        assert stream.join(WAIT)  # the second worker
         assert first is not None
+        first.join(WAIT)
         assert not first.is_alive()
         stream.start()  # stopped, so this starts a worker that delivers
         assert next(iter(stream)).data == "b"
