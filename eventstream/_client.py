@@ -174,10 +174,16 @@ def _readers(
                 return
             yield reader
     finally:
-        if bell is not None:  # not left to the collector: a traceback keeps this frame
-            bell.close()
-        if owner is not None:  # the loop was left (break, exception, collection)
-            owner.stop_and_cancel()
+        try:
+            if owner is not None:  # the loop was left (break, exception, collection)
+                try:
+                    owner.stop_and_cancel()
+                except BaseException:  # cut by an interrupt: made again (it can be), raised
+                    owner.stop_and_cancel()
+                    raise
+        finally:  # not left to the collector: a traceback keeps this frame
+            if bell is not None:
+                bell.close()
 
 
 class EventStream(StreamBase):

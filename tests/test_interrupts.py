@@ -326,3 +326,35 @@ def test_an_interrupted_stop_can_be_called_again_and_names_the_last_event_receiv
             return bool(outcome["fired"])
 
         assert each_point(scenario) > 5
+
+
+def test_a_one_shot_loop_let_go_with_an_interrupt_at_any_point_still_stops_and_closes() -> None:
+    # A one-shot stream's loop stops the stream when it is let go; an interrupt in
+    # that (Ctrl-C as the collector closes it) must neither leave the worker running
+    # nor keep the loop's descriptor.
+    with SSEServer() as server:
+        server.default = lambda request: numbered(3)
+
+        def scenario(at: int) -> bool:
+            stream = eventstream.request("GET", server.url)
+            try:
+                events = iter(stream)
+                assert next(events).id == "1"
+                ignored: list[BaseException | None] = []
+                hook, sys.unraisablehook = sys.unraisablehook, lambda u: ignored.append(u.exc_value)
+                try:
+                    # Point 1 is the generator's resumption, where a profile function's
+                    # raise (unlike a signal handler's) unwinds the frame without running
+                    # its finally: not a point a real interrupt has.
+                    with interrupted_at(at + 1) as interrupter:
+                        del events  # the loop's generator is closed here, in the package
+                finally:
+                    sys.unraisablehook = hook
+                # Raised in a generator's close by the collector: printed, not raised.
+                assert all(isinstance(e, KeyboardInterrupt) for e in ignored), ignored
+                assert stream.join(TIMEOUT), at
+                return interrupter.fired
+            finally:
+                stream.stop(TIMEOUT)
+
+        assert each_point(scenario) > 3
