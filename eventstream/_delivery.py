@@ -100,9 +100,11 @@ class _EventfdBell:
     def close(self) -> None:
         """Close the descriptor now (idempotent); a later ``put`` does nothing."""
         with self._lock:
+            # No point between the two where a signal handler could raise: an
+            # interrupt comes after the close, never between forgetting and closing.
             fd, self.fd = self.fd, -1
-        if fd >= 0:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
 
     def get(self) -> None:
         while True:
