@@ -146,7 +146,7 @@ class StreamBase:
         if channel is None:
             raise RuntimeError("this stream delivers to on_event; it cannot be iterated")
         _fork.check()
-        if control.thread is None:  # never started (or forked since: the child's own)
+        if control.thread is None:  # never started
             self.start()
         return _iterate(self, channel, self._control if self._one_shot else None)
 

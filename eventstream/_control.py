@@ -152,8 +152,9 @@ class Control:
         channel = self.channel
         if channel is not None:
             channel.make_locks()
+        # A worker that ran keeps its thread (dead here): the stream is stopped, not
+        # new, so iterating it does not start it (a one-shot request is not sent again).
         if running:
-            self.thread = None
             if channel is not None:
                 dropped, received = channel.cancel()
                 if dropped:

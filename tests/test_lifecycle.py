@@ -417,6 +417,43 @@ def test_a_loop_that_forks_ends_in_the_child_and_goes_on_in_the_parent() -> None
     ], result.stderr
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_one_shot_request_is_not_sent_again_from_a_forked_child() -> None:
+    # The child sees the request's stream stopped, not new: iterating it there ends
+    # at once, and the POST is not made a second time.
+    result = _run_script(
+        """
+        import os
+        import eventstream
+        from eventstream.testing import Script, SSEServer
+        with SSEServer() as server:
+            server.default = Script().event("done").hold()
+            stream = eventstream.post(server.url, data=b"charge=1")
+            stream.wait_open(5)
+            pid = os.fork()
+            if pid == 0:
+                code = 3
+                try:
+                    assert list(stream) == []
+                    assert not stream.running
+                    code = 0
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            print("child", os.waitstatus_to_exitcode(status))
+            print("parent got", next(iter(stream)).data)
+            assert stream.stop(5)
+            print("requests", [(r.method, r.body) for r in server.requests])
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "child 0",
+        "parent got done",
+        "requests [('POST', b'charge=1')]",
+    ], result.stderr
+
+
 def test_iterating_an_unnamed_stream_keeps_it_alive(server: SSEServer) -> None:
     server.default = Script().event("a").event("b").event("c").hold()
     got = []
