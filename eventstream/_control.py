@@ -154,11 +154,10 @@ class Control:
             channel.make_locks()
         # A worker that ran keeps its thread (dead here): the stream is stopped, not
         # new, so iterating it does not start it (a one-shot request is not sent again).
-        if running:
-            if channel is not None:
-                dropped, received = channel.cancel()
-                if dropped:
-                    self.last_event_id = self.first_id if received is None else received.id
+        if running and channel is not None:
+            dropped, received = channel.cancel()
+            if dropped:
+                self.last_event_id = self.first_id if received is None else received.id
 
     def after_patch(self) -> bool:
         """``threading`` was monkey-patched since the locks were made (``_fork.check``):
