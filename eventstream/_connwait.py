@@ -70,15 +70,19 @@ class ConnectionWait:
     an attempt), or without a descriptor for a waker, both waits block as urllib3's do.
     """
 
-    __slots__ = ("stop", "waiter")
+    __slots__ = ("sent", "stop", "waiter")
 
     def __init__(self) -> None:
         self.stop: StopSignal | None = None
         self.waiter: Waiter | None = None
+        #: A request is out and its answer has not begun: what fails now may come
+        #: after the request had its effect (set and cleared by the connections).
+        self.sent = False
 
     def take(self) -> Waiter | None:
         """End the attempt: the waiter made for it (the caller closes it), if any."""
         waiter, self.stop, self.waiter = self.waiter, None, None
+        self.sent = False
         return waiter
 
     def _watch(self, sock: socket.socket) -> Waiter | None:

@@ -236,12 +236,16 @@ class _Waits:
 
     def getresponse(self) -> Any:  # no arguments: urllib3 1.26 tries buffering=True first
         conn: Any = self
+        wait = self._eventstream_wait
+        wait.sent = True  # the request is out (see _sent)
         sock = conn.sock  # none to wait on: TLS inside TLS, a custom connection
         if isinstance(sock, socket.socket):
             # The read timeout: urllib3 2 sets the socket's in getresponse(), 1.26 before.
             timeout = conn.timeout if _URLLIB3_2 else sock.gettimeout()
-            self._eventstream_wait.headers(sock, timeout)
-        return super().getresponse()  # type: ignore[misc]
+            wait.headers(sock, timeout)
+        response = super().getresponse()  # type: ignore[misc]
+        wait.sent = False  # answered (a redirect's next request is another)
+        return response
 
 
 def _answer(response_class: Any, wait: ConnectionWait, sock: Any, *args: Any, **kwargs: Any) -> Any:
@@ -358,7 +362,16 @@ def _sent(session: requests.Session, spec: RequestSpec) -> requests.Response:
         raise ReadError(f"stopped before the response from {safe}", url=safe) from exc
     except requests.RequestException as exc:
         release_frames(exc)
-        raise _send_error(exc, spec.url) from exc
+        error = _send_error(exc, spec.url)
+        if isinstance(error, ConnectError) and session._eventstream_wait.sent:  # type: ignore[attr-defined]
+            # Failed once the request was out (a TLS error in the answer, say): it may
+            # have had its effect, so it is no connect failure, which a one-shot
+            # request would send again.
+            safe = redact_url(spec.url)
+            error = ReadError(
+                f"connection to {safe} lost before the response: {describe(exc)}", url=safe
+            )
+        raise error from exc
     except urllib3.exceptions.LocationValueError as exc:  # a host urllib3 cannot encode
         raise ValueError(f"invalid URL {redact_url(spec.url)!r}: {exc}") from exc
     except OSError as exc:  # a custom adapter that lets socket errors through

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import queue
 import random
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import trustme
 
 import eventstream
 from eventstream import (
@@ -20,6 +25,7 @@ from eventstream import (
     ReadError,
     RetriesExhausted,
 )
+from eventstream._transport import configured_session
 from eventstream.testing import Script, SSEServer
 
 FAST = Backoff(initial=0.01, maximum=0.05, jitter=0.0)
@@ -216,3 +222,72 @@ def test_wait_open_gives_up_after_its_timeout(server: SSEServer) -> None:
         with pytest.raises(TimeoutError):
             stream.wait_open(0.1)
         assert time.monotonic() - started < 0.9  # not the read timeout's end
+
+
+class _GarbledTLSAnswer:
+    """A TLS server that reads a whole POST, then answers with bytes that are not a
+    TLS record (a broken middlebox, a misconfigured server): the client's TLS layer
+    fails after the request was delivered.  Serves any number of connections (one per
+    attempt) until closed, recording each request body."""
+
+    def __init__(self) -> None:
+        ca = trustme.CA()
+        self._ca = ca
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ca.issue_cert("127.0.0.1").configure_cert(self._context)
+        self.bodies: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="test-garbled-tls")
+        self.url = f"https://127.0.0.1:{self._listener.getsockname()[1]}/charge"
+
+    def __enter__(self) -> _GarbledTLSAnswer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(WAIT)
+        self._listener.close()
+
+    def _serve(self) -> None:
+        while not self._done.is_set():
+            try:
+                raw, _ = self._listener.accept()
+            except socket.timeout:
+                continue  # bounded: looks at _done again
+            raw.settimeout(WAIT)
+            with self._context.wrap_socket(raw, server_side=True) as tls:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += tls.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                while len(body) < length:
+                    body += tls.recv(65536)
+                self.bodies.put(body)
+                socket.socket.sendall(tls, b"HTTP/1.1 200 OK\r\n\r\n")  # plaintext, under TLS
+
+
+def test_a_request_delivered_is_not_sent_again_when_its_answer_fails(tmp_path: Path) -> None:
+    # Retried only before the request had its effect: a TLS error in the answer comes
+    # after the server took the POST (a payment, a prompt), so it is a ReadError.
+    with _GarbledTLSAnswer() as server:
+        ca_file = str(tmp_path / "ca.pem")
+        server._ca.cert_pem.write_to_path(ca_file)
+        stream = eventstream.post(
+            server.url,
+            data=b"amount=100",
+            backoff=FAST,
+            session_factory=functools.partial(configured_session, verify=ca_file),
+        )
+        with pytest.raises(ReadError, match="lost before the response: SSLError"):
+            list(stream)
+        assert stream.join(WAIT)
+    assert server.bodies.get_nowait() == b"amount=100"
+    assert server.bodies.empty()  # sent once
