@@ -389,13 +389,39 @@ def test_a_doorbell_closes_the_descriptor_it_made_and_no_other(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     closed: list[int] = []
-    monkeypatch.setattr(_delivery, "os", types.SimpleNamespace(close=closed.append))
+    rung: list[int] = []
+    fake = types.SimpleNamespace(close=closed.append, eventfd_write=lambda fd, _: rung.append(fd))
+    monkeypatch.setattr(_delivery, "os", fake)
     unmade = _EventfdBell.__new__(_EventfdBell)  # eventfd() raised: no descriptor
     unmade.__del__()
     assert closed == []  # not stdout's, nor any other number
     zero = _EventfdBell.__new__(_EventfdBell)
     zero._lock, zero.fd = threading.Lock(), 0  # a process without stdin gets 0
+    zero.put(None)
+    assert rung == [0]
     zero.close()
     zero.__del__()  # closed already: not twice
+    zero.put(None)  # closed: rung no more
     assert closed == [0]
+    assert rung == [0]
     assert zero.fd == -1
+    collected = _EventfdBell.__new__(_EventfdBell)
+    collected.fd = 0
+    collected.__del__()  # never closed: the collector closes it, 0 too
+    assert closed == [0, 0]
+    collected.fd = -1
+
+
+@pytest.mark.skipif(not _delivery._HAVE_EVENTFD, reason="eventfd doorbells: Linux, 3.10+")
+def test_a_doorbell_counts_its_tokens_and_stays_out_of_child_processes() -> None:
+    bell = _EventfdBell()
+    try:
+        assert not os.get_inheritable(bell.fd)  # a subprocess does not get it
+        bell.put(None)
+        bell.put(None)
+        bell.get()  # one token per get: a stale one stays for the next look
+        assert _tokens(bell) == 1
+        bell.get()
+        assert _tokens(bell) == 0
+    finally:
+        bell.close()
