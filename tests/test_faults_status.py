@@ -73,6 +73,18 @@ def test_a_storm_past_the_retry_limit_ends_with_retries_exhausted(server: SSESer
     assert len(server.requests) == 5
 
 
+def test_a_503_with_a_charset_that_is_no_text_codec_is_retried(server: SSEServer) -> None:
+    # The error body's charset named base64: decoding raised LookupError out of the
+    # worker, and a retryable 503 ended the stream.
+    headers = {"Content-Type": "text/plain; charset=base64"}
+    server.enqueue(Script(503, headers=headers).send(b"busy"), Script().event("ok").hold())
+    with streaming(server.url) as rec:
+        assert rec.next_event().data == "ok"
+    [error] = rec.all_errors
+    assert isinstance(error, HTTPStatusError)
+    assert (error.status_code, error.body) == (503, "busy")
+
+
 def _retry_after_gap(server: SSEServer, retry_after: str | None = None) -> float:
     """Seconds between a 429 (with ``retry_after``) and the next successful open."""
     headers = None if retry_after is None else {"Retry-After": retry_after}
