@@ -12,7 +12,12 @@ import random
 from dataclasses import dataclass
 from datetime import timezone
 
-__all__ = ["Backoff", "retry_after"]
+__all__ = ["MAX_DELAY", "Backoff", "retry_after"]
+
+#: The longest wait before a reconnect, in seconds (one day), whatever the server asks
+#: (``Retry-After``, ``retry:``) or the policy computes: a wait past
+#: ``threading.TIMEOUT_MAX`` raised OverflowError, and one of years is no wait.
+MAX_DELAY = 86400.0
 
 
 @dataclass(frozen=True)
@@ -24,7 +29,8 @@ class Backoff:
     ``[d, d * (1 + jitter)]`` so that many clients do not reconnect in step.
     ``base`` is the server's reconnection time (its last ``retry:`` field) when it
     sent one, else ``initial``; ``cap`` is ``maximum``, or the server's time if that
-    is larger, so the client never reconnects sooner than the server asked.
+    is larger, so the client never reconnects sooner than the server asked, up to a
+    point: no wait is longer than one day, whatever the server asks.
 
     The count of consecutive attempts starts again after a healthy connection: one
     that delivered an event or stayed open for ``reset_after`` seconds.
@@ -77,7 +83,7 @@ class Backoff:
         except OverflowError:  # past the largest float: only the cap is left
             growth = math.inf
         d = min(cap, base * growth) if base else 0.0
-        return d * (1.0 + self.jitter * rng.random())
+        return min(MAX_DELAY, d * (1.0 + self.jitter * rng.random()))
 
     def exhausted(self, failures: int, elapsed: float) -> bool:
         """Whether ``failures`` consecutive failed attempts, ``elapsed`` seconds after
@@ -99,16 +105,18 @@ def retry_after(value: str | None, now: float) -> float | None:
 
     Accepts delta-seconds (``"120"``) and an HTTP-date; ``now`` is the current POSIX
     time, for the date form.  A date in the past gives 0; anything unparsable, None.
+    At most ``MAX_DELAY``: a wait of centuries (``"10000000000"``, a date in year 9999)
+    is a day's.
     """
     if value is None:
         return None
     value = value.strip()
     if value.isdigit() and value.isascii():
-        return float(value)
+        return min(MAX_DELAY, float(value))  # 400 digits make inf, not an error
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:  # an HTTP-date is always GMT
         when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, when.timestamp() - now)
+    return min(MAX_DELAY, max(0.0, when.timestamp() - now))

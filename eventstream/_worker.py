@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, Union
 
 from . import _fork
-from ._backoff import Backoff, retry_after
+from ._backoff import MAX_DELAY, Backoff, retry_after
 from ._exceptions import (
     ConnectError,
     HTTPStatusError,
@@ -238,9 +238,8 @@ class Worker:
     def _delay(self, failures: int, wait_at_least: float) -> float:
         retry_ms = self._parser.retry
         server = None if retry_ms is None else retry_ms / 1000.0
-        return max(
-            wait_at_least, self._options.backoff.delay(failures, self._rng, server_retry=server)
-        )
+        delay = self._options.backoff.delay(failures, self._rng, server_retry=server)
+        return min(MAX_DELAY, max(wait_at_least, delay))  # stop.wait() has a limit
 
     def _attempt(self, session: Any) -> bool:
         """One connection: open and read to the end.  True when the stream is over:

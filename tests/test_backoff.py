@@ -9,7 +9,7 @@ from email.utils import formatdate
 import pytest
 
 from eventstream import Backoff
-from eventstream._backoff import retry_after
+from eventstream._backoff import MAX_DELAY, retry_after
 
 
 class FixedRandom(random.Random):
@@ -107,6 +107,19 @@ def test_retry_after_http_date() -> None:
     now = 1_800_000_000.0
     assert retry_after(formatdate(now + 30, usegmt=True), now=now) == pytest.approx(30.0)
     assert retry_after(formatdate(now - 30, usegmt=True), now=now) == 0.0
+
+
+@pytest.mark.parametrize(
+    "value", ["86401", "10000000000", "1" + "0" * 400, "Fri, 31 Dec 9999 23:59:59 GMT"]
+)
+def test_retry_after_past_a_day_is_a_day(value: str) -> None:
+    # stop.wait() raised OverflowError past threading.TIMEOUT_MAX (and on inf).
+    assert retry_after(value, now=1_800_000_000.0) == MAX_DELAY == 86400.0
+
+
+def test_no_policy_waits_more_than_a_day() -> None:
+    policy = Backoff(initial=1e300, maximum=1e308, jitter=1.0)
+    assert policy.delay(1, FixedRandom(0.999)) == MAX_DELAY
 
 
 @pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5", "\u0661"])

@@ -7,6 +7,7 @@ with ``Last-Event-ID``, within a bounded time, leaking nothing.
 from __future__ import annotations
 
 import email.utils
+import queue
 import ssl
 import threading
 import time
@@ -27,6 +28,7 @@ from eventstream import (
     HTTPStatusError,
     RetriesExhausted,
 )
+from eventstream._backoff import MAX_DELAY
 from eventstream.testing import RecordedRequest, Script, SSEServer
 
 #: A policy that would make any backoff wait show: only Retry-After or an immediate
@@ -116,6 +118,24 @@ def test_429_retry_after_as_an_http_date_is_honoured(server: SSEServer) -> None:
     assert isinstance(error, HTTPStatusError)
     assert error.headers["retry-after"].endswith("GMT")
     assert 0.9 <= opened_at - failed_at < WAIT
+
+
+@pytest.mark.parametrize(
+    "value", ["10000000000", "Fri, 31 Dec 9999 23:59:59 GMT"], ids=["seconds", "date"]
+)
+def test_a_retry_after_of_centuries_waits_a_day_and_stops_at_once(
+    server: SSEServer, value: str
+) -> None:
+    # stop.wait(1e10) raised OverflowError (past threading.TIMEOUT_MAX): a retryable
+    # 503 ended the stream with an error that is not the library's.
+    server.enqueue(Script(503, headers={"Retry-After": value}))
+    delays: queue.Queue[float] = queue.Queue()
+    with streaming(server.url, on_retry=lambda error, delay: delays.put(delay)) as rec:
+        assert delays.get(timeout=WAIT) == MAX_DELAY
+        assert rec.stream is not None
+        assert not rec.stream.join(0.1)  # still waiting to reconnect
+    assert [type(e) for e in rec.all_errors] == [HTTPStatusError]
+    assert len(server.requests) == 1
 
 
 @pytest.mark.parametrize(
