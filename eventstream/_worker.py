@@ -44,6 +44,8 @@ HeadersOption = Union[Mapping[str, str], Callable[[], Mapping[str, str]], None]
 # Statuses worth retrying: the server is overloaded, restarting or rate limiting.
 _RETRY_STATUSES = frozenset((408, 429)) | frozenset(range(500, 600))
 _AUTH_STATUSES = frozenset((401, 403))
+# A ``retry:`` of 400 digits is an int no float holds: compared as an int first.
+_MAX_DELAY_MS = int(MAX_DELAY * 1000)
 # Shared by every worker: a Random per stream is 2.5 KiB of state (1000 streams, 2.5 MB),
 # and SystemRandom keeps none, so processes forked from one parent do not jitter alike.
 _JITTER = random.SystemRandom()
@@ -236,8 +238,8 @@ class Worker:
         return self._options.reconnect or not isinstance(error, ReadError)
 
     def _delay(self, failures: int, wait_at_least: float) -> float:
-        retry_ms = self._parser.retry
-        server = None if retry_ms is None else retry_ms / 1000.0
+        retry_ms = self._parser.retry  # any run of digits, as the spec says: clamp it
+        server = None if retry_ms is None else min(retry_ms, _MAX_DELAY_MS) / 1000.0
         delay = self._options.backoff.delay(failures, self._rng, server_retry=server)
         return min(MAX_DELAY, max(wait_at_least, delay))  # stop.wait() has a limit
 

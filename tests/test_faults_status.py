@@ -138,6 +138,23 @@ def test_a_retry_after_of_centuries_waits_a_day_and_stops_at_once(
     assert len(server.requests) == 1
 
 
+@pytest.mark.parametrize("digits", [b"1" + b"0" * 13, b"1" + b"0" * 400], ids=["1e13", "1e400"])
+def test_a_retry_field_of_centuries_waits_a_day_and_stops_at_once(
+    server: SSEServer, digits: bytes
+) -> None:
+    # The parser keeps any run of digits (as the spec says): 1e13 ms made
+    # stop.wait() overflow, and 400 digits made an int no float holds.
+    server.enqueue(Script().event("a").send(b"retry: " + digits + b"\n\n"))
+    delays: queue.Queue[float] = queue.Queue()
+    with streaming(server.url, on_retry=lambda error, delay: delays.put(delay)) as rec:
+        assert rec.next_event().data == "a"
+        assert delays.get(timeout=WAIT) == MAX_DELAY
+        assert rec.stream is not None
+        assert not rec.stream.join(0.1)  # still waiting to reconnect
+    assert rec.all_errors == []
+    assert len(server.requests) == 1
+
+
 @pytest.mark.parametrize(
     "value",
     ["Thu, 01 Jan 1970 00:00:00 GMT", "soon", "-5", "1.5"],
