@@ -30,7 +30,10 @@ class Backoff:
     ``base`` is the server's reconnection time (its last ``retry:`` field) when it
     sent one, else ``initial``; ``cap`` is ``maximum``, or the server's time if that
     is larger, so the client never reconnects sooner than the server asked, up to a
-    point: no wait is longer than one day, whatever the server asks.
+    point: no wait is longer than one day, whatever the server asks.  A server time of
+    0 (``retry: 0``) is for the first attempt only: from the second on, the waits grow
+    from ``initial`` as if the count started there, so that a server that asks for
+    "at once" and then keeps failing is not called in a tight loop.
 
     The count of consecutive attempts starts again after a healthy connection: one
     that delivered an event or stayed open for ``reset_after`` seconds.
@@ -77,6 +80,8 @@ class Backoff:
         if attempt < 1:
             raise ValueError(f"attempt counts from 1, not {attempt}")
         base = self.initial if server_retry is None else server_retry
+        if not base and attempt > 1:  # "at once" was for the first attempt: grow from initial
+            base, attempt = self.initial, attempt - 1
         cap = max(self.maximum, base)
         try:
             growth = float(self.multiplier) ** (attempt - 1)

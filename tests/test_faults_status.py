@@ -155,6 +155,18 @@ def test_a_retry_field_of_centuries_waits_a_day_and_stops_at_once(
     assert len(server.requests) == 1
 
 
+def test_retry_zero_then_a_failing_server_backs_off_as_usual(server: SSEServer) -> None:
+    # retry: 0 made every later wait 0: a server answering 503 was called in a tight
+    # loop.  The first reconnect is at once; the failures after it double from initial.
+    server.enqueue(Script().event("a", retry=0))
+    server.default = Script(503, headers={"Content-Type": "text/plain"}).send(b"down")
+    delays: queue.Queue[float] = queue.Queue()
+    backoff = Backoff(initial=0.02, maximum=0.08, jitter=0.0)
+    with streaming(server.url, backoff=backoff, on_retry=lambda e, d: delays.put(d)):
+        seen = [delays.get(timeout=WAIT) for _ in range(5)]
+    assert seen == [0.0, 0.02, 0.04, 0.08, 0.08]
+
+
 @pytest.mark.parametrize(
     "value",
     ["Thu, 01 Jan 1970 00:00:00 GMT", "soon", "-5", "1.5"],
