@@ -128,6 +128,7 @@ class Worker:
 
     _parser: Parser  # made in run(), on the worker thread
     _healthy: bool  # the current attempt delivered an event or lasted (set by _loop)
+    _accepted: bool  # the current attempt's response was accepted: 2xx, a stream
 
     def __init__(
         self,
@@ -182,7 +183,7 @@ class Worker:
         last_healthy = self._clock()
         auth_retried = False
         while not self._stop.is_set():
-            self._healthy = False
+            self._healthy = self._accepted = False
             wait_at_least = 0.0
             immediate = quiet = False
             try:
@@ -202,6 +203,8 @@ class Worker:
                 wait_at_least = retry_after(exc.headers.get("Retry-After"), time.time()) or 0.0
             except (ConnectError, ReadError) as exc:
                 error = exc
+            if self._accepted:  # the fresh headers worked: a later 401 gets its retry
+                auth_retried = False
             if self._stop.is_set():
                 return
             if not self._may_retry(error):
@@ -265,6 +268,7 @@ class Worker:
             # requests keeps "user:password@" in the final URL: not for on_open's eyes.
             info = ResponseInfo(body.status_code, body.headers, redact_url(body.url))
             self._sink.opened(info)
+            self._accepted = True
             if body.status_code == 204:
                 return True  # "no content": the server says there is nothing more
             opened_at = self._clock()

@@ -244,6 +244,27 @@ def test_401_then_success_after_a_token_refresh(server: SSEServer) -> None:
     assert sent == ["Bearer t1", "Bearer t2", "Bearer t2", "Bearer t3"]
 
 
+def test_a_401_after_a_short_connection_with_fresh_headers_gets_its_retry_again(
+    server: SSEServer,
+) -> None:
+    # The 401's retry was reset only after a healthy connection (an event, or
+    # reset_after seconds): a 2xx with the fresh token that dropped at once left the
+    # next 401 (the next token expiry) fatal.
+    calls: list[int] = []
+
+    def headers() -> dict[str, str]:
+        calls.append(len(calls) + 1)
+        return {"Authorization": f"Bearer t{len(calls)}"}
+
+    server.enqueue(Script(401), Script().comment("hi"), Script(503), Script(401))
+    server.default = Script().event("ok").hold()
+    stream = EventStream(server.url, headers=headers, backoff=FAST)
+    assert [e.data for e in take(stream, 1)] == ["ok"]
+    assert stream.stop(WAIT)
+    sent = [r.headers["Authorization"] for r in server.wait_for_requests(5)]
+    assert sent == [f"Bearer t{n}" for n in range(1, 6)]
+
+
 # -- before any response -----------------------------------------------------------------
 
 
