@@ -38,7 +38,8 @@ class Backoff:
     The count of consecutive attempts starts again after a healthy connection: one
     that delivered an event or stayed open for ``reset_after`` seconds.
 
-    ``max_attempts`` (consecutive failed attempts) and ``max_elapsed`` (seconds since
+    ``max_attempts`` (consecutive failed attempts; the immediate retry of a 401/403
+    with fresh headers is not counted) and ``max_elapsed`` (seconds since
     the last healthy connection, or since start) bound the retrying; when either is
     reached the stream ends with :class:`RetriesExhausted`.  Both default to ``None``:
     retry forever, as a browser's EventSource does.

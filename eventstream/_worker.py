@@ -214,11 +214,15 @@ class Worker:
             now = self._clock()
             if self._healthy:
                 failures, last_healthy, auth_retried = 0, now, False
-            failures += 1
-            if self._exhausted(failures, now - last_healthy):
-                raise RetriesExhausted(
-                    f"gave up after {failures} consecutive failed attempts", url=options.safe_url
-                ) from error
+            # The immediate retry of a 401/403 (at most one in a row) is not counted
+            # toward max_attempts: max_attempts=1 would otherwise never make it.
+            if not (immediate and options.reconnect):
+                failures += 1
+                if self._exhausted(failures, now - last_healthy):
+                    raise RetriesExhausted(
+                        f"gave up after {failures} consecutive failed attempts",
+                        url=options.safe_url,
+                    ) from error
             delay = 0.0 if immediate else self._delay(failures, wait_at_least)
             if quiet:
                 _log.debug("%s: the body ended; reconnecting in %.3f s", options.safe_url, delay)
