@@ -41,7 +41,9 @@ class Backoff:
     ``max_attempts`` (consecutive failed attempts; the immediate retry of a 401/403
     with fresh headers is not counted) and ``max_elapsed`` (seconds since
     the last healthy connection, or since start) bound the retrying; when either is
-    reached the stream ends with :class:`RetriesExhausted`.  Both default to ``None``:
+    reached the stream ends with :class:`RetriesExhausted`, which names the limit and
+    the last error.  ``max_elapsed`` is reached as soon as the wait before the next
+    attempt would reach it: the stream gives up then, without waiting.  Both default to ``None``:
     retry forever, as a browser's EventSource does.
 
     All times are in seconds.

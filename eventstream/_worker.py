@@ -216,14 +216,17 @@ class Worker:
                 failures, last_healthy, auth_retried = 0, now, False
             # The immediate retry of a 401/403 (at most one in a row) is not counted
             # toward max_attempts: max_attempts=1 would otherwise never make it.
-            if not (immediate and options.reconnect):
+            counted = not (immediate and options.reconnect)
+            if counted:
                 failures += 1
-                if self._exhausted(failures, now - last_healthy):
-                    raise RetriesExhausted(
-                        f"gave up after {failures} consecutive failed attempts",
-                        url=options.safe_url,
-                    ) from error
             delay = 0.0 if immediate else self._delay(failures, wait_at_least)
+            limit = self._limit(failures, now - last_healthy, delay) if counted else None
+            if limit is not None:
+                raise RetriesExhausted(
+                    f"gave up after {failures} consecutive failed attempts {limit}; "
+                    f"the last: {type(error).__name__}: {error}",
+                    url=options.safe_url,
+                ) from error
             if quiet:
                 _log.debug("%s: the body ended; reconnecting in %.3f s", options.safe_url, delay)
             else:
@@ -232,10 +235,22 @@ class Worker:
             if self._stop.wait(delay):
                 return
 
-    def _exhausted(self, failures: int, elapsed: float) -> bool:
-        if not self._options.reconnect and failures > self._options.retries:
-            return True
-        return self._options.backoff.exhausted(failures, elapsed)
+    def _limit(self, failures: int, elapsed: float, delay: float) -> str | None:
+        """Which limit ends the retrying, in words, or None to wait ``delay`` and go
+        on.  ``max_elapsed`` ends it as soon as the wait would reach it: waiting first
+        overshot by a whole wait (a Retry-After of 3 s against max_elapsed=0.3)."""
+        options = self._options
+        backoff = options.backoff
+        if not options.reconnect and failures > options.retries:
+            return f"(retries={options.retries})"
+        if backoff.max_attempts is not None and failures >= backoff.max_attempts:
+            return f"(max_attempts={backoff.max_attempts})"
+        if backoff.max_elapsed is not None and elapsed + delay >= backoff.max_elapsed:
+            return (
+                f"in {elapsed:.3g} s: the next wait of {delay:.3g} s would reach "
+                f"max_elapsed={backoff.max_elapsed:g} s"
+            )
+        return None
 
     def _may_retry(self, error: StreamError) -> bool:
         # One-shot: never replay a request once any body byte arrived (a POST may

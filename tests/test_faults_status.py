@@ -87,6 +87,37 @@ def test_a_503_with_a_charset_that_is_no_text_codec_is_retried(server: SSEServer
     assert (error.status_code, error.body) == (503, "busy")
 
 
+def test_max_elapsed_gives_up_before_a_wait_that_would_pass_it(server: SSEServer) -> None:
+    # The limit was checked after the wait: max_elapsed=0.3 against Retry-After: 3
+    # waited 3 s and made another request before giving up.
+    server.default = Script(503, headers={"Retry-After": "3"})
+    backoff = Backoff(initial=0.05, maximum=0.1, max_elapsed=0.3)
+    stream = EventStream(server.url, backoff=backoff)
+    started = time.monotonic()
+    with pytest.raises(RetriesExhausted) as info:
+        take(stream, 1)
+    assert time.monotonic() - started < 1.0
+    assert stream.join(WAIT)
+    assert len(server.requests) == 1
+    message = str(info.value)
+    assert message.startswith("gave up after 1 consecutive failed attempts in ")
+    assert "the next wait of 3 s would reach max_elapsed=0.3 s" in message
+    assert message.endswith(
+        f"the last: HTTPStatusError: HTTP 503 Service Unavailable from {server.url_for('/')}"
+    )
+
+
+def test_max_attempts_says_so_when_it_gives_up(server: SSEServer) -> None:
+    server.default = Script(503)
+    stream = EventStream(server.url, backoff=Backoff(initial=0.001, max_attempts=2))
+    with pytest.raises(RetriesExhausted) as info:
+        take(stream, 1)
+    assert str(info.value) == (
+        "gave up after 2 consecutive failed attempts (max_attempts=2); the last: "
+        f"HTTPStatusError: HTTP 503 Service Unavailable from {server.url_for('/')}"
+    )
+
+
 def _retry_after_gap(server: SSEServer, retry_after: str | None = None) -> float:
     """Seconds between a 429 (with ``retry_after``) and the next successful open."""
     headers = None if retry_after is None else {"Retry-After": retry_after}
