@@ -198,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=args_.seconds,
         metavar="SECONDS",
         help="give up (exit 3) once the stream has failed to connect for SECONDS "
-        "(checked after each failed attempt)",
+        "(checked after each failed attempt: when the wait before the next one would "
+        "reach SECONDS, at once)",
     )
     _tls_options(parser)
     return parser

@@ -173,7 +173,9 @@ def describe(exc: BaseException) -> str:
         snippet = _snippet(exc)
         return text + "".join(f": {part}" for part in (reason, snippet) if part)
     if isinstance(exc, RetriesExhausted) and exc.__cause__ is not None:
-        return f"{exc}; the last: {describe(exc.__cause__)}"
+        # The message ends with the library's own "; the last: ..."; this one has the body.
+        limit = str(exc).partition("; the last: ")[0]
+        return f"{limit}; the last: {describe(exc.__cause__)}"
     if isinstance(exc, EventStreamError):
         return str(exc)
     return str(exc) or type(exc).__name__

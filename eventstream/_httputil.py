@@ -11,7 +11,7 @@ import re
 import traceback
 from collections.abc import Iterator
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 __all__ = [
     "caused_by",
@@ -89,11 +89,26 @@ def detach(exc: _E) -> _E:
     return exc
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def leaves_origin(old: str, new: str) -> bool:
+    """Whether a redirect from ``old`` to ``new`` leaves the origin: another scheme,
+    host or port (a port not given is the scheme's default).  As in requests, the
+    upgrade from http on port 80 to https on port 443 does not."""
     before, after = urlsplit(old), urlsplit(new)
     if before.hostname != after.hostname:  # already lower-case, None if none
         return True
-    return before.scheme == "https" and after.scheme != "https"
+    origins = ((before.scheme, _port(before)), (after.scheme, _port(after)))
+    return origins[0] != origins[1] and origins != (("http", 80), ("https", 443))
+
+
+def _port(url: SplitResult) -> int | None:
+    try:
+        port = url.port
+    except ValueError:  # out of range or not a number: no port, a different origin
+        return None
+    return _DEFAULT_PORTS.get(url.scheme) if port is None else port
 
 
 def wrapped(exc: BaseException) -> Iterator[BaseException]:

@@ -806,19 +806,30 @@ def _error_body(
                     break
         except ReadError as exc:  # what arrived is still worth showing
             _log.debug("reading the error body of %s: %s", redact_url(body.url), exc)
-    return bytes(got[:ERROR_BODY_LIMIT]).decode(_charset(response), "replace")
+    data = bytes(got[:ERROR_BODY_LIMIT])
+    try:
+        return data.decode(_charset(response), "replace")
+    except (LookupError, ValueError, TypeError):  # UnicodeError is a ValueError
+        # A text codec that refuses "replace" (idna) or any input ("undefined").
+        return data.decode("utf-8", "replace")
 
 
 def _charset(response: requests.Response) -> str:
+    """The codec for the body: the first ``charset`` parameter if it names a text
+    encoding, else UTF-8.  base64, hex or rot13 are codecs but not text encodings:
+    ``bytes.decode`` refuses them with LookupError."""
     for param in response.headers.get("Content-Type", "").split(";")[1:]:
         name, _, value = param.partition("=")
         if name.strip().lower() == "charset":
             try:
                 with _fork.guarded_import():  # a codec is imported on first use
                     # The codec search ignores quotes and spaces around the name.
-                    return codecs.lookup(value).name
+                    codec = codecs.lookup(value)
             except LookupError:
                 break
+            if getattr(codec, "_is_text_encoding", True):
+                return codec.name
+            break
     return "utf-8"
 
 

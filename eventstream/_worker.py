@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, Union
 
 from . import _fork
-from ._backoff import Backoff, retry_after
+from ._backoff import MAX_DELAY, Backoff, retry_after
 from ._exceptions import (
     ConnectError,
     HTTPStatusError,
@@ -44,6 +44,8 @@ HeadersOption = Union[Mapping[str, str], Callable[[], Mapping[str, str]], None]
 # Statuses worth retrying: the server is overloaded, restarting or rate limiting.
 _RETRY_STATUSES = frozenset((408, 429)) | frozenset(range(500, 600))
 _AUTH_STATUSES = frozenset((401, 403))
+# A ``retry:`` of 400 digits is an int no float holds: compared as an int first.
+_MAX_DELAY_MS = int(MAX_DELAY * 1000)
 # Shared by every worker: a Random per stream is 2.5 KiB of state (1000 streams, 2.5 MB),
 # and SystemRandom keeps none, so processes forked from one parent do not jitter alike.
 _JITTER = random.SystemRandom()
@@ -126,6 +128,7 @@ class Worker:
 
     _parser: Parser  # made in run(), on the worker thread
     _healthy: bool  # the current attempt delivered an event or lasted (set by _loop)
+    _accepted: bool  # the current attempt's response was accepted: 2xx, a stream
 
     def __init__(
         self,
@@ -180,7 +183,7 @@ class Worker:
         last_healthy = self._clock()
         auth_retried = False
         while not self._stop.is_set():
-            self._healthy = False
+            self._healthy = self._accepted = False
             wait_at_least = 0.0
             immediate = quiet = False
             try:
@@ -200,6 +203,8 @@ class Worker:
                 wait_at_least = retry_after(exc.headers.get("Retry-After"), time.time()) or 0.0
             except (ConnectError, ReadError) as exc:
                 error = exc
+            if self._accepted:  # the fresh headers worked: a later 401 gets its retry
+                auth_retried = False
             if self._stop.is_set():
                 return
             if not self._may_retry(error):
@@ -209,12 +214,19 @@ class Worker:
             now = self._clock()
             if self._healthy:
                 failures, last_healthy, auth_retried = 0, now, False
-            failures += 1
-            if self._exhausted(failures, now - last_healthy):
-                raise RetriesExhausted(
-                    f"gave up after {failures} consecutive failed attempts", url=options.safe_url
-                ) from error
+            # The immediate retry of a 401/403 (at most one in a row) is not counted
+            # toward max_attempts: max_attempts=1 would otherwise never make it.
+            counted = not (immediate and options.reconnect)
+            if counted:
+                failures += 1
             delay = 0.0 if immediate else self._delay(failures, wait_at_least)
+            limit = self._limit(failures, now - last_healthy, delay) if counted else None
+            if limit is not None:
+                raise RetriesExhausted(
+                    f"gave up after {failures} consecutive failed attempts {limit}; "
+                    f"the last: {type(error).__name__}: {error}",
+                    url=options.safe_url,
+                ) from error
             if quiet:
                 _log.debug("%s: the body ended; reconnecting in %.3f s", options.safe_url, delay)
             else:
@@ -223,10 +235,22 @@ class Worker:
             if self._stop.wait(delay):
                 return
 
-    def _exhausted(self, failures: int, elapsed: float) -> bool:
-        if not self._options.reconnect and failures > self._options.retries:
-            return True
-        return self._options.backoff.exhausted(failures, elapsed)
+    def _limit(self, failures: int, elapsed: float, delay: float) -> str | None:
+        """Which limit ends the retrying, in words, or None to wait ``delay`` and go
+        on.  ``max_elapsed`` ends it as soon as the wait would reach it: waiting first
+        overshot by a whole wait (a Retry-After of 3 s against max_elapsed=0.3)."""
+        options = self._options
+        backoff = options.backoff
+        if not options.reconnect and failures > options.retries:
+            return f"(retries={options.retries})"
+        if backoff.max_attempts is not None and failures >= backoff.max_attempts:
+            return f"(max_attempts={backoff.max_attempts})"
+        if backoff.max_elapsed is not None and elapsed + delay >= backoff.max_elapsed:
+            return (
+                f"in {elapsed:.3g} s: the next wait of {delay:.3g} s would reach "
+                f"max_elapsed={backoff.max_elapsed:g} s"
+            )
+        return None
 
     def _may_retry(self, error: StreamError) -> bool:
         # One-shot: never replay a request once any body byte arrived (a POST may
@@ -236,11 +260,10 @@ class Worker:
         return self._options.reconnect or not isinstance(error, ReadError)
 
     def _delay(self, failures: int, wait_at_least: float) -> float:
-        retry_ms = self._parser.retry
-        server = None if retry_ms is None else retry_ms / 1000.0
-        return max(
-            wait_at_least, self._options.backoff.delay(failures, self._rng, server_retry=server)
-        )
+        retry_ms = self._parser.retry  # any run of digits, as the spec says: clamp it
+        server = None if retry_ms is None else min(retry_ms, _MAX_DELAY_MS) / 1000.0
+        delay = self._options.backoff.delay(failures, self._rng, server_retry=server)
+        return min(MAX_DELAY, max(wait_at_least, delay))  # stop.wait() has a limit
 
     def _attempt(self, session: Any) -> bool:
         """One connection: open and read to the end.  True when the stream is over:
@@ -264,6 +287,7 @@ class Worker:
             # requests keeps "user:password@" in the final URL: not for on_open's eyes.
             info = ResponseInfo(body.status_code, body.headers, redact_url(body.url))
             self._sink.opened(info)
+            self._accepted = True
             if body.status_code == 204:
                 return True  # "no content": the server says there is nothing more
             opened_at = self._clock()

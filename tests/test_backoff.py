@@ -9,7 +9,7 @@ from email.utils import formatdate
 import pytest
 
 from eventstream import Backoff
-from eventstream._backoff import retry_after
+from eventstream._backoff import MAX_DELAY, retry_after
 
 
 class FixedRandom(random.Random):
@@ -46,8 +46,16 @@ def test_server_retry_replaces_the_initial_delay_and_may_exceed_the_maximum() ->
     assert policy.delay(5, FixedRandom(0.0), server_retry=60.0) == 60.0
 
 
-def test_server_retry_of_zero_means_reconnect_at_once() -> None:
-    assert Backoff(jitter=0.5).delay(3, FixedRandom(0.5), server_retry=0.0) == 0.0
+def test_server_retry_of_zero_means_reconnect_at_once_the_first_time() -> None:
+    assert Backoff(jitter=0.5).delay(1, FixedRandom(0.5), server_retry=0.0) == 0.0
+
+
+def test_after_a_server_retry_of_zero_failures_grow_from_the_initial_delay() -> None:
+    # retry: 0 made every wait 0, however many failures followed (790 requests/s to
+    # a server answering 503).  The first reconnect is at once; then the policy's.
+    policy = Backoff(initial=1.0, maximum=10.0, jitter=0.0)
+    delays = [policy.delay(n, FixedRandom(0.0), server_retry=0.0) for n in range(1, 7)]
+    assert delays == [0.0, 1.0, 2.0, 4.0, 8.0, 10.0]
 
 
 def test_huge_attempt_numbers_do_not_overflow() -> None:
@@ -107,6 +115,19 @@ def test_retry_after_http_date() -> None:
     now = 1_800_000_000.0
     assert retry_after(formatdate(now + 30, usegmt=True), now=now) == pytest.approx(30.0)
     assert retry_after(formatdate(now - 30, usegmt=True), now=now) == 0.0
+
+
+@pytest.mark.parametrize(
+    "value", ["86401", "10000000000", "1" + "0" * 400, "Fri, 31 Dec 9999 23:59:59 GMT"]
+)
+def test_retry_after_past_a_day_is_a_day(value: str) -> None:
+    # stop.wait() raised OverflowError past threading.TIMEOUT_MAX (and on inf).
+    assert retry_after(value, now=1_800_000_000.0) == MAX_DELAY == 86400.0
+
+
+def test_no_policy_waits_more_than_a_day() -> None:
+    policy = Backoff(initial=1e300, maximum=1e308, jitter=1.0)
+    assert policy.delay(1, FixedRandom(0.999)) == MAX_DELAY
 
 
 @pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5", "\u0661"])
@@ -194,10 +215,11 @@ def test_any_number_of_failures_waits_the_cap(multiplier: float) -> None:
         assert policy.delay(attempt, random.Random()) == 30.0
 
 
-def test_a_server_retry_of_zero_means_no_wait_after_any_failures() -> None:
-    policy = Backoff(multiplier=3.0, jitter=0.5)
-    for attempt in (1, 700, 10**6):
-        assert policy.delay(attempt, random.Random(), server_retry=0.0) == 0.0
+def test_a_server_retry_of_zero_waits_the_cap_after_any_number_of_failures() -> None:
+    policy = Backoff(multiplier=3.0, jitter=0.0)
+    assert policy.delay(1, random.Random(), server_retry=0.0) == 0.0
+    for attempt in (700, 1001, 10**6):
+        assert policy.delay(attempt, random.Random(), server_retry=0.0) == 30.0
 
 
 def test_retry_after_asctime_date_is_gmt_whatever_the_local_zone(

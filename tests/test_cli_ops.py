@@ -141,8 +141,11 @@ def test_fail_after_gives_up_with_status_3() -> None:
     started = time.monotonic()
     result = run_cli("-q", "--fail-after", "0.5", refused_url())
     assert result.returncode == UNHEALTHY
-    assert 0.5 <= time.monotonic() - started < TIMEOUT
-    assert result.stderr.startswith("eventstream: error: gave up after")
+    # The first wait (1 s or more) would pass 0.5 s: given up at once, not after it.
+    assert time.monotonic() - started < TIMEOUT
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("eventstream: error: gave up after 1 consecutive failed attempts")
+    assert "would reach max_elapsed=0.5 s; the last: " in line
 
 
 def test_a_signal_during_an_outage_reports_it(server: SSEServer) -> None:

@@ -263,6 +263,23 @@ def test_401_with_callable_headers_retries_once_with_fresh_headers(server: SSESe
     assert second.headers["Authorization"] == "Bearer new"
 
 
+def test_the_immediate_401_retry_is_not_counted_toward_max_attempts(server: SSEServer) -> None:
+    # max_attempts=1 gave up on the 401 itself: the documented retry with fresh
+    # headers never happened.  The failures after it are counted as ever.
+    headers = lambda: {"Authorization": "Bearer fresh"}  # noqa: E731
+    once = Backoff(initial=0.01, max_attempts=1)
+    server.enqueue(Script(401), Script().event("ok").hold())
+    with EventStream(server.url, headers=headers, backoff=once) as stream:
+        assert [event.data for event in take(stream, 1)] == ["ok"]
+    assert len(server.wait_for_requests(2)) == 2
+    server.enqueue(Script(401), Script(503))
+    with pytest.raises(RetriesExhausted) as info:
+        list(EventStream(server.url, headers=headers, backoff=once))
+    assert isinstance(info.value.__cause__, HTTPStatusError)
+    assert info.value.__cause__.status_code == 503
+    assert len(server.wait_for_requests(4)) == 4
+
+
 def test_a_second_401_is_fatal(server: SSEServer) -> None:
     server.enqueue(Script(401), Script(403))
     stream = EventStream(server.url, headers=lambda: {"Authorization": "x"}, backoff=FAST)

@@ -132,6 +132,14 @@ def test_release_frames_ends_on_a_cycle_and_frees_what_the_frames_held() -> None
         ("https://h.example/a", "http://h.example/b", True),
         ("https://h.example/a", "https://other.example/a", True),
         ("http://h.example/a", "http://h.example.evil/a", True),
+        ("http://h.example:8000/a", "http://h.example:8001/a", True),
+        ("http://h.example/a", "http://h.example:8080/a", True),
+        ("https://h.example/a", "https://h.example:8443/a", True),
+        ("http://h.example:80/a", "http://h.example/b", False),
+        ("http://h.example:80/a", "https://h.example:443/b", False),
+        ("http://h.example:8080/a", "https://h.example:8080/b", True),
+        ("http://h.example/a", "https://h.example:8443/b", True),
+        ("http://h.example/a", "http://h.example:99999/a", True),
     ],
 )
 def test_a_redirect_leaves_the_origin_on_another_host_or_a_downgrade(

@@ -7,6 +7,7 @@ with ``Last-Event-ID``, within a bounded time, leaking nothing.
 from __future__ import annotations
 
 import email.utils
+import queue
 import ssl
 import threading
 import time
@@ -27,6 +28,7 @@ from eventstream import (
     HTTPStatusError,
     RetriesExhausted,
 )
+from eventstream._backoff import MAX_DELAY
 from eventstream.testing import RecordedRequest, Script, SSEServer
 
 #: A policy that would make any backoff wait show: only Retry-After or an immediate
@@ -73,6 +75,49 @@ def test_a_storm_past_the_retry_limit_ends_with_retries_exhausted(server: SSESer
     assert len(server.requests) == 5
 
 
+def test_a_503_with_a_charset_that_is_no_text_codec_is_retried(server: SSEServer) -> None:
+    # The error body's charset named base64: decoding raised LookupError out of the
+    # worker, and a retryable 503 ended the stream.
+    headers = {"Content-Type": "text/plain; charset=base64"}
+    server.enqueue(Script(503, headers=headers).send(b"busy"), Script().event("ok").hold())
+    with streaming(server.url) as rec:
+        assert rec.next_event().data == "ok"
+    [error] = rec.all_errors
+    assert isinstance(error, HTTPStatusError)
+    assert (error.status_code, error.body) == (503, "busy")
+
+
+def test_max_elapsed_gives_up_before_a_wait_that_would_pass_it(server: SSEServer) -> None:
+    # The limit was checked after the wait: max_elapsed=0.3 against Retry-After: 3
+    # waited 3 s and made another request before giving up.
+    server.default = Script(503, headers={"Retry-After": "3"})
+    backoff = Backoff(initial=0.05, maximum=0.1, max_elapsed=0.3)
+    stream = EventStream(server.url, backoff=backoff)
+    started = time.monotonic()
+    with pytest.raises(RetriesExhausted) as info:
+        take(stream, 1)
+    assert time.monotonic() - started < 1.0
+    assert stream.join(WAIT)
+    assert len(server.requests) == 1
+    message = str(info.value)
+    assert message.startswith("gave up after 1 consecutive failed attempts in ")
+    assert "the next wait of 3 s would reach max_elapsed=0.3 s" in message
+    assert message.endswith(
+        f"the last: HTTPStatusError: HTTP 503 Service Unavailable from {server.url_for('/')}"
+    )
+
+
+def test_max_attempts_says_so_when_it_gives_up(server: SSEServer) -> None:
+    server.default = Script(503)
+    stream = EventStream(server.url, backoff=Backoff(initial=0.001, max_attempts=2))
+    with pytest.raises(RetriesExhausted) as info:
+        take(stream, 1)
+    assert str(info.value) == (
+        "gave up after 2 consecutive failed attempts (max_attempts=2); the last: "
+        f"HTTPStatusError: HTTP 503 Service Unavailable from {server.url_for('/')}"
+    )
+
+
 def _retry_after_gap(server: SSEServer, retry_after: str | None = None) -> float:
     """Seconds between a 429 (with ``retry_after``) and the next successful open."""
     headers = None if retry_after is None else {"Retry-After": retry_after}
@@ -104,6 +149,53 @@ def test_429_retry_after_as_an_http_date_is_honoured(server: SSEServer) -> None:
     assert isinstance(error, HTTPStatusError)
     assert error.headers["retry-after"].endswith("GMT")
     assert 0.9 <= opened_at - failed_at < WAIT
+
+
+@pytest.mark.parametrize(
+    "value", ["10000000000", "Fri, 31 Dec 9999 23:59:59 GMT"], ids=["seconds", "date"]
+)
+def test_a_retry_after_of_centuries_waits_a_day_and_stops_at_once(
+    server: SSEServer, value: str
+) -> None:
+    # stop.wait(1e10) raised OverflowError (past threading.TIMEOUT_MAX): a retryable
+    # 503 ended the stream with an error that is not the library's.
+    server.enqueue(Script(503, headers={"Retry-After": value}))
+    delays: queue.Queue[float] = queue.Queue()
+    with streaming(server.url, on_retry=lambda error, delay: delays.put(delay)) as rec:
+        assert delays.get(timeout=WAIT) == MAX_DELAY
+        assert rec.stream is not None
+        assert not rec.stream.join(0.1)  # still waiting to reconnect
+    assert [type(e) for e in rec.all_errors] == [HTTPStatusError]
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("digits", [b"1" + b"0" * 13, b"1" + b"0" * 400], ids=["1e13", "1e400"])
+def test_a_retry_field_of_centuries_waits_a_day_and_stops_at_once(
+    server: SSEServer, digits: bytes
+) -> None:
+    # The parser keeps any run of digits (as the spec says): 1e13 ms made
+    # stop.wait() overflow, and 400 digits made an int no float holds.
+    server.enqueue(Script().event("a").send(b"retry: " + digits + b"\n\n"))
+    delays: queue.Queue[float] = queue.Queue()
+    with streaming(server.url, on_retry=lambda error, delay: delays.put(delay)) as rec:
+        assert rec.next_event().data == "a"
+        assert delays.get(timeout=WAIT) == MAX_DELAY
+        assert rec.stream is not None
+        assert not rec.stream.join(0.1)  # still waiting to reconnect
+    assert rec.all_errors == []
+    assert len(server.requests) == 1
+
+
+def test_retry_zero_then_a_failing_server_backs_off_as_usual(server: SSEServer) -> None:
+    # retry: 0 made every later wait 0: a server answering 503 was called in a tight
+    # loop.  The first reconnect is at once; the failures after it double from initial.
+    server.enqueue(Script().event("a", retry=0))
+    server.default = Script(503, headers={"Content-Type": "text/plain"}).send(b"down")
+    delays: queue.Queue[float] = queue.Queue()
+    backoff = Backoff(initial=0.02, maximum=0.08, jitter=0.0)
+    with streaming(server.url, backoff=backoff, on_retry=lambda e, d: delays.put(d)):
+        seen = [delays.get(timeout=WAIT) for _ in range(5)]
+    assert seen == [0.0, 0.02, 0.04, 0.08, 0.08]
 
 
 @pytest.mark.parametrize(
@@ -181,6 +273,27 @@ def test_401_then_success_after_a_token_refresh(server: SSEServer) -> None:
     assert [e.data for e in events] == ["1", "2"]
     sent = [r.headers["Authorization"] for r in server.wait_for_requests(4)]
     assert sent == ["Bearer t1", "Bearer t2", "Bearer t2", "Bearer t3"]
+
+
+def test_a_401_after_a_short_connection_with_fresh_headers_gets_its_retry_again(
+    server: SSEServer,
+) -> None:
+    # The 401's retry was reset only after a healthy connection (an event, or
+    # reset_after seconds): a 2xx with the fresh token that dropped at once left the
+    # next 401 (the next token expiry) fatal.
+    calls: list[int] = []
+
+    def headers() -> dict[str, str]:
+        calls.append(len(calls) + 1)
+        return {"Authorization": f"Bearer t{len(calls)}"}
+
+    server.enqueue(Script(401), Script().comment("hi"), Script(503), Script(401))
+    server.default = Script().event("ok").hold()
+    stream = EventStream(server.url, headers=headers, backoff=FAST)
+    assert [e.data for e in take(stream, 1)] == ["ok"]
+    assert stream.stop(WAIT)
+    sent = [r.headers["Authorization"] for r in server.wait_for_requests(5)]
+    assert sent == [f"Bearer t{n}" for n in range(1, 6)]
 
 
 # -- before any response -----------------------------------------------------------------

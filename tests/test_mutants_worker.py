@@ -352,7 +352,7 @@ def test_on_retry_after_a_clean_end_says_the_server_ended_the_stream(
 def test_a_one_shot_request_makes_exactly_retries_more_attempts(server: SSEServer) -> None:
     # retries=2: two 503s are retried and the third attempt succeeds; a server that
     # keeps answering 503 is given up after those three attempts, not fewer.
-    # Catches: Worker._exhausted counting the first attempt as a retry.
+    # Catches: Worker._limit counting the first attempt as a retry.
     fast = Backoff(initial=0.01, maximum=0.01, jitter=0.0)
     server.enqueue(Script(503), Script(503), Script().event("a").close())
     with eventstream.get(server.url, retries=2, backoff=fast) as stream:
@@ -365,7 +365,10 @@ def test_a_one_shot_request_makes_exactly_retries_more_attempts(server: SSEServe
     ):
         list(stream)
     assert len(server.wait_for_requests(6)) == 6
-    assert str(caught.value) == "gave up after 3 consecutive failed attempts"
+    assert str(caught.value) == (
+        "gave up after 3 consecutive failed attempts (retries=2); the last: "
+        f"HTTPStatusError: HTTP 503 Service Unavailable from {server.url_for('/')}"
+    )
     assert caught.value.url == server.url
     assert isinstance(caught.value.__cause__, HTTPStatusError)
     assert caught.value.__cause__.status_code == 503

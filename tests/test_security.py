@@ -3,8 +3,8 @@
 Every way of passing a credential (headers, a headers callable, ``auth=``, cookies,
 ``user:password@`` in the URL) is run through connects, 401s, 500s, drops, refusals
 and reconnects with every logger at DEBUG; no secret may appear in a log record, a
-repr, an exception message or a chained traceback.  A redirect to another host gets
-none of them.  Verification cannot be switched off by the environment.
+repr, an exception message or a chained traceback.  A redirect to another host or
+port gets none of them.  Verification cannot be switched off by the environment.
 """
 
 from __future__ import annotations
@@ -219,6 +219,29 @@ def test_credentials_do_follow_a_redirect_on_the_same_host(server: SSEServer, ki
     first, second = _redirected(server, kind, host="127.0.0.1")
     assert first
     assert second == first
+
+
+# The session's own cookie jar is left out: a cookie is for a host whatever the port
+# (RFC 6265, 8.5), in requests and browsers alike.
+@pytest.mark.parametrize(
+    "kind",
+    [k for k in KINDS if k != "session-cookies"]
+    + ["static-api-key", "callable-api-key", "cookie-header"],
+)
+def test_no_credential_follows_a_redirect_to_another_port_on_the_same_host(
+    server: SSEServer, kind: str
+) -> None:
+    # Another port is another origin (RFC 6454): the port was ignored, and the
+    # caller's Authorization and other headers went to whatever listened there.
+    with SSEServer() as other:
+        server.route("/start", Script.redirect(other.url_for("/target"), 307))
+        other.route("/target", Script().event("moved").hold())
+        url, options = credentials(kind, server.url_for("/start"))
+        with streaming(url, **options) as rec:
+            assert rec.next_event().data == "moved"
+        [first], [second] = server.wait_for_requests(1), other.wait_for_requests(1)
+    assert sent_secrets(first), "the control: the credentials went to the first port"
+    assert sent_secrets(second) == [], f"sent to the other port: {sent_secrets(second)}"
 
 
 # -- TLS verification ---------------------------------------------------------------------

@@ -795,6 +795,20 @@ def test_error_status_carries_status_headers_and_body(
     assert "s3cret" not in str(error)
 
 
+@pytest.mark.parametrize("charset", ["base64", "hex", "rot13", "idna", "undefined"])
+def test_an_error_body_whose_charset_is_no_usable_text_codec_is_read_as_utf_8(
+    server: SSEServer, session: requests.Session, charset: str
+) -> None:
+    # base64, hex, rot13: codecs, but not text encodings (bytes.decode refuses them);
+    # idna refuses "replace", "undefined" refuses everything.  LookupError and
+    # UnicodeError came out of the connect instead of the status error.
+    headers = {"Content-Type": f"text/plain; charset={charset}"}
+    server.enqueue(Script(503, headers=headers).send("busy é".encode() + b"\xff"))
+    error = open_error(session, server.url)
+    assert isinstance(error, HTTPStatusError), repr(error)
+    assert (error.status_code, error.body) == (503, "busy é\ufffd")
+
+
 def test_error_body_is_cut_at_512_bytes(server: SSEServer, session: requests.Session) -> None:
     server.enqueue(Script(500, headers={"Content-Type": "text/plain"}).send(b"x" * 100_000))
     error = open_error(session, server.url)
