@@ -12,11 +12,12 @@ import enum
 import http
 import json
 import os
+import select
 import stat
 import sys
 import threading
 import urllib.parse
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO, cast
 
 from ._exceptions import EventStreamError, HTTPStatusError, RetriesExhausted
 from ._models import Event
@@ -80,6 +81,12 @@ class Output:
     on the locale: an event stream is UTF-8.  With ``sync`` (``--state``), each write
     to a regular file is also fsynced, so the event is on disk before its ID is
     saved.  A closed pipe raises ``BrokenPipeError`` to the caller.
+
+    Every byte is written before :meth:`write` returns: an unbuffered stdout
+    (``PYTHONUNBUFFERED``, ``python -u``) writes straight to the file descriptor,
+    and a signal that cuts a blocked write to a pipe makes it return a short count.
+    The signal waits for the rest (``_cli_signals``): the event's ID must not be
+    saved with only part of the event out.
     """
 
     def __init__(self, stream: TextIO, *, sync: bool = False) -> None:
@@ -89,13 +96,25 @@ class Output:
 
     def write(self, text: str) -> None:
         if self._binary is not None:
-            self._binary.write(text.encode("utf-8"))
+            _write_all(self._binary, text.encode("utf-8"))
             self._binary.flush()
         else:
             self._text.write(text)
             self._text.flush()
         if self._sync_fd is not None:
             os.fsync(self._sync_fd)
+
+
+def _write_all(binary: BinaryIO, data: bytes) -> None:
+    # A buffered writer writes everything or raises; a raw FileIO may return a short
+    # count (a signal cut the write), or None (a non-blocking descriptor was full).
+    left = memoryview(data)
+    while left:
+        written = cast("int | None", binary.write(left))  # typed as BinaryIO's: int
+        if written is None:
+            select.select((), (binary,), ())  # until it can take more; no busy loop
+            continue
+        left = left[written:]
 
 
 def _regular_file_fd(stream: TextIO) -> int | None:

@@ -8,6 +8,7 @@ output pipe (polled with a timeout) or the server's request log.
 from __future__ import annotations
 
 import json
+import os
 import selectors
 import signal
 import subprocess
@@ -32,19 +33,34 @@ TIMEOUT = 30.0  # seconds any one run of the tool may take before the test fails
 QUICK = 50
 
 
-def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None, stdout: Any = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "eventstream", *args],
         input=stdin,
-        capture_output=True,
+        stdout=subprocess.PIPE if stdout is None else stdout,
+        stderr=subprocess.PIPE,
         encoding="utf-8",
         timeout=TIMEOUT,
         check=False,
         cwd=ROOT,
+        env=env,
     )
 
 
-def start_cli(*args: str, stdout: Any = subprocess.PIPE) -> subprocess.Popen[str]:
+def stdout_env(*, unbuffered: bool) -> dict[str, str]:
+    """The environment with stdout's mode pinned: ``PYTHONUNBUFFERED`` makes
+    ``sys.stdout.buffer`` a raw ``FileIO``, whose writes can be short."""
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def start_cli(
+    *args: str, stdout: Any = subprocess.PIPE, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     # A shell starts background jobs with SIGINT ignored, and an ignored signal stays
     # ignored across exec, so a suite run with `&` would give a child deaf to Ctrl-C.
     # Start it as from a terminal: a Python handler here becomes the default there.
@@ -57,6 +73,7 @@ def start_cli(*args: str, stdout: Any = subprocess.PIPE) -> subprocess.Popen[str
             stderr=subprocess.PIPE,
             encoding="utf-8",
             cwd=ROOT,
+            env=env,
         )
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -9,13 +9,19 @@ never answers).  Nothing sleeps: tests wait on the process, its pipes or the ser
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
+import os
 import random
+import selectors
 import signal
 import socket
 import ssl
+import struct
 import subprocess
+import termios
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +29,7 @@ from typing import IO
 
 import pytest
 import trustme
-from test_cli import TIMEOUT, read_line, run_cli, start_cli
+from test_cli import TIMEOUT, read_line, run_cli, start_cli, stdout_env
 
 from eventstream import EventStream
 from eventstream._cli import main
@@ -471,3 +477,73 @@ def test_sigterm_never_splits_an_event_from_its_saved_id(server: SSEServer, tmp_
     ids = [int(json.loads(line)["id"]) for line in output.read_text().splitlines()]
     assert ids == list(range(1, len(ids) + 1)), seed  # none lost, none repeated
     assert state.read_text() == f"{ids[-1]}\n"
+
+
+class BlockedWrite:
+    """A pipe for the tool's stdout, and the test's end of it, which reads nothing
+    until asked: an event larger than the pipe blocks the tool in its write."""
+
+    def __init__(self) -> None:
+        self.read_end, self.write_end = os.pipe()
+        self.capacity = fcntl.fcntl(self.write_end, fcntl.F_GETPIPE_SZ)
+
+    def wait_until_full(self) -> None:
+        # Bounded polling of the pipe's fill (accepted: nothing else tells when the
+        # tool is blocked in its write).
+        deadline = time.monotonic() + TIMEOUT
+        while self.unread() < self.capacity:
+            assert time.monotonic() < deadline, "the pipe never filled"
+            threading.Event().wait(0.001)
+
+    def unread(self) -> int:
+        count = fcntl.ioctl(self.read_end, termios.FIONREAD, b"\0" * 4)
+        return int(struct.unpack("i", count)[0])
+
+    def read_to_end(self) -> bytes:
+        chunks = []
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.read_end, selectors.EVENT_READ)
+            while True:
+                assert selector.select(TIMEOUT), f"no end of output within {TIMEOUT} s"
+                chunk = os.read(self.read_end, 1 << 16)
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+
+    def close(self) -> None:
+        for fd in (self.read_end, self.write_end):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+@pytest.fixture
+def blocked_write() -> Iterator[BlockedWrite]:
+    pipe = BlockedWrite()
+    try:
+        yield pipe
+    finally:
+        pipe.close()
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+def test_sigterm_during_a_blocked_write_lets_the_whole_event_out_first(
+    server: SSEServer, tmp_path: Path, blocked_write: BlockedWrite, unbuffered: bool
+) -> None:
+    # Unbuffered, the signal made the blocked write return a short count, and the
+    # event's ID was saved with only part of the event written: lost for good.
+    big = "x" * (2 * blocked_write.capacity)
+    server.default = Script().event(big, id="1").event(big, id="2").hold()
+    state = tmp_path / "feed.id"
+    args = ["-q", "--state", str(state), "--format", "data", server.url]
+    env = stdout_env(unbuffered=unbuffered)
+    with start_cli(*args, stdout=blocked_write.write_end, env=env) as process:
+        try:
+            os.close(blocked_write.write_end)
+            blocked_write.wait_until_full()
+            process.send_signal(signal.SIGTERM)
+            output = blocked_write.read_to_end()
+            assert process.wait(timeout=TIMEOUT) == 128 + signal.SIGTERM
+        finally:
+            process.kill()  # no-op once it has exited
+    assert output == (big + "\n").encode()
+    assert state.read_text() == "1\n"
