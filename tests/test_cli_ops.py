@@ -510,10 +510,21 @@ class BlockedWrite:
                     return b"".join(chunks)
                 chunks.append(chunk)
 
+    def close_write_end(self) -> None:
+        """The tool's end, once it has its own copy."""
+        if self.write_end >= 0:
+            os.close(self.write_end)
+            self.write_end = -1
+
+    def close_read_end(self) -> None:
+        """The reader's end: the tool's writes fail with EPIPE."""
+        if self.read_end >= 0:
+            os.close(self.read_end)
+            self.read_end = -1
+
     def close(self) -> None:
-        for fd in (self.read_end, self.write_end):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        self.close_write_end()
+        self.close_read_end()
 
 
 @pytest.fixture
@@ -538,7 +549,7 @@ def test_sigterm_during_a_blocked_write_lets_the_whole_event_out_first(
     env = stdout_env(unbuffered=unbuffered)
     with start_cli(*args, stdout=blocked_write.write_end, env=env) as process:
         try:
-            os.close(blocked_write.write_end)
+            blocked_write.close_write_end()
             blocked_write.wait_until_full()
             process.send_signal(signal.SIGTERM)
             output = blocked_write.read_to_end()
@@ -547,3 +558,28 @@ def test_sigterm_during_a_blocked_write_lets_the_whole_event_out_first(
             process.kill()  # no-op once it has exited
     assert output == (big + "\n").encode()
     assert state.read_text() == "1\n"
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+def test_sigterm_during_a_write_that_then_fails_still_exits_143(
+    server: SSEServer, tmp_path: Path, blocked_write: BlockedWrite, unbuffered: bool
+) -> None:
+    # The signal waited for the write, which then failed (the reader left): the
+    # run ended as for a closed stdout, status 0, the signal forgotten.
+    big = "x" * (2 * blocked_write.capacity)
+    server.default = Script().event(big, id="1").hold()
+    state = tmp_path / "feed.id"
+    args = ["-q", "--state", str(state), "--format", "data", server.url]
+    env = stdout_env(unbuffered=unbuffered)
+    with start_cli(*args, stdout=blocked_write.write_end, env=env) as process:
+        try:
+            blocked_write.close_write_end()
+            blocked_write.wait_until_full()
+            process.send_signal(signal.SIGTERM)
+            blocked_write.close_read_end()  # the write fails with EPIPE
+            assert process.wait(timeout=TIMEOUT) == 128 + signal.SIGTERM
+        finally:
+            process.kill()  # no-op once it has exited
+        assert process.stderr is not None
+        assert "Traceback" not in process.stderr.read()
+    assert not state.exists()  # the event was not written: its ID is not saved
