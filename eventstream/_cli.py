@@ -55,8 +55,9 @@ formats:
 exit status:
   0    the stream ended (HTTP 204, or the body of a one-request run), a limit was
        reached while the stream was healthy, or the reader of stdout went away
-  1    a fatal error (another 4xx, a wrong Content-Type, the state file), reported
-       on one line of stderr (even with -q)
+  1    a fatal error (another 4xx, a wrong Content-Type, the state file, a write
+       to stdout that failed: a full disk), reported on one line of stderr (even
+       with -q)
   2    bad arguments or an unusable URL, with the reason
   3    unhealthy: a limit (--max-time, --idle-exit) ended the run while the
        stream was down (it never connected during the run, or has been failing

@@ -22,7 +22,16 @@ from typing import Any, BinaryIO, TextIO, cast
 from ._exceptions import EventStreamError, HTTPStatusError, RetriesExhausted
 from ._models import Event
 
-__all__ = ["Format", "Output", "Renderer", "Reporter", "describe", "redact", "silence_stdout"]
+__all__ = [
+    "Format",
+    "Output",
+    "Renderer",
+    "Reporter",
+    "StdoutError",
+    "describe",
+    "redact",
+    "silence_stdout",
+]
 
 PROG = "eventstream"
 _SNIPPET_LIMIT = 120  # characters of an error body shown on the one error line
@@ -74,13 +83,24 @@ class Renderer:
         return "\n".join(lines) + "\n\n"
 
 
+class StdoutError(Exception):
+    """Writing to stdout failed for a reason other than a closed pipe: the disk is
+    full (``> /dev/full``), an I/O error, a failed fsync.  Raised by
+    :meth:`Output.write` on the main thread; its message says so, with the
+    ``OSError`` (also its ``__cause__``)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(f"cannot write to stdout: {error}")
+
+
 class Output:
     """Writes rendered events to stdout as UTF-8, flushing after each one.
 
     Writes to the binary buffer when there is one, so the encoding does not depend
     on the locale: an event stream is UTF-8.  With ``sync`` (``--state``), each write
     to a regular file is also fsynced, so the event is on disk before its ID is
-    saved.  A closed pipe raises ``BrokenPipeError`` to the caller.
+    saved.  A closed pipe raises ``BrokenPipeError`` to the caller (the reader left:
+    a normal end for a filter), any other ``OSError`` :class:`StdoutError`.
 
     Every byte is written before :meth:`write` returns: an unbuffered stdout
     (``PYTHONUNBUFFERED``, ``python -u``) writes straight to the file descriptor,
@@ -95,14 +115,20 @@ class Output:
         self._sync_fd = _regular_file_fd(stream) if sync else None
 
     def write(self, text: str) -> None:
-        if self._binary is not None:
-            _write_all(self._binary, text.encode("utf-8"))
-            self._binary.flush()
-        else:
-            self._text.write(text)
-            self._text.flush()
-        if self._sync_fd is not None:
-            os.fsync(self._sync_fd)
+        """Write, flush (and sync) one rendered event (main thread)."""
+        try:
+            if self._binary is not None:
+                _write_all(self._binary, text.encode("utf-8"))
+                self._binary.flush()
+            else:
+                self._text.write(text)
+                self._text.flush()
+            if self._sync_fd is not None:
+                os.fsync(self._sync_fd)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise StdoutError(exc) from exc
 
 
 def _write_all(binary: BinaryIO, data: bytes) -> None:
@@ -127,9 +153,9 @@ def _regular_file_fd(stream: TextIO) -> int | None:
 
 
 def silence_stdout() -> None:
-    """After a broken pipe: point stdout's fd at the null device, so that the
-    interpreter's final flush of what is still buffered cannot fail again (the
-    recipe of the Python documentation, "Note on SIGPIPE")."""
+    """After a broken pipe or another failed write: point stdout's fd at the null
+    device, so that the interpreter's final flush of what is still buffered cannot
+    fail again (the recipe of the Python documentation, "Note on SIGPIPE")."""
     try:
         fd = sys.stdout.fileno()
     except (AttributeError, OSError, ValueError):

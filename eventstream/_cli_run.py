@@ -25,6 +25,7 @@ from ._cli_output import (
     Output,
     Renderer,
     Reporter,
+    StdoutError,
     describe,
     redact,
     silence_stdout,
@@ -157,6 +158,10 @@ class _Run:
         except BrokenPipeError:  # the reader left (`| head -1`): a normal end for a filter
             silence_stdout()
             return ExitStatus.OK
+        except StdoutError as exc:  # a full disk, an I/O error: the events go nowhere
+            silence_stdout()
+            reporter.error(str(exc))
+            return ExitStatus.ERROR
         except Exception as exc:  # the stream's fatal error, or the state file's
             return _failed(exc, reporter)
         finally:

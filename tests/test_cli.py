@@ -435,6 +435,31 @@ def test_a_closed_stdout_ends_the_run_quietly(server: SSEServer) -> None:
     assert "error" not in stderr
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+def test_a_failed_stdout_is_one_error_line_and_exit_1(
+    server: SSEServer, tmp_path: Path, unbuffered: bool
+) -> None:
+    # Buffered, the event stayed in stdout's buffer and the interpreter's last flush
+    # failed again: exit 120 and "Exception ignored ... OSError".
+    server.default = Script().event("a", id="1").hold()
+    state = tmp_path / "feed.id"
+    with open("/dev/full", "w") as full:
+        result = run_cli(
+            "-q",
+            "--state",
+            str(state),
+            server.url,
+            stdout=full,
+            env=stdout_env(unbuffered=unbuffered),
+        )
+    assert (result.returncode, result.stderr) == (
+        1,
+        "eventstream: error: cannot write to stdout: [Errno 28] No space left on device\n",
+    )
+    assert not state.exists()  # the event was not written: its ID is not saved
+
+
 # -- quiet, demo, entry points ----------------------------------------------------------
 
 
