@@ -227,6 +227,31 @@ def test_reconnect_sends_a_post_again_when_asked(server: SSEServer) -> None:
     assert [request.method for request in server.requests] == ["POST", "POST"]
 
 
+@pytest.mark.parametrize(
+    ("saved", "sent"),
+    [("café-7", "café-7".encode().decode("latin-1")), (" 7", "7"), (" ", None)],
+    ids=["non-ascii", "leading-space", "only-space"],
+)
+@pytest.mark.parametrize("given", ["state", "option"])
+def test_a_one_request_run_sends_the_resume_id_as_a_stream_does(
+    server: SSEServer, tmp_path: Path, saved: str, sent: str | None, given: str
+) -> None:
+    # The ID went into the header as it was: "café-7" failed to encode and " 7" was
+    # refused by requests, exit 2 on every run of a cron job.  A stream sends the
+    # UTF-8 bytes, without leading blanks, and no header when nothing is left.
+    state = tmp_path / "feed.id"
+    resume = ["--state", str(state)] if given == "state" else ["--last-event-id", saved]
+    for args in (["-d", "x"], []):  # one request, then a stream
+        server.enqueue(Script().event("answer", id="8", retry=10).close())
+        if given == "state":
+            state.write_text(saved + "\n", encoding="utf-8")
+        result = run_cli("-q", *args, *resume, "--format", "data", server.url)
+        assert (result.returncode, result.stdout, result.stderr) == (0, "answer\n", "")
+    one_request, stream = server.requests[:2]  # then the stream's reconnect, given 204
+    assert one_request.method == "POST"
+    assert one_request.headers.get("Last-Event-ID") == stream.headers.get("Last-Event-ID") == sent
+
+
 def test_help_says_a_body_means_one_request() -> None:
     text = " ".join(run_cli("--help").stdout.split())
     assert "makes ONE request" in text
