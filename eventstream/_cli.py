@@ -45,8 +45,9 @@ of the answer, never reconnected unless --reconnect is given."""
 _EPILOG = """\
 formats:
   text  a block per event in the event stream's own syntax, so it parses back to
-        the same events: "event: TYPE", "id: ID" (if any), "retry: MS" (when it
-        changes), one "data: LINE" per line of data, then a blank line
+        the same events: "event: TYPE", "id: ID" (if any; "id" alone when the
+        server resets it to none), "retry: MS" (when it changes), one
+        "data: LINE" per line of data, then a blank line
   json  one JSON object per line: {"event": ..., "data": ..., "id": ...} plus
         "retry" when the server set one
   data  only the data, one line per event; line breaks inside the data are

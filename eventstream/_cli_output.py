@@ -52,8 +52,9 @@ class Format(enum.Enum):
 class Renderer:
     """Turns events into the text written for them, in one :class:`Format`.
 
-    ``text`` writes ``event:``, then ``id:`` (when there is one), then ``retry:``
-    (when it differs from the previous event's), then one ``data:`` line per line of
+    ``text`` writes ``event:``, then ``id:`` (when there is one; a bare ``id`` line
+    when the server reset it to none after one was written), then ``retry:`` (when
+    it differs from the previous event's), then one ``data:`` line per line of
     data, then a blank line.  The output is itself a valid event stream that parses
     back to the same events.  ``data`` mode keeps one event per line, which is what
     line tools need; a space in place of a line break also keeps multi-line JSON
@@ -62,6 +63,7 @@ class Renderer:
 
     def __init__(self, fmt: Format) -> None:
         self._format = fmt
+        self._id = ""  # the last ID written: a reader's parser holds it until reset
         self._retry: int | None = None
 
     def render(self, event: Event) -> str:
@@ -75,6 +77,9 @@ class Renderer:
         lines = [f"event: {event.event}"]
         if event.id:
             lines.append(f"id: {event.id}")
+        elif self._id:
+            lines.append("id")  # the field with no value: the ID is reset to none
+        self._id = event.id
         if event.retry is not None and event.retry != self._retry:
             lines.append(f"retry: {event.retry}")
         self._retry = event.retry

@@ -134,6 +134,33 @@ def test_text_format_writes_a_block_per_event_that_parses_back(server: SSEServer
     assert parse(result.stdout) == SAMPLE_EVENTS
 
 
+def test_text_format_parses_back_to_the_same_ids_when_one_is_reset(server: SSEServer) -> None:
+    # "id: 1" was written for the first event, nothing for the second, whose ID the
+    # server had reset: the output parsed back with "1" for both.
+    server.enqueue(
+        Script()
+        .event("a", id="1", retry=QUICK)
+        .send(b"id\ndata: b\n\n")  # the reset: the field with no value
+        .event("c")
+        .event("d", id="2")
+        .close()
+    )
+    result = run_cli(server.url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "event: message\nid: 1\nretry: 50\ndata: a\n\n"
+        "event: message\nid\ndata: b\n\n"
+        "event: message\ndata: c\n\n"
+        "event: message\nid: 2\ndata: d\n\n"
+    )
+    assert [(e.data, e.id) for e in parse(result.stdout)] == [
+        ("a", "1"),
+        ("b", ""),
+        ("c", ""),
+        ("d", "2"),
+    ]
+
+
 def test_json_format_writes_one_object_per_line(server: SSEServer) -> None:
     server.enqueue(Script().event("plain", id="7").event("x", event="e", id="8", retry=QUICK))
     result = run_cli("--format", "json", server.url)
