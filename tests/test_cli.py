@@ -23,7 +23,7 @@ import pytest
 
 import eventstream
 from eventstream import Event, Parser
-from eventstream._cli import main
+from eventstream._cli import build_parser, main
 from eventstream.testing import RecordedRequest, Script, SSEServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -386,6 +386,22 @@ def test_bad_arguments_exit_2_with_usage_and_no_traceback() -> None:
     assert result.stderr.startswith("usage: eventstream")
     assert result.stderr.splitlines()[-1].startswith("eventstream: error: argument --timeout")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("option", ["--max-time", "--idle-exit", "--fail-after", "--read-timeout"])
+def test_seconds_past_the_longest_wait_are_refused(server: SSEServer, option: str) -> None:
+    # --max-time and --idle-exit of 1e10 crashed the watchdog thread (a traceback,
+    # the limit ignored); a read timeout that long failed after "connecting".
+    server.default = Script().event("a").hold()
+    result = run_cli("-n", "1", option, "1e10", server.url)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"eventstream: error: argument {option}: "
+        "expected at most 2147483.647 seconds (about 24.8 days), not '1e10'"
+    )
+    assert server.requests == []
+    longest = build_parser().parse_args([option, "2147483.647", server.url])
+    assert vars(longest)[option[2:].replace("-", "_")] == 2147483.647
 
 
 @pytest.mark.parametrize(
