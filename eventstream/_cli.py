@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import __version__
 from . import _cli_args as args_
+from ._backoff import Backoff
 from ._cli_output import Format, Output, Reporter
 from ._cli_run import Config, ExitStatus, Outcome, run
 from ._cli_signals import Terminated
@@ -30,6 +31,10 @@ from ._options import DEFAULT_TIMEOUT
 from ._parser import DEFAULT_MAX_EVENT_SIZE
 
 __all__ = ["build_parser", "main"]
+
+#: Seconds open that make a connection healthy without an event: the count of
+#: --max-retries and the clock of --fail-after start again after one.
+_RESET_AFTER = Backoff().reset_after
 
 
 _DESCRIPTION = """\
@@ -192,15 +197,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-retries",
         type=args_.whole,
         metavar="N",
-        help="give up (exit 3) after N retries in a row without a healthy connection "
-        f"(default: forever; {DEFAULT_RETRIES} for a one-request run)",
+        help="give up (exit 3) after N retries in a row without a healthy connection: "
+        f"one that delivered an event or stayed open {_RESET_AFTER:g} s.  Every other end "
+        "of an attempt counts, a connection that ended (even cleanly) before either "
+        f"included (default: forever; {DEFAULT_RETRIES} for a one-request run, which is "
+        "retried only before its answer)",
     )
     ending.add_argument(
         "--fail-after",
         type=args_.seconds,
         metavar="SECONDS",
-        help="give up (exit 3) once the stream has failed to connect for SECONDS "
-        "(checked after each failed attempt)",
+        help="give up (exit 3) once SECONDS have passed since the last healthy "
+        "connection ended (or the start), checked each time an attempt ends: "
+        "connections that delivered no event and lasted less than "
+        f"{_RESET_AFTER:g} s do not stop the clock",
     )
     _tls_options(parser)
     return parser

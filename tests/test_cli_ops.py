@@ -151,6 +151,33 @@ def test_fail_after_gives_up_with_status_3() -> None:
     assert result.stderr.startswith("eventstream: error: gave up after")
 
 
+#: A connection accepted, then ended cleanly with no event (a 10 ms reconnection time).
+EMPTY = Script().send(b"retry: 10\n\n").close()
+
+
+def test_max_retries_counts_every_end_since_the_last_healthy_connection(
+    server: SSEServer,
+) -> None:
+    # As --help and the README say: a connection that ends, even cleanly, before an
+    # event counts; one that delivered an event starts the count again.
+    server.enqueue(EMPTY, Script().event("up", retry=10).close(), EMPTY)
+    server.default = EMPTY
+    result = run_cli("-q", "--max-retries", "2", "--format", "data", server.url)
+    assert (result.returncode, result.stdout) == (UNHEALTHY, "up\n")
+    assert len(server.requests) == 4  # the event's connection, then two retries
+    assert result.stderr.startswith("eventstream: error: gave up after 3 consecutive")
+
+
+def test_fail_after_counts_connections_that_deliver_no_event(server: SSEServer) -> None:
+    # Each attempt connects (HTTP 200) and ends at once: no healthy connection, so
+    # the clock of --fail-after runs on from the start.
+    server.default = EMPTY
+    result = run_cli("-q", "--fail-after", "0.3", server.url)
+    assert result.returncode == UNHEALTHY
+    assert result.stderr.startswith("eventstream: error: gave up after")
+    assert len(server.requests) > 1
+
+
 def test_a_signal_during_an_outage_reports_it(server: SSEServer) -> None:
     server.default = Script(503, headers={"Retry-After": "30"})
     with start_cli(server.url) as process:
