@@ -2,10 +2,9 @@
 value that may be a credential (a header value, the user info of a URL).
 
 Rule: standard library only (and ``_httputil``'s URL redaction, ``_options``'s
-longest timeout); the only I/O is
-reading a request body given as ``@FILE`` or ``@-``, and checking that a file is
-readable.  The argument types raise ``ArgumentTypeError``, which argparse reports
-with exit status 2.
+longest timeout); the only I/O is reading a request body given as ``@FILE`` or
+``@-``, and checking that a file is readable.  The argument types raise
+``ArgumentTypeError``, which argparse reports with exit status 2.
 """
 
 from __future__ import annotations
