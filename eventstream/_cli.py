@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import __version__
 from . import _cli_args as args_
+from ._backoff import Backoff
 from ._cli_output import Format, Output, Reporter
 from ._cli_run import Config, ExitStatus, Outcome, run
 from ._cli_signals import Terminated
@@ -30,6 +31,10 @@ from ._options import DEFAULT_TIMEOUT
 from ._parser import DEFAULT_MAX_EVENT_SIZE
 
 __all__ = ["build_parser", "main"]
+
+#: Seconds open that make a connection healthy without an event: the count of
+#: --max-retries and the clock of --fail-after start again after one.
+_RESET_AFTER = Backoff().reset_after
 
 
 _DESCRIPTION = """\
@@ -45,8 +50,9 @@ of the answer, never reconnected unless --reconnect is given."""
 _EPILOG = """\
 formats:
   text  a block per event in the event stream's own syntax, so it parses back to
-        the same events: "event: TYPE", "id: ID" (if any), "retry: MS" (when it
-        changes), one "data: LINE" per line of data, then a blank line
+        the same events: "event: TYPE", "id: ID" (if any; "id" alone when the
+        server resets it to none), "retry: MS" (when it changes), one
+        "data: LINE" per line of data, then a blank line
   json  one JSON object per line: {"event": ..., "data": ..., "id": ...} plus
         "retry" when the server set one
   data  only the data, one line per event; line breaks inside the data are
@@ -55,8 +61,9 @@ formats:
 exit status:
   0    the stream ended (HTTP 204, or the body of a one-request run), a limit was
        reached while the stream was healthy, or the reader of stdout went away
-  1    a fatal error (another 4xx, a wrong Content-Type, the state file), reported
-       on one line of stderr (even with -q)
+  1    a fatal error (another 4xx, a wrong Content-Type, the state file, a write
+       to stdout that failed: a full disk), reported on one line of stderr (even
+       with -q)
   2    bad arguments or an unusable URL, with the reason
   3    unhealthy: a limit (--max-time, --idle-exit) ended the run while the
        stream was down (it never connected during the run, or has been failing
@@ -190,16 +197,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-retries",
         type=args_.whole,
         metavar="N",
-        help="give up (exit 3) after N retries in a row without a healthy connection "
-        f"(default: forever; {DEFAULT_RETRIES} for a one-request run)",
+        help="give up (exit 3) after N retries in a row without a healthy connection: "
+        f"one that delivered an event or stayed open {_RESET_AFTER:g} s.  Every other end "
+        "of an attempt counts, a connection that ended (even cleanly) before either "
+        f"included (default: forever; {DEFAULT_RETRIES} for a one-request run, which is "
+        "retried only before its answer)",
     )
     ending.add_argument(
         "--fail-after",
         type=args_.seconds,
         metavar="SECONDS",
-        help="give up (exit 3) once the stream has failed to connect for SECONDS "
-        "(checked after each failed attempt: when the wait before the next one would "
-        "reach SECONDS, at once)",
+        help="give up (exit 3) once SECONDS have passed since the last healthy "
+        "connection ended (or the start), checked each time an attempt ends, and at "
+        "once when the wait before the next attempt would reach SECONDS: "
+        "connections that delivered no event and lasted less than "
+        f"{_RESET_AFTER:g} s do not stop the clock",
     )
     _tls_options(parser)
     return parser

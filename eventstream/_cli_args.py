@@ -1,10 +1,10 @@
 """The command-line tool's argument checks: each says what is wrong, never echoing a
 value that may be a credential (a header value, the user info of a URL).
 
-Rule: standard library only (and ``_httputil``'s URL redaction); the only I/O is
-reading a request body given as ``@FILE`` or ``@-``, and checking that a file is
-readable.  The argument types raise ``ArgumentTypeError``, which argparse reports
-with exit status 2.
+Rule: standard library only (and ``_httputil``'s URL redaction, ``_options``'s
+longest timeout); the only I/O is reading a request body given as ``@FILE`` or
+``@-``, and checking that a file is readable.  The argument types raise
+``ArgumentTypeError``, which argparse reports with exit status 2.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import urllib.parse
 from pathlib import Path
 
 from ._httputil import redact_url
+from ._options import MAX_TIMEOUT
 
 __all__ = [
     "TOKEN",
@@ -95,12 +96,18 @@ def event_id(text: str) -> str:
 
 
 def seconds(text: str) -> float:
+    # At most what a wait can take: --max-time 1e10 crashed the watchdog's wait
+    # (OverflowError) and the limit was ignored; a timeout that long failed later.
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text!r}")
+    if value > MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"expected at most {MAX_TIMEOUT:.3f} seconds (about 24.8 days), not {text!r}"
+        )
     return value
 
 

@@ -12,16 +12,26 @@ import enum
 import http
 import json
 import os
+import select
 import stat
 import sys
 import threading
 import urllib.parse
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO, cast
 
 from ._exceptions import EventStreamError, HTTPStatusError, RetriesExhausted
 from ._models import Event
 
-__all__ = ["Format", "Output", "Renderer", "Reporter", "describe", "redact", "silence_stdout"]
+__all__ = [
+    "Format",
+    "Output",
+    "Renderer",
+    "Reporter",
+    "StdoutError",
+    "describe",
+    "redact",
+    "silence_stdout",
+]
 
 PROG = "eventstream"
 _SNIPPET_LIMIT = 120  # characters of an error body shown on the one error line
@@ -42,8 +52,9 @@ class Format(enum.Enum):
 class Renderer:
     """Turns events into the text written for them, in one :class:`Format`.
 
-    ``text`` writes ``event:``, then ``id:`` (when there is one), then ``retry:``
-    (when it differs from the previous event's), then one ``data:`` line per line of
+    ``text`` writes ``event:``, then ``id:`` (when there is one; a bare ``id`` line
+    when the server reset it to none after one was written), then ``retry:`` (when
+    it differs from the previous event's), then one ``data:`` line per line of
     data, then a blank line.  The output is itself a valid event stream that parses
     back to the same events.  ``data`` mode keeps one event per line, which is what
     line tools need; a space in place of a line break also keeps multi-line JSON
@@ -52,6 +63,7 @@ class Renderer:
 
     def __init__(self, fmt: Format) -> None:
         self._format = fmt
+        self._id = ""  # the last ID written: a reader's parser holds it until reset
         self._retry: int | None = None
 
     def render(self, event: Event) -> str:
@@ -65,6 +77,9 @@ class Renderer:
         lines = [f"event: {event.event}"]
         if event.id:
             lines.append(f"id: {event.id}")
+        elif self._id:
+            lines.append("id")  # the field with no value: the ID is reset to none
+        self._id = event.id
         if event.retry is not None and event.retry != self._retry:
             lines.append(f"retry: {event.retry}")
         self._retry = event.retry
@@ -73,13 +88,30 @@ class Renderer:
         return "\n".join(lines) + "\n\n"
 
 
+class StdoutError(Exception):
+    """Writing to stdout failed for a reason other than a closed pipe: the disk is
+    full (``> /dev/full``), an I/O error, a failed fsync.  Raised by
+    :meth:`Output.write` on the main thread; its message says so, with the
+    ``OSError`` (also its ``__cause__``)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(f"cannot write to stdout: {error}")
+
+
 class Output:
     """Writes rendered events to stdout as UTF-8, flushing after each one.
 
     Writes to the binary buffer when there is one, so the encoding does not depend
     on the locale: an event stream is UTF-8.  With ``sync`` (``--state``), each write
     to a regular file is also fsynced, so the event is on disk before its ID is
-    saved.  A closed pipe raises ``BrokenPipeError`` to the caller.
+    saved.  A closed pipe raises ``BrokenPipeError`` to the caller (the reader left:
+    a normal end for a filter), any other ``OSError`` :class:`StdoutError`.
+
+    Every byte is written before :meth:`write` returns: an unbuffered stdout
+    (``PYTHONUNBUFFERED``, ``python -u``) writes straight to the file descriptor,
+    and a signal that cuts a blocked write to a pipe makes it return a short count.
+    The signal waits for the rest (``_cli_signals``): the event's ID must not be
+    saved with only part of the event out.
     """
 
     def __init__(self, stream: TextIO, *, sync: bool = False) -> None:
@@ -88,14 +120,32 @@ class Output:
         self._sync_fd = _regular_file_fd(stream) if sync else None
 
     def write(self, text: str) -> None:
-        if self._binary is not None:
-            self._binary.write(text.encode("utf-8"))
-            self._binary.flush()
-        else:
-            self._text.write(text)
-            self._text.flush()
-        if self._sync_fd is not None:
-            os.fsync(self._sync_fd)
+        """Write, flush (and sync) one rendered event (main thread)."""
+        try:
+            if self._binary is not None:
+                _write_all(self._binary, text.encode("utf-8"))
+                self._binary.flush()
+            else:
+                self._text.write(text)
+                self._text.flush()
+            if self._sync_fd is not None:
+                os.fsync(self._sync_fd)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise StdoutError(exc) from exc
+
+
+def _write_all(binary: BinaryIO, data: bytes) -> None:
+    # A buffered writer writes everything or raises; a raw FileIO may return a short
+    # count (a signal cut the write), or None (a non-blocking descriptor was full).
+    left = memoryview(data)
+    while left:
+        written = cast("int | None", binary.write(left))  # typed as BinaryIO's: int
+        if written is None:
+            select.select((), (binary,), ())  # until it can take more; no busy loop
+            continue
+        left = left[written:]
 
 
 def _regular_file_fd(stream: TextIO) -> int | None:
@@ -108,9 +158,9 @@ def _regular_file_fd(stream: TextIO) -> int | None:
 
 
 def silence_stdout() -> None:
-    """After a broken pipe: point stdout's fd at the null device, so that the
-    interpreter's final flush of what is still buffered cannot fail again (the
-    recipe of the Python documentation, "Note on SIGPIPE")."""
+    """After a broken pipe or another failed write: point stdout's fd at the null
+    device, so that the interpreter's final flush of what is still buffered cannot
+    fail again (the recipe of the Python documentation, "Note on SIGPIPE")."""
     try:
         fd = sys.stdout.fileno()
     except (AttributeError, OSError, ValueError):

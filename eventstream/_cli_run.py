@@ -25,6 +25,7 @@ from ._cli_output import (
     Output,
     Renderer,
     Reporter,
+    StdoutError,
     describe,
     redact,
     silence_stdout,
@@ -40,6 +41,7 @@ from ._oneshot import DEFAULT_RETRIES, OneShotStream, request
 from ._options import DEFAULT_TIMEOUT
 from ._parser import DEFAULT_MAX_EVENT_SIZE
 from ._transport import configured_session
+from ._worker import last_event_id_field
 
 __all__ = ["LEAVE_TIMEOUT", "SLOW_NOTICE", "Config", "ExitStatus", "Outcome", "run"]
 
@@ -157,6 +159,10 @@ class _Run:
         except BrokenPipeError:  # the reader left (`| head -1`): a normal end for a filter
             silence_stdout()
             return ExitStatus.OK
+        except StdoutError as exc:  # a full disk, an I/O error: the events go nowhere
+            silence_stdout()
+            reporter.error(str(exc))
+            return ExitStatus.ERROR
         except Exception as exc:  # the stream's fatal error, or the state file's
             return _failed(exc, reporter)
         finally:
@@ -250,10 +256,12 @@ def _open(config: Config, start_id: str, progress: _Progress) -> Stream:
             **common,
         ).start()
     # A one-shot request has no resume option: it is an ordinary request, so the
-    # resume point goes in as an ordinary header (unless -H gave one).
+    # resume point goes in as an ordinary header (unless -H gave one), encoded as a
+    # stream encodes it (UTF-8, no leading blanks; none when nothing is left).
     headers = dict(config.headers)
-    if start_id and "last-event-id" not in {name.lower() for name in headers}:
-        headers["Last-Event-ID"] = start_id
+    field_value = last_event_id_field(start_id)
+    if field_value and "last-event-id" not in {name.lower() for name in headers}:
+        headers["Last-Event-ID"] = field_value
     return request(
         config.method,
         config.url,

@@ -55,15 +55,20 @@ class Signals:
 
     @contextlib.contextmanager
     def critical(self) -> Iterator[None]:
-        """A section that a signal must not cut: the signal waits for its end."""
+        """A section that a signal must not cut: the signal waits for its end.
+
+        The signal is raised however the section ends, an error included (the
+        error is its ``__context__``): a write that fails on a closed pipe after
+        SIGTERM came must still end the run as terminated, not as a clean end.
+        """
         self._depth += 1
         try:
             yield
         finally:
             self._depth -= 1
-        if self._depth == 0 and self._pending is not None:
-            pending, self._pending = self._pending, None
-            _raise_for(pending)
+            if self._depth == 0 and self._pending is not None:
+                pending, self._pending = self._pending, None
+                _raise_for(pending)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self._depth:

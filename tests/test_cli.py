@@ -8,6 +8,7 @@ output pipe (polled with a timeout) or the server's request log.
 from __future__ import annotations
 
 import json
+import os
 import selectors
 import signal
 import subprocess
@@ -22,7 +23,7 @@ import pytest
 
 import eventstream
 from eventstream import Event, Parser
-from eventstream._cli import main
+from eventstream._cli import build_parser, main
 from eventstream.testing import RecordedRequest, Script, SSEServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,19 +33,34 @@ TIMEOUT = 30.0  # seconds any one run of the tool may take before the test fails
 QUICK = 50
 
 
-def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None, stdout: Any = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "eventstream", *args],
         input=stdin,
-        capture_output=True,
+        stdout=subprocess.PIPE if stdout is None else stdout,
+        stderr=subprocess.PIPE,
         encoding="utf-8",
         timeout=TIMEOUT,
         check=False,
         cwd=ROOT,
+        env=env,
     )
 
 
-def start_cli(*args: str, stdout: Any = subprocess.PIPE) -> subprocess.Popen[str]:
+def stdout_env(*, unbuffered: bool) -> dict[str, str]:
+    """The environment with stdout's mode pinned: ``PYTHONUNBUFFERED`` makes
+    ``sys.stdout.buffer`` a raw ``FileIO``, whose writes can be short."""
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def start_cli(
+    *args: str, stdout: Any = subprocess.PIPE, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     # A shell starts background jobs with SIGINT ignored, and an ignored signal stays
     # ignored across exec, so a suite run with `&` would give a child deaf to Ctrl-C.
     # Start it as from a terminal: a Python handler here becomes the default there.
@@ -57,6 +73,7 @@ def start_cli(*args: str, stdout: Any = subprocess.PIPE) -> subprocess.Popen[str
             stderr=subprocess.PIPE,
             encoding="utf-8",
             cwd=ROOT,
+            env=env,
         )
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -115,6 +132,33 @@ def test_text_format_writes_a_block_per_event_that_parses_back(server: SSEServer
         "event: message\nid: 2\ndata: ünïcode ✓\n\n"
     )
     assert parse(result.stdout) == SAMPLE_EVENTS
+
+
+def test_text_format_parses_back_to_the_same_ids_when_one_is_reset(server: SSEServer) -> None:
+    # "id: 1" was written for the first event, nothing for the second, whose ID the
+    # server had reset: the output parsed back with "1" for both.
+    server.enqueue(
+        Script()
+        .event("a", id="1", retry=QUICK)
+        .send(b"id\ndata: b\n\n")  # the reset: the field with no value
+        .event("c")
+        .event("d", id="2")
+        .close()
+    )
+    result = run_cli(server.url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "event: message\nid: 1\nretry: 50\ndata: a\n\n"
+        "event: message\nid\ndata: b\n\n"
+        "event: message\ndata: c\n\n"
+        "event: message\nid: 2\ndata: d\n\n"
+    )
+    assert [(e.data, e.id) for e in parse(result.stdout)] == [
+        ("a", "1"),
+        ("b", ""),
+        ("c", ""),
+        ("d", "2"),
+    ]
 
 
 def test_json_format_writes_one_object_per_line(server: SSEServer) -> None:
@@ -344,6 +388,22 @@ def test_bad_arguments_exit_2_with_usage_and_no_traceback() -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("option", ["--max-time", "--idle-exit", "--fail-after", "--read-timeout"])
+def test_seconds_past_the_longest_wait_are_refused(server: SSEServer, option: str) -> None:
+    # --max-time and --idle-exit of 1e10 crashed the watchdog thread (a traceback,
+    # the limit ignored); a read timeout that long failed after "connecting".
+    server.default = Script().event("a").hold()
+    result = run_cli("-n", "1", option, "1e10", server.url)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"eventstream: error: argument {option}: "
+        "expected at most 2147483.647 seconds (about 24.8 days), not '1e10'"
+    )
+    assert server.requests == []
+    longest = build_parser().parse_args([option, "2147483.647", server.url])
+    assert vars(longest)[option[2:].replace("-", "_")] == 2147483.647
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -416,6 +476,31 @@ def test_a_closed_stdout_ends_the_run_quietly(server: SSEServer) -> None:
     assert process.returncode == 0
     assert "Traceback" not in stderr
     assert "error" not in stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+def test_a_failed_stdout_is_one_error_line_and_exit_1(
+    server: SSEServer, tmp_path: Path, unbuffered: bool
+) -> None:
+    # Buffered, the event stayed in stdout's buffer and the interpreter's last flush
+    # failed again: exit 120 and "Exception ignored ... OSError".
+    server.default = Script().event("a", id="1").hold()
+    state = tmp_path / "feed.id"
+    with open("/dev/full", "w") as full:
+        result = run_cli(
+            "-q",
+            "--state",
+            str(state),
+            server.url,
+            stdout=full,
+            env=stdout_env(unbuffered=unbuffered),
+        )
+    assert (result.returncode, result.stderr) == (
+        1,
+        "eventstream: error: cannot write to stdout: [Errno 28] No space left on device\n",
+    )
+    assert not state.exists()  # the event was not written: its ID is not saved
 
 
 # -- quiet, demo, entry points ----------------------------------------------------------

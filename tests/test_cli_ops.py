@@ -9,13 +9,19 @@ never answers).  Nothing sleeps: tests wait on the process, its pipes or the ser
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
+import os
 import random
+import selectors
 import signal
 import socket
 import ssl
+import struct
 import subprocess
+import termios
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +29,7 @@ from typing import IO
 
 import pytest
 import trustme
-from test_cli import TIMEOUT, read_line, run_cli, start_cli
+from test_cli import TIMEOUT, read_line, run_cli, start_cli, stdout_env
 
 from eventstream import EventStream
 from eventstream._cli import main
@@ -148,6 +154,33 @@ def test_fail_after_gives_up_with_status_3() -> None:
     assert "would reach max_elapsed=0.5 s; the last: " in line
 
 
+#: A connection accepted, then ended cleanly with no event (a 10 ms reconnection time).
+EMPTY = Script().send(b"retry: 10\n\n").close()
+
+
+def test_max_retries_counts_every_end_since_the_last_healthy_connection(
+    server: SSEServer,
+) -> None:
+    # As --help and the README say: a connection that ends, even cleanly, before an
+    # event counts; one that delivered an event starts the count again.
+    server.enqueue(EMPTY, Script().event("up", retry=10).close(), EMPTY)
+    server.default = EMPTY
+    result = run_cli("-q", "--max-retries", "2", "--format", "data", server.url)
+    assert (result.returncode, result.stdout) == (UNHEALTHY, "up\n")
+    assert len(server.requests) == 4  # the event's connection, then two retries
+    assert result.stderr.startswith("eventstream: error: gave up after 3 consecutive")
+
+
+def test_fail_after_counts_connections_that_deliver_no_event(server: SSEServer) -> None:
+    # Each attempt connects (HTTP 200) and ends at once: no healthy connection, so
+    # the clock of --fail-after runs on from the start.
+    server.default = EMPTY
+    result = run_cli("-q", "--fail-after", "0.3", server.url)
+    assert result.returncode == UNHEALTHY
+    assert result.stderr.startswith("eventstream: error: gave up after")
+    assert len(server.requests) > 1
+
+
 def test_a_signal_during_an_outage_reports_it(server: SSEServer) -> None:
     server.default = Script(503, headers={"Retry-After": "30"})
     with start_cli(server.url) as process:
@@ -222,6 +255,31 @@ def test_reconnect_sends_a_post_again_when_asked(server: SSEServer) -> None:
     result = run_cli("--json", "{}", "--reconnect", "--format", "data", server.url)
     assert (result.returncode, result.stdout) == (0, "answer\n"), result.stderr
     assert [request.method for request in server.requests] == ["POST", "POST"]
+
+
+@pytest.mark.parametrize(
+    ("saved", "sent"),
+    [("café-7", "café-7".encode().decode("latin-1")), (" 7", "7"), (" ", None)],
+    ids=["non-ascii", "leading-space", "only-space"],
+)
+@pytest.mark.parametrize("given", ["state", "option"])
+def test_a_one_request_run_sends_the_resume_id_as_a_stream_does(
+    server: SSEServer, tmp_path: Path, saved: str, sent: str | None, given: str
+) -> None:
+    # The ID went into the header as it was: "café-7" failed to encode and " 7" was
+    # refused by requests, exit 2 on every run of a cron job.  A stream sends the
+    # UTF-8 bytes, without leading blanks, and no header when nothing is left.
+    state = tmp_path / "feed.id"
+    resume = ["--state", str(state)] if given == "state" else ["--last-event-id", saved]
+    for args in (["-d", "x"], []):  # one request, then a stream
+        server.enqueue(Script().event("answer", id="8", retry=10).close())
+        if given == "state":
+            state.write_text(saved + "\n", encoding="utf-8")
+        result = run_cli("-q", *args, *resume, "--format", "data", server.url)
+        assert (result.returncode, result.stdout, result.stderr) == (0, "answer\n", "")
+    one_request, stream = server.requests[:2]  # then the stream's reconnect, given 204
+    assert one_request.method == "POST"
+    assert one_request.headers.get("Last-Event-ID") == stream.headers.get("Last-Event-ID") == sent
 
 
 def test_help_says_a_body_means_one_request() -> None:
@@ -474,3 +532,109 @@ def test_sigterm_never_splits_an_event_from_its_saved_id(server: SSEServer, tmp_
     ids = [int(json.loads(line)["id"]) for line in output.read_text().splitlines()]
     assert ids == list(range(1, len(ids) + 1)), seed  # none lost, none repeated
     assert state.read_text() == f"{ids[-1]}\n"
+
+
+class BlockedWrite:
+    """A pipe for the tool's stdout, and the test's end of it, which reads nothing
+    until asked: an event larger than the pipe blocks the tool in its write."""
+
+    def __init__(self) -> None:
+        self.read_end, self.write_end = os.pipe()
+        self.capacity = fcntl.fcntl(self.write_end, fcntl.F_GETPIPE_SZ)
+
+    def wait_until_full(self) -> None:
+        # Bounded polling of the pipe's fill (accepted: nothing else tells when the
+        # tool is blocked in its write).
+        deadline = time.monotonic() + TIMEOUT
+        while self.unread() < self.capacity:
+            assert time.monotonic() < deadline, "the pipe never filled"
+            threading.Event().wait(0.001)
+
+    def unread(self) -> int:
+        count = fcntl.ioctl(self.read_end, termios.FIONREAD, b"\0" * 4)
+        return int(struct.unpack("i", count)[0])
+
+    def read_to_end(self) -> bytes:
+        chunks = []
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.read_end, selectors.EVENT_READ)
+            while True:
+                assert selector.select(TIMEOUT), f"no end of output within {TIMEOUT} s"
+                chunk = os.read(self.read_end, 1 << 16)
+                if not chunk:
+                    return b"".join(chunks)
+                chunks.append(chunk)
+
+    def close_write_end(self) -> None:
+        """The tool's end, once it has its own copy."""
+        if self.write_end >= 0:
+            os.close(self.write_end)
+            self.write_end = -1
+
+    def close_read_end(self) -> None:
+        """The reader's end: the tool's writes fail with EPIPE."""
+        if self.read_end >= 0:
+            os.close(self.read_end)
+            self.read_end = -1
+
+    def close(self) -> None:
+        self.close_write_end()
+        self.close_read_end()
+
+
+@pytest.fixture
+def blocked_write() -> Iterator[BlockedWrite]:
+    pipe = BlockedWrite()
+    try:
+        yield pipe
+    finally:
+        pipe.close()
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+def test_sigterm_during_a_blocked_write_lets_the_whole_event_out_first(
+    server: SSEServer, tmp_path: Path, blocked_write: BlockedWrite, unbuffered: bool
+) -> None:
+    # Unbuffered, the signal made the blocked write return a short count, and the
+    # event's ID was saved with only part of the event written: lost for good.
+    big = "x" * (2 * blocked_write.capacity)
+    server.default = Script().event(big, id="1").event(big, id="2").hold()
+    state = tmp_path / "feed.id"
+    args = ["-q", "--state", str(state), "--format", "data", server.url]
+    env = stdout_env(unbuffered=unbuffered)
+    with start_cli(*args, stdout=blocked_write.write_end, env=env) as process:
+        try:
+            blocked_write.close_write_end()
+            blocked_write.wait_until_full()
+            process.send_signal(signal.SIGTERM)
+            output = blocked_write.read_to_end()
+            assert process.wait(timeout=TIMEOUT) == 128 + signal.SIGTERM
+        finally:
+            process.kill()  # no-op once it has exited
+    assert output == (big + "\n").encode()
+    assert state.read_text() == "1\n"
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
+def test_sigterm_during_a_write_that_then_fails_still_exits_143(
+    server: SSEServer, tmp_path: Path, blocked_write: BlockedWrite, unbuffered: bool
+) -> None:
+    # The signal waited for the write, which then failed (the reader left): the
+    # run ended as for a closed stdout, status 0, the signal forgotten.
+    big = "x" * (2 * blocked_write.capacity)
+    server.default = Script().event(big, id="1").hold()
+    state = tmp_path / "feed.id"
+    args = ["-q", "--state", str(state), "--format", "data", server.url]
+    env = stdout_env(unbuffered=unbuffered)
+    with start_cli(*args, stdout=blocked_write.write_end, env=env) as process:
+        try:
+            blocked_write.close_write_end()
+            blocked_write.wait_until_full()
+            process.send_signal(signal.SIGTERM)
+            blocked_write.close_read_end()  # the write fails with EPIPE
+            assert process.wait(timeout=TIMEOUT) == 128 + signal.SIGTERM
+        finally:
+            process.kill()  # no-op once it has exited
+        assert process.stderr is not None
+        assert "Traceback" not in process.stderr.read()
+    assert not state.exists()  # the event was not written: its ID is not saved
