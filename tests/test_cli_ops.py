@@ -591,6 +591,23 @@ def blocked_write() -> Iterator[BlockedWrite]:
         pipe.close()
 
 
+@contextlib.contextmanager
+def terminated_in_a_write(
+    blocked_write: BlockedWrite, args: list[str], unbuffered: bool
+) -> Iterator[subprocess.Popen[str]]:
+    """The tool, its stdout the pipe nobody reads, blocked writing an event; then
+    SIGTERM.  Killed on the way out, if still running."""
+    env = stdout_env(unbuffered=unbuffered)
+    with start_cli(*args, stdout=blocked_write.write_end, env=env) as process:
+        try:
+            blocked_write.close_write_end()
+            blocked_write.wait_until_full()
+            process.send_signal(signal.SIGTERM)
+            yield process
+        finally:
+            process.kill()  # no-op once it has exited
+
+
 @pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "unbuffered"])
 def test_sigterm_during_a_blocked_write_lets_the_whole_event_out_first(
     server: SSEServer, tmp_path: Path, blocked_write: BlockedWrite, unbuffered: bool
@@ -601,16 +618,9 @@ def test_sigterm_during_a_blocked_write_lets_the_whole_event_out_first(
     server.default = Script().event(big, id="1").event(big, id="2").hold()
     state = tmp_path / "feed.id"
     args = ["-q", "--state", str(state), "--format", "data", server.url]
-    env = stdout_env(unbuffered=unbuffered)
-    with start_cli(*args, stdout=blocked_write.write_end, env=env) as process:
-        try:
-            blocked_write.close_write_end()
-            blocked_write.wait_until_full()
-            process.send_signal(signal.SIGTERM)
-            output = blocked_write.read_to_end()
-            assert process.wait(timeout=TIMEOUT) == 128 + signal.SIGTERM
-        finally:
-            process.kill()  # no-op once it has exited
+    with terminated_in_a_write(blocked_write, args, unbuffered) as process:
+        output = blocked_write.read_to_end()
+        assert process.wait(timeout=TIMEOUT) == 128 + signal.SIGTERM
     assert output == (big + "\n").encode()
     assert state.read_text() == "1\n"
 
@@ -625,16 +635,9 @@ def test_sigterm_during_a_write_that_then_fails_still_exits_143(
     server.default = Script().event(big, id="1").hold()
     state = tmp_path / "feed.id"
     args = ["-q", "--state", str(state), "--format", "data", server.url]
-    env = stdout_env(unbuffered=unbuffered)
-    with start_cli(*args, stdout=blocked_write.write_end, env=env) as process:
-        try:
-            blocked_write.close_write_end()
-            blocked_write.wait_until_full()
-            process.send_signal(signal.SIGTERM)
-            blocked_write.close_read_end()  # the write fails with EPIPE
-            assert process.wait(timeout=TIMEOUT) == 128 + signal.SIGTERM
-        finally:
-            process.kill()  # no-op once it has exited
+    with terminated_in_a_write(blocked_write, args, unbuffered) as process:
+        blocked_write.close_read_end()  # the write fails with EPIPE
+        assert process.wait(timeout=TIMEOUT) == 128 + signal.SIGTERM
         assert process.stderr is not None
         assert "Traceback" not in process.stderr.read()
     assert not state.exists()  # the event was not written: its ID is not saved
