@@ -65,6 +65,24 @@ _SCAN_STEPS = 16  # line ends looked at one by one before searching for b"\n\n"
 _SMALL_REGION = 512
 
 
+#: A ``retry:`` value is its integer, up to this many significant digits: the fewest
+#: that any Python converts (``sys.set_int_max_str_digits`` takes no less), in
+#: microseconds.  A longer run counts as :data:`MAX_RETRY`: converting it could
+#: raise, and takes time that grows with the square of its length.
+_RETRY_DIGITS = 640
+MAX_RETRY = 10**_RETRY_DIGITS - 1
+
+
+def _retry_value(digits: str | bytes) -> int:
+    """The reconnection time of a ``retry:`` value of ASCII digits (checked by the
+    caller): the integer, at most :data:`MAX_RETRY`."""
+    if len(digits) > _RETRY_DIGITS:
+        digits = digits.lstrip(b"0" if isinstance(digits, bytes) else "0") or digits[-1:]
+        if len(digits) > _RETRY_DIGITS:
+            return MAX_RETRY
+    return int(digits)
+
+
 def _held_retry(held: bytes, current: int | None) -> int | None:
     """The reconnection time after the complete lines of an unfinished event."""
     if b"retry" not in held:
@@ -74,7 +92,7 @@ def _held_retry(held: bytes, current: int | None) -> int | None:
         if name == b"retry" and colon:
             value = value[1:] if value.startswith(b" ") else value
             if value.isdigit():  # bytes.isdigit is ASCII digits only
-                current = int(value)
+                current = _retry_value(value)
     return current
 
 
@@ -641,7 +659,7 @@ class Parser:
                 if "\0" not in value:  # an id containing U+0000 is ignored
                     last_id = value
             elif name == "retry" and value.isdigit() and value.isascii():
-                retry = int(value)  # only a value of ASCII digits counts
+                retry = _retry_value(value)  # only a value of ASCII digits counts
             elif not name and comment_at is not None:  # a comment: ":" starts the line
                 comment_at(value, self._comment_base + len(events))
             # Anything else (unknown fields, unwatched comments) is ignored.
@@ -696,7 +714,7 @@ class Parser:
                 elif name == b"event":
                     etype = value or "message"
                 elif value.isdigit() and value.isascii():  # retry
-                    retry = int(value)
+                    retry = _retry_value(value)
         self._last_id, self._retry = last_id, retry
         return events
 

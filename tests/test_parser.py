@@ -24,7 +24,14 @@ from _helpers import (
     run_body,
 )
 
-from eventstream import DEFAULT_MAX_EVENT_SIZE, Event, EventStreamError, Parser, ProtocolError
+from eventstream import (
+    DEFAULT_MAX_EVENT_SIZE,
+    Event,
+    EventStreamError,
+    Parser,
+    ProtocolError,
+    _parser,
+)
 
 FFFD = "\ufffd"
 
@@ -826,3 +833,45 @@ def test_without_on_comment_comments_are_skipped() -> None:
 def test_on_comment_must_be_callable(callback: object) -> None:
     with pytest.raises(TypeError, match="on_comment"):
         Parser(on_comment=callback)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "reads",
+    [
+        [b"data: one\n\nretry: " + b"9" * 5000 + b"\ndata: x\n\n"],  # the line loop
+        [b"data: one\n\nretry: " + b"9" * 5000 + b"\n\n", b"data: x\n\n"],  # the long line
+        [b"data: one\n\nretry: " + b"9" * 5000 + b"\ndata: x", b"\n\n"],  # held unfinished
+    ],
+    ids=["lines", "long line", "held"],
+)
+def test_a_retry_of_thousands_of_digits_is_the_largest_and_loses_nothing(
+    reads: list[bytes],
+) -> None:
+    # int() refuses more than 4300 digits (Python 3.11+): the parse raised ValueError,
+    # and the events of the same read were lost with the stream.
+    parser = Parser()
+    events = [e for chunk in reads for e in parser.feed(chunk)]
+    assert [e.data for e in events] == ["one", "x"]
+    assert parser.retry == _parser.MAX_RETRY
+    parser.feed(b"retry: " + b"9" * 5000 + b"\ndata: unfinished")
+    parser.reset()  # applies the complete retry line of the unfinished event
+    assert parser.retry == _parser.MAX_RETRY
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (b"0" * 30 + b"5", 5),  # leading zeros are no size
+        (b"0" * 700, 0),
+        (b"0" * 700 + b"7", 7),
+        (b"9" * 640, 10**640 - 1),  # still its integer
+        (b"1" + b"0" * 640, 10**640 - 1),  # one digit more: the largest
+    ],
+    ids=["zeros-5", "zeros", "many-zeros-7", "640-digits", "641-digits"],
+)
+def test_a_retry_value_is_its_integer_up_to_the_largest(value: bytes, expected: int) -> None:
+    for reads in ([b"retry: " + value + b"\ndata: x\n\n"], [b"retry: " + value + b"\n\n"]):
+        parser = Parser()
+        events = [e for chunk in reads for e in parser.feed(chunk)]
+        assert parser.retry == expected
+        assert all(e.retry == expected for e in events)
