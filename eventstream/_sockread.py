@@ -63,6 +63,10 @@ class SocketSource:
         self._pending = sock.pending if isinstance(sock, ssl.SSLSocket) else None
         self._wait = waiter.wait
         self._stop = stop
+        # The waiter waits for writing (TLS wanted to write): the next wait, through
+        # wait(), puts reading back.  Kept here, not only in a generator of reads():
+        # read() makes one per call, and poll() for writing would return at once.
+        self._restore = False
 
     def read(self, timeout: float | None) -> bytes | None:
         """Bytes that arrived, ``b""`` at end of input, ``None`` once stopped.
@@ -93,7 +97,7 @@ class SocketSource:
         recv, wait, pending, stop = self._recv, self._wait, self._pending, self._stop
         poll, fd = self._poll or (None, -1)
         ms = None if timeout is None else timeout * 1000
-        restore = False  # the waiter waits for writing: wait() puts reading back
+        restore = self._restore  # the waiter waits for writing: wait() puts reading back
         size = READ_SIZE
         while True:
             data: bytes | None = None
@@ -113,7 +117,7 @@ class SocketSource:
                 # Its usual case, for reading with poll(), is inlined: no Python call.
                 if poll is None or write or restore:
                     ready = wait(timeout, write)
-                    restore = write
+                    restore = self._restore = write
                 else:
                     found = poll(ms)
                     ready = len(found) == 1 and found[0][0] == fd

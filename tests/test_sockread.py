@@ -107,6 +107,26 @@ def test_a_read_that_had_to_write_first_then_waits_for_reading(
         reads.close()
 
 
+def test_one_read_at_a_time_after_a_read_that_had_to_write_first_waits_for_reading(
+    how: str, sockets: tuple[socket.socket, socket.socket]
+) -> None:
+    # read() (the error body's reader) makes a generator per call: the next call must
+    # still know that the waiter was left waiting for writing, or it spins on a
+    # writable socket and never times out.
+    ours, theirs = sockets
+    stop = StopSignal()
+    with CountingSocket(ours, want_write_first=True) as counted, Waiter(stop) as waiter:
+        source = _source(counted, stop, waiter)
+        theirs.send(b"a")
+        assert source.read(0.05) == b"a"
+        assert counted.reads == 2
+        with pytest.raises(TimeoutError):
+            source.read(0.05)
+        assert counted.reads == 2  # nothing came: no read at all
+        theirs.send(b"b")
+        assert source.read(5) == b"b"
+
+
 def test_a_stop_wins_over_a_readable_socket(
     how: str, sockets: tuple[socket.socket, socket.socket]
 ) -> None:
