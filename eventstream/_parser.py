@@ -76,11 +76,10 @@ MAX_RETRY = 10**_RETRY_DIGITS - 1
 def _retry_value(digits: str | bytes) -> int:
     """The reconnection time of a ``retry:`` value of ASCII digits (checked by the
     caller): the integer, at most :data:`MAX_RETRY`."""
-    if len(digits) > _RETRY_DIGITS:
-        digits = digits.lstrip(b"0" if isinstance(digits, bytes) else "0") or digits[-1:]
-        if len(digits) > _RETRY_DIGITS:
-            return MAX_RETRY
-    return int(digits)
+    significant = digits.lstrip(b"0") if isinstance(digits, bytes) else digits.lstrip("0")
+    if len(significant) > _RETRY_DIGITS:
+        return MAX_RETRY
+    return int(significant or 0)
 
 
 def _held_retry(held: bytes, current: int | None) -> int | None:
