@@ -79,7 +79,7 @@ def _retry_value(digits: str | bytes) -> int:
     significant = digits.lstrip(b"0") if isinstance(digits, bytes) else digits.lstrip("0")
     if len(significant) > _RETRY_DIGITS:
         return MAX_RETRY
-    return int(significant or 0)
+    return int(significant) if significant else 0
 
 
 def _held_retry(held: bytes, current: int | None) -> int | None:
