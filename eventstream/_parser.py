@@ -70,7 +70,7 @@ _SMALL_REGION = 512
 #: microseconds.  A longer run counts as :data:`MAX_RETRY`: converting it could
 #: raise, and takes time that grows with the square of its length.
 _RETRY_DIGITS = 640
-MAX_RETRY = 10**_RETRY_DIGITS - 1
+MAX_RETRY = int("9" * _RETRY_DIGITS)
 
 
 def _retry_value(digits: str | bytes) -> int:
