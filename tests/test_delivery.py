@@ -424,3 +424,61 @@ def test_a_doorbell_counts_its_tokens_and_stays_out_of_child_processes() -> None
         assert _tokens(bell) == 0
     finally:
         bell.close()
+
+
+@pytest.mark.skipif(not _delivery._HAVE_EVENTFD, reason="eventfd doorbells: Linux, 3.10+")
+def test_after_a_fork_a_doorbell_has_an_eventfd_of_its_own_under_its_number() -> None:
+    # What the child's fork handler does to each bell (run here, without a fork): the
+    # number stays, the eventfd behind it is new (a token put before is not in it),
+    # closed on exec, and the lock is new (a producer of the parent may hold the old).
+    bell = _EventfdBell()
+    try:
+        fd, lock = bell.fd, bell._lock
+        bell.put(None)
+        bell.after_fork_in_child()
+        assert bell.fd == fd
+        assert bell._lock is not lock
+        assert _tokens(bell) == 0
+        assert not os.get_inheritable(fd)
+        bell.put(None)
+        assert _tokens(bell) == 1
+    finally:
+        bell.close()
+
+
+@pytest.mark.skipif(not _delivery._HAVE_EVENTFD, reason="eventfd doorbells: Linux, 3.10+")
+def test_after_a_fork_with_no_descriptor_left_a_doorbell_is_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bell = _EventfdBell()
+    fd = bell.fd
+
+    def no_descriptor(*args: object) -> int:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(os, "eventfd", no_descriptor)
+    bell.after_fork_in_child()
+    assert bell.fd == -1
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)  # the inherited one is closed: nothing rings or reads it
+    bell.put(None)  # rung no more
+    bell.close()
+
+
+def test_after_a_fork_a_doorbell_on_descriptor_0_is_renewed_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[tuple[int, int]] = []
+    closed: list[int] = []
+    fake = types.SimpleNamespace(
+        eventfd=lambda *_: 99,
+        dup2=lambda fd, fd2, inheritable: made.append((fd, fd2)),
+        close=closed.append,
+    )
+    monkeypatch.setattr(_delivery, "os", fake)
+    zero = _EventfdBell.__new__(_EventfdBell)
+    zero.fd = 0  # a process without stdin gets 0
+    zero.after_fork_in_child()
+    assert made == [(99, 0)]
+    assert closed == [99]  # the new one, now also under 0
+    zero.fd = -1
