@@ -502,6 +502,9 @@ def test_scripts_are_immutable_and_reusable(server: SSEServer) -> None:
         lambda: Script(42),
         lambda: Script(headers={"X": "a\r\nInjected: 1"}),
         lambda: Script().pause(-1),
+        lambda: Script(headers={"X-Name": "caf\u00e9 \u20ac"}),  # not Latin-1
+        lambda: Script(headers={"X-\u20ac": "1"}),
+        lambda: Script(encoding="gz\u20ac"),
     ],
 )
 def test_script_rejects_misuse(build: object) -> None:

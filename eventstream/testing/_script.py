@@ -53,6 +53,15 @@ def _check_field(text: str, what: str) -> str:
     return text
 
 
+def _check_header(text: str, what: str) -> str:
+    # Header fields go out as Latin-1: anything else would fail on the connection's thread.
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} must be Latin-1 text: {text!r}") from None
+    return _check_field(text, what)
+
+
 def format_event(data: str, event: str | None, id: str | None, retry: int | None) -> bytes:
     lines = []
     if id is not None:
@@ -79,7 +88,7 @@ def _merge_headers(spec: HeaderSpec | None) -> tuple[tuple[tuple[str, str], ...]
         if not name or ":" in name or name.strip() != name:
             raise ValueError(f"invalid header name {name!r}")
         if value is not None:
-            merged.append((_check_field(name, "a header name"), _check_field(value, "a header")))
+            merged.append((_check_header(name, "a header name"), _check_header(value, "a header")))
     return tuple(merged), named
 
 
@@ -96,7 +105,8 @@ class Script:
         status: The response status (100-999); 204, 304 and 1xx responses have no body.
         headers: Fields added to the defaults ``Content-Type: text/event-stream`` and
             ``Cache-Control: no-store``.  A name given here replaces the default or
-            automatic field of that name (any case); the value ``None`` removes it.  The
+            automatic field of that name (any case); the value ``None`` removes it.
+            Names and values must be Latin-1 text without CR or LF.  The
             automatic fields are ``Transfer-Encoding`` or ``Content-Length`` (from
             ``framing``), ``Content-Encoding`` (from ``encoding``) and
             ``Connection: close``.
@@ -132,7 +142,7 @@ class Script:
             raise ValueError("encoding must be None or a non-empty string")
         self._status = status
         self._framing = framing
-        self._encoding = None if encoding is None else _check_field(encoding, "encoding")
+        self._encoding = None if encoding is None else _check_header(encoding, "encoding")
         self._headers, self._named = _merge_headers(headers)
         self._has_head = True
         self._actions: tuple[Action, ...] = ()
