@@ -149,6 +149,16 @@ def test_pause_delays_the_next_write(server: SSEServer) -> None:
         assert time.monotonic() - started >= 0.19
 
 
+def test_pause_longer_than_poll_takes(server: SSEServer) -> None:
+    # poll() takes at most 2**31-1 ms (24.8 days): a longer pause must wait in slices,
+    # not end the connection's thread (which closed the connection at once).
+    server.enqueue(Script().event("a").pause(1e7).event("b"))
+    received = bytearray()
+    with raw_client(server) as sock:
+        read_until(sock, received, b"data: a")
+        assert silent_for(sock, 0.1)
+
+
 def test_wait_holds_until_the_gate_is_set(server: SSEServer) -> None:
     gate = threading.Event()
     server.enqueue(Script().event("a").wait(gate).event("b"))
@@ -502,6 +512,11 @@ def test_scripts_are_immutable_and_reusable(server: SSEServer) -> None:
         lambda: Script(42),
         lambda: Script(headers={"X": "a\r\nInjected: 1"}),
         lambda: Script().pause(-1),
+        lambda: Script().pause(float("inf")),  # would end the connection's thread
+        lambda: Script().pause(float("nan")),  # would not pause at all
+        lambda: Script().wait(threading.Event(), timeout=float("nan")),
+        lambda: Script().wait(threading.Event(), timeout=float("inf")),
+        lambda: Script().trickle(b"ab", float("nan")),
         lambda: Script(headers={"X-Name": "caf\u00e9 \u20ac"}),  # not Latin-1
         lambda: Script(headers={"X-\u20ac": "1"}),
         lambda: Script(encoding="gz\u20ac"),

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 _MAX_HEAD: Final = 64 * 1024  # bytes of request line and header fields
 _RECV_SIZE: Final = 65536
 _GATE_POLL: Final = 0.01  # a threading.Event has no fd to poll: look at it this often
+_MAX_POLL: Final = 86400.0  # poll() takes at most 2**31-1 ms: a long pause waits in slices
 
 
 class _Stop(Exception):
@@ -145,7 +146,7 @@ class Handler:
     def _pause(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
-            self._idle(left)
+            self._idle(min(left, _MAX_POLL))
 
     def _wait_gate(self, wait: Wait) -> None:
         deadline = time.monotonic() + wait.timeout

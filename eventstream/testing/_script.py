@@ -8,6 +8,7 @@ threads.  Standard library only.
 from __future__ import annotations
 
 import enum
+import math
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -51,6 +52,14 @@ def _check_field(text: str, what: str) -> str:
     if "\r" in text or "\n" in text:
         raise ValueError(f"{what} must not contain CR or LF: {text!r}")
     return text
+
+
+def _check_seconds(seconds: float, what: str) -> float:
+    # inf and NaN would end the connection's thread (or, NaN, not wait at all).
+    seconds = float(seconds)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{what} must be finite and >= 0 (seconds), not {seconds!r}")
+    return seconds
 
 
 def _check_header(text: str, what: str) -> str:
@@ -217,13 +226,12 @@ class Script:
         return self._then(Flush.FLUSH)
 
     def pause(self, seconds: float) -> Script:
-        """Send what is pending, then stay silent for ``seconds``.
+        """Send what is pending, then stay silent for ``seconds`` (finite, >= 0; any
+        length: a long pause waits in slices).
 
         :meth:`SSEServer.stop` and :meth:`SSEServer.drop_all` cut the pause short.
         """
-        if seconds < 0:
-            raise ValueError("seconds must be >= 0")
-        return self._then(Pause(float(seconds)))
+        return self._then(Pause(_check_seconds(seconds, "seconds")))
 
     def wait(self, gate: threading.Event, timeout: float = 10.0) -> Script:
         """Send what is pending, then wait until the test sets ``gate``.
@@ -231,20 +239,21 @@ class Script:
         The connection's thread looks at ``gate`` every 10 ms; stop() and drop_all()
         end the wait at once.  If ``timeout`` seconds pass first, the connection is
         dropped (as by :meth:`drop`) and a warning is logged: a forgotten gate then
-        fails the test instead of letting it pass by luck.
+        fails the test instead of letting it pass by luck.  ``timeout`` must be finite
+        and > 0.
         """
-        if timeout <= 0:
+        if _check_seconds(timeout, "timeout") == 0:
             raise ValueError("timeout must be > 0")
         return self._then(Wait(gate, float(timeout)))
 
     def trickle(self, data: bytes, interval: float) -> Script:
-        """Send ``data`` one byte at a time, each its own write, ``interval`` seconds apart."""
-        if interval < 0:
-            raise ValueError("interval must be >= 0")
+        """Send ``data`` one byte at a time, each its own write, ``interval`` seconds
+        apart (finite, >= 0)."""
+        interval = _check_seconds(interval, "interval")
         actions: list[Action] = []
         for position, byte in enumerate(bytes(data)):
             if position:
-                actions.append(Pause(float(interval)))
+                actions.append(Pause(interval))
             actions.append(Body(bytes((byte,)), True))
         return self._then(*actions)
 
