@@ -490,6 +490,32 @@ def test_server_threads_are_named_daemons(server: SSEServer) -> None:
     assert names == {f"{prefix}accept": True, f"{prefix}conn-0": True}
 
 
+def test_a_connection_thread_that_fails_to_start_closes_that_client_only(
+    server: SSEServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "can't start new thread" for one connection: that client is closed, the accept
+    # thread goes on serving, and stop() (the fixture's) joins and closes everything.
+    start = threading.Thread.start
+    failed = []
+
+    def fail_once(thread: threading.Thread) -> None:
+        if "-conn-" in thread.name and not failed:
+            failed.append(thread.name)
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", fail_once)
+    server.default = Script().event("served")
+    # A reset, or EOF: the request was left unread.
+    with raw_client(server) as sock, contextlib.suppress(ConnectionResetError):
+        assert read_all(sock) == b""
+    assert failed
+    assert server.connections == []
+    with raw_client(server) as sock:
+        assert b"data: served" in read_all(sock)
+    assert [conn.index for conn in server.connections] == [0]
+
+
 # -- scripts as values ---------------------------------------------------------------------
 
 

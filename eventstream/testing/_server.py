@@ -123,9 +123,11 @@ class SSEServer:
         wake[1].send(b"\0")  # never drained: the accept thread's poll stays readable
         for conn in connections:
             conn._abort(End.DROP)
-        stuck = self._join([accept_thread, *(c._thread for c in connections if c._thread)])
-        for sock in (listener, *wake):
-            sock.close()
+        try:
+            stuck = self._join([accept_thread, *(c._thread for c in connections if c._thread)])
+        finally:
+            for sock in (listener, *wake):
+                sock.close()
         if stuck:
             raise RuntimeError(f"threads still running after stop(): {stuck}")
 
@@ -139,6 +141,7 @@ class SSEServer:
     @staticmethod
     def _join(threads: list[threading.Thread]) -> list[str]:
         deadline = time.monotonic() + _JOIN_TIMEOUT
+        threads = [t for t in threads if t.ident is not None]  # one never started
         for thread in threads:
             if thread is not threading.current_thread():  # a route callable may call us
                 thread.join(max(0.0, deadline - time.monotonic()))
@@ -303,8 +306,15 @@ class SSEServer:
                     name=f"eventstream-testing-{self._port}-conn-{conn.index}",
                     daemon=True,
                 )
+                try:
+                    # Under the lock: the thread records nothing before it is listed.
+                    conn._thread.start()
+                except RuntimeError as exc:  # no thread to be had: close this client, go on
+                    logger.warning("could not serve %s: %r", address, exc)
+                    conn._finish()
+                    sock.close()
+                    return
                 self._connections.append(conn)
-                conn._thread.start()
                 self._changed.notify_all()
         except OSError as exc:  # the client left already, or no fd for the wake-up pair
             logger.debug("could not serve %s: %r", address, exc)
