@@ -393,6 +393,18 @@ def test_failing_route_callable_answers_500(server: SSEServer) -> None:
     assert "LookupError('no such stream')" in response.text
 
 
+def test_route_callable_failing_the_test_answers_500(server: SSEServer) -> None:
+    # pytest.fail() and pytest.skip() raise a BaseException, not an Exception: it used
+    # to end the connection's thread, and the client saw the connection close.
+    def broken(request: RecordedRequest) -> Script:
+        pytest.fail("unexpected request")
+
+    server.default = broken
+    response = requests.get(server.url_for("/any"), timeout=5)
+    assert response.status_code == 500
+    assert "responder failed: Failed: unexpected request" in response.text
+
+
 def test_redirect_to_another_host(server: SSEServer) -> None:
     server.route("/start", Script.redirect(server.url_for("/end", host="localhost"), 307))
     server.route("/end", Script().event("arrived"))

@@ -319,4 +319,5 @@ class Script:
 
 Responder = Union[Script, Callable[[RecordedRequest], Script]]
 """A :class:`Script`, or a callable that builds one from the request.  A callable runs
-on the connection's thread; if it raises, the client gets a 500 naming the error."""
+on the connection's thread; if it raises (anything, ``pytest.fail()`` too), the client
+gets a 500 naming the error, and the server logs it."""

@@ -217,9 +217,14 @@ class SSEServer:
             script = responder(request)
             if not isinstance(script, Script):
                 raise TypeError(f"a route callable returned {script!r}, not a Script")
-        except Exception as exc:  # the test's own callable: answer 500 so the client sees it
+        # The test's own callable: answer 500 so the client sees it, whatever it raised
+        # (pytest.fail() and pytest.skip() raise a BaseException, not an Exception).
+        except BaseException as exc:
             logger.exception("responder %r failed", responder)
-            text = f"responder failed: {exc!r}\n".encode()
+            error = repr(exc)
+            if not error.startswith(type(exc).__name__):  # pytest's Failed: the message only
+                error = f"{type(exc).__name__}: {error}"
+            text = f"responder failed: {error}\n".encode()
             return Script(500, headers={"Content-Type": "text/plain; charset=utf-8"}).send(text)
         return script
 
