@@ -18,6 +18,7 @@ import requests
 import trustme
 
 from eventstream.testing import Framing, Headers, RecordedRequest, Script, SSEServer
+from eventstream.testing._handler import Handler
 
 GET = b"GET /events?x=1 HTTP/1.1\r\nHost: test\r\n\r\n"
 
@@ -602,6 +603,31 @@ def test_stop_is_fast_with_held_connections() -> None:
         server.stop()  # idempotent
     assert elapsed < 1.0, f"stop() took {elapsed:.3f} s"
     assert all(conn.closed for conn in connections)
+
+
+def test_a_request_read_after_drop_all_takes_no_script(
+    server: SSEServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # drop_all() between reading a request and choosing its script (called here from
+    # the connection's own thread, which it does not join): the request used to be
+    # recorded and take the queued script, which the next client then missed.
+    read_request = Handler._read_request
+    dropped = []
+
+    def read_then_drop_all(handler: Handler) -> RecordedRequest:
+        request = read_request(handler)
+        if not dropped:  # the first connection only
+            dropped.append(request)
+            server.drop_all()
+        return request
+
+    monkeypatch.setattr(Handler, "_read_request", read_then_drop_all)
+    server.enqueue(Script().event("first"), Script().event("second"))
+    with raw_client(server) as sock, pytest.raises(ConnectionResetError):
+        read_all(sock)
+    server.wait_for_connection().wait_closed()
+    assert server.requests == []
+    assert b"data: first" in exchange(server, Script().event("third"))
 
 
 def test_restart_on_the_same_port() -> None:

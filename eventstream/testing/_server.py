@@ -35,9 +35,11 @@ class SSEServer:
 
     Each request takes a script: the one routed to its path (:meth:`route`), else the
     next one queued (:meth:`enqueue`), else :attr:`default`.  The request is recorded
-    before its script runs.  Every public method may be called from any thread (start
-    and stop from one thread at a time); scripts and route callables run on the
-    connection's own thread, as the package docstring describes.
+    before its script runs; a request read once :meth:`stop` or :meth:`drop_all` has
+    ended its connection is neither recorded nor given a script.  Every public method
+    may be called from any thread (start and stop from one thread at a time); scripts
+    and route callables run on the connection's own thread, as the package docstring
+    describes.
 
     Args:
         ssl_context: A server-side context (with its certificate loaded) to serve HTTPS.
@@ -202,8 +204,10 @@ class SSEServer:
         with self._lock:
             self._default = responder
 
-    def _script_for(self, request: RecordedRequest, conn: Connection) -> Script:
+    def _script_for(self, request: RecordedRequest, conn: Connection) -> Script | None:
         with self._lock:
+            if not self._running or conn._ending is not None:
+                return None  # stop() or drop_all() came first: the request takes nothing
             self._requests.append(request)
             conn._request = request
             responder = self._routes.get(request.path)
