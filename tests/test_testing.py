@@ -18,6 +18,7 @@ import requests
 import trustme
 
 from eventstream.testing import Framing, Headers, RecordedRequest, Script, SSEServer
+from eventstream.testing._handler import Handler
 
 GET = b"GET /events?x=1 HTTP/1.1\r\nHost: test\r\n\r\n"
 
@@ -147,6 +148,16 @@ def test_pause_delays_the_next_write(server: SSEServer) -> None:
         started = time.monotonic()
         read_until(sock, received, b"data: b")
         assert time.monotonic() - started >= 0.19
+
+
+def test_pause_longer_than_poll_takes(server: SSEServer) -> None:
+    # poll() takes at most 2**31-1 ms (24.8 days): a longer pause must wait in slices,
+    # not end the connection's thread (which closed the connection at once).
+    server.enqueue(Script().event("a").pause(1e7).event("b"))
+    received = bytearray()
+    with raw_client(server) as sock:
+        read_until(sock, received, b"data: a")
+        assert silent_for(sock, 0.1)
 
 
 def test_wait_holds_until_the_gate_is_set(server: SSEServer) -> None:
@@ -383,6 +394,18 @@ def test_failing_route_callable_answers_500(server: SSEServer) -> None:
     assert "LookupError('no such stream')" in response.text
 
 
+def test_route_callable_failing_the_test_answers_500(server: SSEServer) -> None:
+    # pytest.fail() and pytest.skip() raise a BaseException, not an Exception: it used
+    # to end the connection's thread, and the client saw the connection close.
+    def broken(request: RecordedRequest) -> Script:
+        pytest.fail("unexpected request")
+
+    server.default = broken
+    response = requests.get(server.url_for("/any"), timeout=5)
+    assert response.status_code == 500
+    assert "responder failed: Failed: unexpected request" in response.text
+
+
 def test_redirect_to_another_host(server: SSEServer) -> None:
     server.route("/start", Script.redirect(server.url_for("/end", host="localhost"), 307))
     server.route("/end", Script().event("arrived"))
@@ -480,6 +503,32 @@ def test_server_threads_are_named_daemons(server: SSEServer) -> None:
     assert names == {f"{prefix}accept": True, f"{prefix}conn-0": True}
 
 
+def test_a_connection_thread_that_fails_to_start_closes_that_client_only(
+    server: SSEServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "can't start new thread" for one connection: that client is closed, the accept
+    # thread goes on serving, and stop() (the fixture's) joins and closes everything.
+    start = threading.Thread.start
+    failed = []
+
+    def fail_once(thread: threading.Thread) -> None:
+        if "-conn-" in thread.name and not failed:
+            failed.append(thread.name)
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", fail_once)
+    server.default = Script().event("served")
+    # A reset, or EOF: the request was left unread.
+    with raw_client(server) as sock, contextlib.suppress(ConnectionResetError):
+        assert read_all(sock) == b""
+    assert failed
+    assert server.connections == []
+    with raw_client(server) as sock:
+        assert b"data: served" in read_all(sock)
+    assert [conn.index for conn in server.connections] == [0]
+
+
 # -- scripts as values ---------------------------------------------------------------------
 
 
@@ -502,6 +551,14 @@ def test_scripts_are_immutable_and_reusable(server: SSEServer) -> None:
         lambda: Script(42),
         lambda: Script(headers={"X": "a\r\nInjected: 1"}),
         lambda: Script().pause(-1),
+        lambda: Script().pause(float("inf")),  # would end the connection's thread
+        lambda: Script().pause(float("nan")),  # would not pause at all
+        lambda: Script().wait(threading.Event(), timeout=float("nan")),
+        lambda: Script().wait(threading.Event(), timeout=float("inf")),
+        lambda: Script().trickle(b"ab", float("nan")),
+        lambda: Script(headers={"X-Name": "caf\u00e9 \u20ac"}),  # not Latin-1
+        lambda: Script(headers={"X-\u20ac": "1"}),
+        lambda: Script(encoding="gz\u20ac"),
     ],
 )
 def test_script_rejects_misuse(build: object) -> None:
@@ -546,6 +603,31 @@ def test_stop_is_fast_with_held_connections() -> None:
         server.stop()  # idempotent
     assert elapsed < 1.0, f"stop() took {elapsed:.3f} s"
     assert all(conn.closed for conn in connections)
+
+
+def test_a_request_read_after_drop_all_takes_no_script(
+    server: SSEServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # drop_all() between reading a request and choosing its script (called here from
+    # the connection's own thread, which it does not join): the request used to be
+    # recorded and take the queued script, which the next client then missed.
+    read_request = Handler._read_request
+    dropped = []
+
+    def read_then_drop_all(handler: Handler) -> RecordedRequest:
+        request = read_request(handler)
+        if not dropped:  # the first connection only
+            dropped.append(request)
+            server.drop_all()
+        return request
+
+    monkeypatch.setattr(Handler, "_read_request", read_then_drop_all)
+    server.enqueue(Script().event("first"), Script().event("second"))
+    with raw_client(server) as sock, pytest.raises(ConnectionResetError):
+        read_all(sock)
+    server.wait_for_connection().wait_closed()
+    assert server.requests == []
+    assert b"data: first" in exchange(server, Script().event("third"))
 
 
 def test_restart_on_the_same_port() -> None:

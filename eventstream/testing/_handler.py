@@ -18,7 +18,7 @@ import string
 import struct
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Optional
 
 from ._actions import NO_BODY_STATUSES, Encoder, End, Pause, Step, Wait, Wire, Write, compile_steps
 from ._connection import Connection
@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 _MAX_HEAD: Final = 64 * 1024  # bytes of request line and header fields
 _RECV_SIZE: Final = 65536
 _GATE_POLL: Final = 0.01  # a threading.Event has no fd to poll: look at it this often
+_MAX_POLL: Final = 86400.0  # poll() takes at most 2**31-1 ms: a long pause waits in slices
 
 
 class _Stop(Exception):
@@ -74,8 +75,9 @@ def _size(text: str, base: int) -> int:
     return int(text, base)
 
 
-ScriptFor = Callable[[RecordedRequest, Connection], Script]
-"""The server's choice of script for a request (it records the request first)."""
+ScriptFor = Callable[[RecordedRequest, Connection], Optional[Script]]
+"""The server's choice of script for a request (it records the request first), or
+``None`` if the server has ended the connection (the request is then not recorded)."""
 
 
 class Handler:
@@ -109,7 +111,10 @@ class Handler:
                 self._sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
                 end = End.CLOSE
                 return
-            end = self._respond(self._script_for(request, self._conn), request)
+            script = self._script_for(request, self._conn)
+            if script is None:  # stop() or drop_all() came first
+                raise _Stop(self._conn._ending or End.DROP, "ended by the server")
+            end = self._respond(script, request)
         except _Stop as stop:
             logger.debug("connection %d: %s", self._conn.index, stop)
             end = stop.end
@@ -128,9 +133,13 @@ class Handler:
         found = ready([wake] if write else [sock, wake], [sock] if write else [], timeout)
         if wake in found:
             self._conn._drain_wake()
+        self._check_ending()
+        return sock in found
+
+    def _check_ending(self) -> None:
+        """Raise ``_Stop`` if stop() or drop_all() has ended this connection."""
         if self._conn._ending is not None:
             raise _Stop(self._conn._ending, "ended by the server")
-        return sock in found
 
     def _idle(self, timeout: float | None) -> None:
         """Stay silent until the timeout or a wake-up, noticing a client that left."""
@@ -145,7 +154,7 @@ class Handler:
     def _pause(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
-            self._idle(left)
+            self._idle(min(left, _MAX_POLL))
 
     def _wait_gate(self, wait: Wait) -> None:
         deadline = time.monotonic() + wait.timeout
@@ -282,8 +291,7 @@ class Handler:
         if script._has_head:
             self._out += _head(script, self._framing, steps)
         for step in steps:
-            if self._conn._ending is not None:
-                raise _Stop(self._conn._ending, "ended by the server")
+            self._check_ending()
             if isinstance(step, End):
                 return self._end(step)
             self._run(step)
@@ -317,6 +325,7 @@ class Handler:
 
     def _live(self) -> End:
         while True:
+            self._check_ending()  # a command may not wait: send() need not poll
             try:
                 command = self._conn._commands.popleft()
             except IndexError:

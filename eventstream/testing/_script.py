@@ -8,6 +8,7 @@ threads.  Standard library only.
 from __future__ import annotations
 
 import enum
+import math
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -53,6 +54,23 @@ def _check_field(text: str, what: str) -> str:
     return text
 
 
+def _check_seconds(seconds: float, what: str) -> float:
+    # inf and NaN would end the connection's thread (or, NaN, not wait at all).
+    seconds = float(seconds)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{what} must be finite and >= 0 (seconds), not {seconds!r}")
+    return seconds
+
+
+def _check_header(text: str, what: str) -> str:
+    # Header fields go out as Latin-1: anything else would fail on the connection's thread.
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} must be Latin-1 text: {text!r}") from None
+    return _check_field(text, what)
+
+
 def format_event(data: str, event: str | None, id: str | None, retry: int | None) -> bytes:
     lines = []
     if id is not None:
@@ -79,7 +97,7 @@ def _merge_headers(spec: HeaderSpec | None) -> tuple[tuple[tuple[str, str], ...]
         if not name or ":" in name or name.strip() != name:
             raise ValueError(f"invalid header name {name!r}")
         if value is not None:
-            merged.append((_check_field(name, "a header name"), _check_field(value, "a header")))
+            merged.append((_check_header(name, "a header name"), _check_header(value, "a header")))
     return tuple(merged), named
 
 
@@ -96,7 +114,8 @@ class Script:
         status: The response status (100-999); 204, 304 and 1xx responses have no body.
         headers: Fields added to the defaults ``Content-Type: text/event-stream`` and
             ``Cache-Control: no-store``.  A name given here replaces the default or
-            automatic field of that name (any case); the value ``None`` removes it.  The
+            automatic field of that name (any case); the value ``None`` removes it.
+            Names and values must be Latin-1 text without CR or LF.  The
             automatic fields are ``Transfer-Encoding`` or ``Content-Length`` (from
             ``framing``), ``Content-Encoding`` (from ``encoding``) and
             ``Connection: close``.
@@ -132,7 +151,7 @@ class Script:
             raise ValueError("encoding must be None or a non-empty string")
         self._status = status
         self._framing = framing
-        self._encoding = None if encoding is None else _check_field(encoding, "encoding")
+        self._encoding = None if encoding is None else _check_header(encoding, "encoding")
         self._headers, self._named = _merge_headers(headers)
         self._has_head = True
         self._actions: tuple[Action, ...] = ()
@@ -207,13 +226,12 @@ class Script:
         return self._then(Flush.FLUSH)
 
     def pause(self, seconds: float) -> Script:
-        """Send what is pending, then stay silent for ``seconds``.
+        """Send what is pending, then stay silent for ``seconds`` (finite, >= 0; any
+        length: a long pause waits in slices).
 
         :meth:`SSEServer.stop` and :meth:`SSEServer.drop_all` cut the pause short.
         """
-        if seconds < 0:
-            raise ValueError("seconds must be >= 0")
-        return self._then(Pause(float(seconds)))
+        return self._then(Pause(_check_seconds(seconds, "seconds")))
 
     def wait(self, gate: threading.Event, timeout: float = 10.0) -> Script:
         """Send what is pending, then wait until the test sets ``gate``.
@@ -221,20 +239,21 @@ class Script:
         The connection's thread looks at ``gate`` every 10 ms; stop() and drop_all()
         end the wait at once.  If ``timeout`` seconds pass first, the connection is
         dropped (as by :meth:`drop`) and a warning is logged: a forgotten gate then
-        fails the test instead of letting it pass by luck.
+        fails the test instead of letting it pass by luck.  ``timeout`` must be finite
+        and > 0.
         """
-        if timeout <= 0:
+        if _check_seconds(timeout, "timeout") == 0:
             raise ValueError("timeout must be > 0")
         return self._then(Wait(gate, float(timeout)))
 
     def trickle(self, data: bytes, interval: float) -> Script:
-        """Send ``data`` one byte at a time, each its own write, ``interval`` seconds apart."""
-        if interval < 0:
-            raise ValueError("interval must be >= 0")
+        """Send ``data`` one byte at a time, each its own write, ``interval`` seconds
+        apart (finite, >= 0)."""
+        interval = _check_seconds(interval, "interval")
         actions: list[Action] = []
         for position, byte in enumerate(bytes(data)):
             if position:
-                actions.append(Pause(float(interval)))
+                actions.append(Pause(interval))
             actions.append(Body(bytes((byte,)), True))
         return self._then(*actions)
 
@@ -300,4 +319,5 @@ class Script:
 
 Responder = Union[Script, Callable[[RecordedRequest], Script]]
 """A :class:`Script`, or a callable that builds one from the request.  A callable runs
-on the connection's thread; if it raises, the client gets a 500 naming the error."""
+on the connection's thread; if it raises (anything, ``pytest.fail()`` too), the client
+gets a 500 naming the error, and the server logs it."""

@@ -35,9 +35,11 @@ class SSEServer:
 
     Each request takes a script: the one routed to its path (:meth:`route`), else the
     next one queued (:meth:`enqueue`), else :attr:`default`.  The request is recorded
-    before its script runs.  Every public method may be called from any thread (start
-    and stop from one thread at a time); scripts and route callables run on the
-    connection's own thread, as the package docstring describes.
+    before its script runs; a request read once :meth:`stop` or :meth:`drop_all` has
+    ended its connection is neither recorded nor given a script.  Every public method
+    may be called from any thread (start and stop from one thread at a time); scripts
+    and route callables run on the connection's own thread, as the package docstring
+    describes.
 
     Args:
         ssl_context: A server-side context (with its certificate loaded) to serve HTTPS.
@@ -123,9 +125,11 @@ class SSEServer:
         wake[1].send(b"\0")  # never drained: the accept thread's poll stays readable
         for conn in connections:
             conn._abort(End.DROP)
-        stuck = self._join([accept_thread, *(c._thread for c in connections if c._thread)])
-        for sock in (listener, *wake):
-            sock.close()
+        try:
+            stuck = self._join([accept_thread, *(c._thread for c in connections if c._thread)])
+        finally:
+            for sock in (listener, *wake):
+                sock.close()
         if stuck:
             raise RuntimeError(f"threads still running after stop(): {stuck}")
 
@@ -139,6 +143,7 @@ class SSEServer:
     @staticmethod
     def _join(threads: list[threading.Thread]) -> list[str]:
         deadline = time.monotonic() + _JOIN_TIMEOUT
+        threads = [t for t in threads if t.ident is not None]  # one never started
         for thread in threads:
             if thread is not threading.current_thread():  # a route callable may call us
                 thread.join(max(0.0, deadline - time.monotonic()))
@@ -199,8 +204,10 @@ class SSEServer:
         with self._lock:
             self._default = responder
 
-    def _script_for(self, request: RecordedRequest, conn: Connection) -> Script:
+    def _script_for(self, request: RecordedRequest, conn: Connection) -> Script | None:
         with self._lock:
+            if not self._running or conn._ending is not None:
+                return None  # stop() or drop_all() came first: the request takes nothing
             self._requests.append(request)
             conn._request = request
             responder = self._routes.get(request.path)
@@ -214,9 +221,14 @@ class SSEServer:
             script = responder(request)
             if not isinstance(script, Script):
                 raise TypeError(f"a route callable returned {script!r}, not a Script")
-        except Exception as exc:  # the test's own callable: answer 500 so the client sees it
+        # The test's own callable: answer 500 so the client sees it, whatever it raised
+        # (pytest.fail() and pytest.skip() raise a BaseException, not an Exception).
+        except BaseException as exc:
             logger.exception("responder %r failed", responder)
-            text = f"responder failed: {exc!r}\n".encode()
+            error = repr(exc)
+            if not error.startswith(type(exc).__name__):  # pytest's Failed: the message only
+                error = f"{type(exc).__name__}: {error}"
+            text = f"responder failed: {error}\n".encode()
             return Script(500, headers={"Content-Type": "text/plain; charset=utf-8"}).send(text)
         return script
 
@@ -303,8 +315,15 @@ class SSEServer:
                     name=f"eventstream-testing-{self._port}-conn-{conn.index}",
                     daemon=True,
                 )
+                try:
+                    # Under the lock: the thread records nothing before it is listed.
+                    conn._thread.start()
+                except RuntimeError as exc:  # no thread to be had: close this client, go on
+                    logger.warning("could not serve %s: %r", address, exc)
+                    conn._finish()
+                    sock.close()
+                    return
                 self._connections.append(conn)
-                conn._thread.start()
                 self._changed.notify_all()
         except OSError as exc:  # the client left already, or no fd for the wake-up pair
             logger.debug("could not serve %s: %r", address, exc)
