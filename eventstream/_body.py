@@ -412,7 +412,11 @@ class BodyDecoder:
         out = self._content.feed(payload)
         if ended:
             self.done = True
-            out += self._content.finish()
+            try:
+                out += self._content.finish()
+            except BodyError as exc:  # keep what this read decoded before the end
+                exc.decoded = out + exc.decoded
+                raise
         return out
 
     def end_of_input(self) -> bytes:

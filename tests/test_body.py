@@ -426,6 +426,34 @@ def test_truncated_compressed_body_is_an_error(coding: str, encoded: bytes) -> N
         decoder.end_of_input()
 
 
+def _sync_flushed(coding: str, data: bytes) -> bytes:
+    """``data`` compressed and flushed to a byte boundary, with no end marker."""
+    wbits = 16 + zlib.MAX_WBITS if coding == "gzip" else zlib.MAX_WBITS
+    compressor = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+@pytest.mark.parametrize("framing", [Framing.LENGTH, Framing.CHUNKED])
+def test_a_body_that_ends_before_its_end_marker_keeps_the_last_read(
+    coding: str, framing: Framing
+) -> None:
+    # The body's end (its length, or the last chunk) arrives in the same read as the
+    # last compressed bytes, which lack their end marker: the error carries the events
+    # decoded from that read.
+    # Catches: BodyDecoder.feed losing the read's output when finish() raised.
+    encoded = _sync_flushed(coding, b"data: a\n\n")
+    if framing is Framing.CHUNKED:
+        decoder = BodyDecoder(framing, ContentDecoder(coding))
+        wire = chunked(encoded)  # the data chunk and the last chunk in one read
+    else:
+        decoder = BodyDecoder(framing, ContentDecoder(coding), len(encoded))
+        wire = encoded
+    with pytest.raises(BodyError, match="end marker") as info:
+        decoder.feed(wire)
+    assert info.value.decoded == b"data: a\n\n"
+
+
 @pytest.mark.parametrize(
     ("coding", "encoded"),
     [
