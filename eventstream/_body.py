@@ -197,7 +197,8 @@ class _Chunked:
                 end = find(b"\n", pos, pos + MAX_CHUNK_LINE + 1)
                 if end < 0:
                     break  # held below, or too long
-                line = buf[pos : end - 1] if buf[end - 1] == 13 else buf[pos:end]
+                # end > pos: at end == 0, buf[-1] would be the read's last byte
+                line = buf[pos : end - 1] if end > pos and buf[end - 1] == 13 else buf[pos:end]
                 pos = end + 1
                 left = _SIZES.get(line)  # streams repeat a few sizes: skip the checks
                 if left is None:
@@ -226,8 +227,9 @@ class _Chunked:
                 end = find(b"\n", pos)
                 if end < 0:
                     break
-                # end == pos: both slices are b"", whatever byte precedes
-                line = buf[pos : end - 1] if buf[end - 1] == 13 else buf[pos:end]
+                # end > pos: the CR must be on this line (at end == 0, buf[-1] is the
+                # read's last byte, and buf[0:-1] not empty)
+                line = buf[pos : end - 1] if end > pos and buf[end - 1] == 13 else buf[pos:end]
                 pos = end + 1  # CRLF, or a lenient bare LF
                 state = self._on_line(state, line)
         if pos < size and state is not _DONE:

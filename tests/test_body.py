@@ -112,6 +112,59 @@ def test_chunk_runs_decode_as_one_chunk_at_a_time(
         assert got == payload
 
 
+@pytest.mark.parametrize(
+    ("reads", "expected"),
+    [
+        # a read that ends in a payload's CR
+        ([b"5\nhello", b"\n8\ndata: x\r", b"\n2\n\n\n\n0\n\n"], b"hellodata: x\r\n\n"),
+        # the empty line that ends the trailer section, in a read that ends in CR
+        ([b"5\r\nhello\r\n0\r\n", b"\nX\r"], b"hello"),
+    ],
+    ids=["data", "trailer"],
+)
+def test_a_read_that_starts_with_a_bare_lf_is_not_read_with_its_last_cr(
+    reads: list[bytes], expected: bytes
+) -> None:
+    # A read that starts with a bare LF line end, after a read that ended in CR (a
+    # payload byte, or a trailer line cut there).
+    # Catches: _Chunked._feed taking buf[-1] (the read's last byte) for the CR before
+    # an LF at position 0 (it read "\r\n" as a line "\r", or missed the body's end).
+    decoder = BodyDecoder(Framing.CHUNKED, identity())
+    assert feed(decoder, reads) == expected
+    assert decoder.done
+
+
+@st.composite
+def _lf_chunked_wires(draw: st.DrawFn) -> tuple[bytes, bytes]:
+    """A chunked body whose line ends are CRLF or bare LF, each drawn, with payloads
+    and trailers that hold CR and LF."""
+    ends = st.sampled_from([b"\r\n", b"\n"])
+    text = st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"x", b"0"]), max_size=6)
+    payloads = draw(st.lists(text.map(b"".join).filter(bool), max_size=6))
+    wire = [b"%x%s%s%s" % (len(p), draw(ends), p, draw(ends)) for p in payloads]
+    wire.append(b"0" + draw(ends))
+    for field in draw(st.lists(st.sampled_from([b"X: 1", b"Y: \r2"]), max_size=2)):
+        wire.append(field + draw(ends))
+    wire.append(draw(ends))
+    return b"".join(wire), b"".join(payloads)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_lf_chunked_wires(), st.lists(st.integers(1, 12), max_size=20))
+def test_bare_lf_line_ends_decode_wherever_the_reads_split(
+    case: tuple[bytes, bytes], cuts: list[int]
+) -> None:
+    wire, payload = case
+    reads, pos = [], 0
+    for cut in cuts:
+        reads.append(wire[pos : pos + cut])
+        pos += cut
+    reads.append(wire[pos:])
+    decoder = BodyDecoder(Framing.CHUNKED, identity())
+    assert feed(decoder, reads) == payload
+    assert decoder.done
+
+
 @settings(max_examples=200, deadline=None)
 @given(_chunked_wires())
 def test_one_whole_chunk_per_read_decodes_as_the_general_loop(case: tuple[bytes, bytes]) -> None:
