@@ -75,8 +75,8 @@ class ContentDecoder:
         self._coding = coding
         self.identity = coding == "identity"
         self._zlib: zlib._Decompress | None = None
-        # deflate: the first bytes, kept until the zlib header has been accepted, so
-        # they can be replayed as raw deflate if it is refused.
+        # deflate: the first byte, kept until the second says whether the body is
+        # zlib-wrapped or raw deflate.
         self._probe: bytes | None = b"" if coding == "deflate" else None
         self._fed = False
 
@@ -101,22 +101,19 @@ class ContentDecoder:
         return tail
 
     def _feed_probe(self, data: bytes) -> bytes:
+        """Decide zlib-wrapped or raw deflate on the first 2 bytes alone, so that the
+        outcome never depends on how the body is split into reads."""
         assert self._probe is not None
         probe = self._probe + data
-        if self._zlib is None:
+        if len(probe) < 2:
+            self._probe = probe  # a lone first byte: wait for the second
+            return b""
+        self._probe = None
+        if _zlib_header(probe[0], probe[1]):
             self._zlib = zlib.decompressobj(zlib.MAX_WBITS)
-        try:
-            out = self._zlib.decompress(data)
-        except zlib.error:
-            # Not zlib-wrapped: many servers send raw deflate under this name.
-            self._probe = self._zlib = None  # _decompress makes a raw decoder
-            return self._decompress(probe)
-        self._probe = None if len(probe) >= 2 else probe  # the header is 2 bytes
-        if self._zlib.unused_data:
-            error = BodyError("data after the end of the deflate stream")
-            error.decoded = out
-            raise error
-        return out
+        # else not zlib-wrapped: many servers send raw deflate under this name, and
+        # _decompress makes a raw decoder.  Either way, a zlib error is a BodyError.
+        return self._decompress(probe)
 
     def _decompress(self, data: bytes) -> bytes:
         if self._zlib is None:
@@ -143,6 +140,13 @@ class ContentDecoder:
         if self._coding == "gzip":
             return zlib.decompressobj(16 + zlib.MAX_WBITS)
         return zlib.decompressobj(-zlib.MAX_WBITS)
+
+
+def _zlib_header(cmf: int, flg: int) -> bool:
+    """Whether two bytes are a zlib header this decoder takes (RFC 1950, 2.2): method
+    8 (deflate), a window of at most 32 KiB, the check bits right, no preset
+    dictionary (HTTP has no way to give one)."""
+    return cmf & 0x0F == 8 and cmf >> 4 <= 7 and (cmf * 256 + flg) % 31 == 0 and not flg & 0x20
 
 
 class _Chunked:

@@ -523,18 +523,64 @@ def test_invalid_compressed_data_is_an_error(coding: str, encoded: bytes) -> Non
         decoder.feed(encoded)
 
 
-def test_a_deflate_body_whose_zlib_header_was_accepted_is_never_read_as_raw_deflate() -> None:
-    # The 2-byte zlib header arrives alone and is accepted: from then on the body is
-    # zlib data, and bytes that are not are an error.  These would read as a raw
+@pytest.mark.parametrize("cut", [1, 2, 3, None], ids=["1", "2", "3", "one-read"])
+def test_a_deflate_body_whose_zlib_header_was_accepted_is_never_read_as_raw_deflate(
+    cut: int | None,
+) -> None:
+    # A valid 2-byte zlib header: from then on the body is zlib data, and bytes that
+    # are not are an error, however the reads split it.  These would read as a raw
     # deflate stored block (header included) holding a forged event.
     # Catches: ContentDecoder._feed_probe keeping the probe past 2 bytes (it replayed
-    # the header as raw deflate and delivered the forged bytes).
+    # the header as raw deflate and delivered the forged bytes), or falling back to
+    # raw deflate on an error from later bytes of the read that brought the header.
     forged = b"data: forged\n\n".ljust(156, b"\n")
+    wire = b"\x78\x9c\x00\x63\xff" + forged
+    reads = [wire] if cut is None else [wire[:cut], wire[cut:]]
     decoder = BodyDecoder(Framing.CLOSE, ContentDecoder("deflate"))
-    assert decoder.feed(b"\x78\x9c") == b""
+    for read in reads[:-1]:
+        assert decoder.feed(read) == b""
     with pytest.raises(BodyError, match=r"^invalid deflate data: ") as info:
-        decoder.feed(b"\x00\x63\xff" + forged)
+        decoder.feed(reads[-1])
     assert info.value.decoded == b""
+
+
+def test_a_zlib_header_is_what_zlib_accepts_less_a_preset_dictionary() -> None:
+    # HTTP has no way to give a preset dictionary: such a header means raw deflate.
+    for cmf in range(256):
+        for flg in range(256):
+            try:
+                zlib.decompressobj(zlib.MAX_WBITS).decompress(bytes([cmf, flg]))
+            except zlib.error:
+                accepted = False
+            else:
+                accepted = not flg & 0x20
+            assert _body._zlib_header(cmf, flg) is accepted, (cmf, flg)
+
+
+def _deflate_outcome(reads: list[bytes]) -> bytes | str:
+    """The body, or the error (without what came before it: a zlib call that raises
+    drops its output, so that depends on the reads)."""
+    decoder = BodyDecoder(Framing.CLOSE, ContentDecoder("deflate"))
+    try:
+        return feed(decoder, reads) + decoder.end_of_input()
+    except BodyError as exc:
+        return str(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([b"\x78\x9c", b"\x78\x01", b"\x08\x1d", b"\x78\xbb", b"\x00\x05", b""]),
+    st.sampled_from([b"", b"\x00\x63\xff", b"\x01\x05\x00\xfa\xff"]),
+    st.binary(max_size=30),
+    st.integers(0, 40),
+)
+def test_deflate_decodes_the_same_wherever_the_first_read_ends(
+    header: bytes, block: bytes, rest: bytes, cut: int
+) -> None:
+    # Zlib-wrapped or raw deflate is decided on the first 2 bytes alone: what comes
+    # out (or the error) does not depend on how much of the body the first read held.
+    wire = header + block + rest
+    assert _deflate_outcome([wire[:cut], wire[cut:]]) == _deflate_outcome([wire])
 
 
 @pytest.mark.parametrize(
