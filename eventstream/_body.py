@@ -30,7 +30,10 @@ MAX_CHUNK_LINE = 4096
 #: Most bytes of trailer fields accepted after the last chunk.
 MAX_TRAILER = 64 * 1024
 
-_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")  # int(x, 16) alone would accept "0x1", "1_0"
+# At most 16 significant hex digits (64 bits), after any number of leading zeros (RFC
+# 9112 allows them; MAX_CHUNK_LINE bounds the line).  int(x, 16) alone would accept
+# "0x1", "1_0".
+_CHUNK_SIZE = re.compile(rb"0*[0-9A-Fa-f]{1,16}")
 
 
 class BodyError(ValueError):

@@ -61,8 +61,10 @@ def deflate_raw(data: bytes) -> bytes:
         chunked(b"data: a\n\n", b"data: b\n\n", tail=b"0\r\nX-Trailer: 1\r\nY: 2\r\n\r\n"),
         b"9\ndata: a\n\n\n9\ndata: b\n\n\n0\n\n",  # bare LF, accepted leniently
         b"00009\r\ndata: a\n\n\r\n9\r\ndata: b\n\n\r\n0\r\n\r\n",  # leading zeros
+        # more leading zeros than 16 digits, in a size and in the last chunk
+        b"%s9\r\ndata: a\n\n\r\n9\r\ndata: b\n\n\r\n%s\r\n\r\n" % (b"0" * 20, b"0" * 20),
     ],
-    ids=["plain", "extensions", "trailers", "bare-lf", "leading-zeros"],
+    ids=["plain", "extensions", "trailers", "bare-lf", "leading-zeros", "many-leading-zeros"],
 )
 def test_chunked_body_is_decoded_whole_and_byte_by_byte(wire: bytes) -> None:
     for reads in whole_and_bytewise(wire):
@@ -245,6 +247,7 @@ def test_chunked_ignores_bytes_after_the_last_chunk() -> None:
         b"3\r\nabcdef\r\n",  # data longer than the size
         b"3\r\nabcd\r\n",  # by one byte, in a read shaped like one whole chunk
         b"1" * 17 + b"\r\n",  # more than 64 bits of size
+        b"00" + b"1" * 17 + b"\r\n",  # the same after leading zeros
         b"3\r\r\nabc\r\n",  # a CR before the CRLF: only spaces and tabs may pad a size
         b"3\x0b\r\nabc\r\n",  # nor other whitespace
         b"3X\r\nabc\r\n",
@@ -341,6 +344,21 @@ def test_chunk_size_line_at_the_limit_is_accepted() -> None:
         assert feed(decoder, reads) == b"abc"
         assert decoder.done
     for reads in whole_and_bytewise(b"3;x" + line[2:] + b"\nabc\r\n"):
+        decoder = BodyDecoder(Framing.CHUNKED, identity())
+        with pytest.raises(BodyError, match="too long"):
+            feed(decoder, reads)
+
+
+def test_leading_zeros_are_bounded_by_the_line_length_alone() -> None:
+    # A size after zeros that fill the line to its limit (CR included) is accepted,
+    # whole or byte by byte; one more zero makes the line too long.
+    # Catches: _CHUNK_SIZE counting leading zeros among its 16 digits.
+    size = b"0" * (MAX_CHUNK_LINE - 2) + b"3"
+    for reads in whole_and_bytewise(size + b"\r\nabc\r\n0\r\n\r\n"):
+        decoder = BodyDecoder(Framing.CHUNKED, identity())
+        assert feed(decoder, reads) == b"abc"
+        assert decoder.done
+    for reads in whole_and_bytewise(b"0" + size + b"\r\nabc\r\n"):
         decoder = BodyDecoder(Framing.CHUNKED, identity())
         with pytest.raises(BodyError, match="too long"):
             feed(decoder, reads)
