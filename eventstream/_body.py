@@ -29,6 +29,11 @@ __all__ = ["BodyDecoder", "BodyError", "ContentDecoder", "Framing", "supported_c
 MAX_CHUNK_LINE = 4096
 #: Most bytes of trailer fields accepted after the last chunk.
 MAX_TRAILER = 64 * 1024
+#: Most bytes one read's gzip or deflate data may decode to.  Deflate expands at most
+#: about 1030 times, so a read of 64 KiB (the transport's) could make 64 MiB: this
+#: bound, 256 times a full read, stops a decompression bomb well before, far above
+#: what real event streams compress by.
+MAX_EXPANSION = 16 * 1024 * 1024
 
 # At most 16 significant hex digits (64 bits), after any number of leading zeros (RFC
 # 9112 allows them; MAX_CHUNK_LINE bounds the line).  int(x, 16) alone would accept
@@ -122,13 +127,20 @@ class ContentDecoder:
         if self._zlib is None:
             self._zlib = self._new()
         out: list[bytes] = []
+        room = MAX_EXPANSION  # what this read may still decode to (never 0 here)
         try:
             while data:
                 if self._zlib.eof:
                     if self._coding != "gzip":
                         raise BodyError(f"data after the end of the {self._coding} stream")
                     self._zlib = self._new()  # gzip: another member follows
-                out.append(self._zlib.decompress(data))
+                piece = self._zlib.decompress(data, room)
+                out.append(piece)
+                room -= len(piece)
+                if not room:  # a decompression bomb, or at the least not an event stream
+                    raise BodyError(
+                        f"{self._coding} data expands to {MAX_EXPANSION} bytes or more in one read"
+                    )
                 data = self._zlib.unused_data
         except BodyError as exc:
             exc.decoded = b"".join(out)

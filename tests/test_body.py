@@ -601,6 +601,47 @@ def test_deflate_decodes_the_same_wherever_the_first_read_ends(
     assert _deflate_outcome([wire[:cut], wire[cut:]]) == _deflate_outcome([wire])
 
 
+def _bomb(megabytes: int) -> bytes:
+    """gzip data that decodes to that many MiB of zeros, made without the zeros."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    return b"".join(compressor.compress(zeros) for _ in range(megabytes)) + compressor.flush()
+
+
+def test_a_decompression_bomb_is_an_error_not_a_flood() -> None:
+    # 17 MiB from about 17 KB in one read: refused at MAX_EXPANSION, with the bytes
+    # decoded up to there.
+    # Catches: ContentDecoder._decompress without a bound on what one read makes.
+    decoder = BodyDecoder(Framing.CLOSE, ContentDecoder("gzip"))
+    with pytest.raises(BodyError, match=r"^gzip data expands to 16777216 bytes or more") as info:
+        decoder.feed(_bomb(17))
+    assert info.value.decoded == bytes(_body.MAX_EXPANSION)
+
+
+@pytest.mark.parametrize(
+    ("coding", "encoded"),
+    [
+        ("gzip", gzip.compress(PAYLOAD)),
+        ("gzip", gzip.compress(PAYLOAD[:3000]) + gzip.compress(PAYLOAD[3000:])),  # 2 members
+        ("deflate", zlib.compress(PAYLOAD)),
+        ("deflate", deflate_raw(PAYLOAD)),
+    ],
+    ids=["gzip", "gzip-two-members", "deflate-zlib", "deflate-raw"],
+)
+def test_the_expansion_bound_is_per_read(coding: str, encoded: bytes) -> None:
+    # With the bound below the body's size: one read of the whole body is refused (the
+    # bound counts every gzip member of the read), reads that each decode to less pass.
+    assert len(PAYLOAD) > 5000
+    with mock.patch.object(_body, "MAX_EXPANSION", 5000):
+        decoder = BodyDecoder(Framing.CLOSE, ContentDecoder(coding))
+        with pytest.raises(BodyError, match="expands to 5000 bytes or more") as info:
+            decoder.feed(encoded)
+        assert info.value.decoded == PAYLOAD[:5000]
+        decoder = BodyDecoder(Framing.CLOSE, ContentDecoder(coding))
+        reads = [encoded[i : i + 40] for i in range(0, len(encoded), 40)]
+        assert feed(decoder, reads) + decoder.end_of_input() == PAYLOAD
+
+
 @pytest.mark.parametrize(
     ("coding", "encoded", "message"),
     [
