@@ -29,8 +29,16 @@ __all__ = ["BodyDecoder", "BodyError", "ContentDecoder", "Framing", "supported_c
 MAX_CHUNK_LINE = 4096
 #: Most bytes of trailer fields accepted after the last chunk.
 MAX_TRAILER = 64 * 1024
+#: Most bytes one read's gzip or deflate data may decode to.  Deflate expands at most
+#: about 1030 times, so a read of 64 KiB (the transport's) could make 64 MiB: this
+#: bound, 256 times a full read, stops a decompression bomb well before, far above
+#: what real event streams compress by.
+MAX_EXPANSION = 16 * 1024 * 1024
 
-_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")  # int(x, 16) alone would accept "0x1", "1_0"
+# At most 16 significant hex digits (64 bits), after any number of leading zeros (RFC
+# 9112 allows them; MAX_CHUNK_LINE bounds the line).  int(x, 16) alone would accept
+# "0x1", "1_0".
+_CHUNK_SIZE = re.compile(rb"0*[0-9A-Fa-f]{1,16}")
 
 
 class BodyError(ValueError):
@@ -75,8 +83,8 @@ class ContentDecoder:
         self._coding = coding
         self.identity = coding == "identity"
         self._zlib: zlib._Decompress | None = None
-        # deflate: the first bytes, kept until the zlib header has been accepted, so
-        # they can be replayed as raw deflate if it is refused.
+        # deflate: the first byte, kept until the second says whether the body is
+        # zlib-wrapped or raw deflate.
         self._probe: bytes | None = b"" if coding == "deflate" else None
         self._fed = False
 
@@ -101,34 +109,38 @@ class ContentDecoder:
         return tail
 
     def _feed_probe(self, data: bytes) -> bytes:
+        """Decide zlib-wrapped or raw deflate on the first 2 bytes alone, so that the
+        outcome never depends on how the body is split into reads."""
         assert self._probe is not None
         probe = self._probe + data
-        if self._zlib is None:
+        if len(probe) < 2:
+            self._probe = probe  # a lone first byte: wait for the second
+            return b""
+        self._probe = None
+        if _zlib_header(probe[0], probe[1]):
             self._zlib = zlib.decompressobj(zlib.MAX_WBITS)
-        try:
-            out = self._zlib.decompress(data)
-        except zlib.error:
-            # Not zlib-wrapped: many servers send raw deflate under this name.
-            self._probe = self._zlib = None  # _decompress makes a raw decoder
-            return self._decompress(probe)
-        self._probe = None if len(probe) >= 2 else probe  # the header is 2 bytes
-        if self._zlib.unused_data:
-            error = BodyError("data after the end of the deflate stream")
-            error.decoded = out
-            raise error
-        return out
+        # else not zlib-wrapped: many servers send raw deflate under this name, and
+        # _decompress makes a raw decoder.  Either way, a zlib error is a BodyError.
+        return self._decompress(probe)
 
     def _decompress(self, data: bytes) -> bytes:
         if self._zlib is None:
             self._zlib = self._new()
         out: list[bytes] = []
+        room = MAX_EXPANSION  # what this read may still decode to (never 0 here)
         try:
             while data:
                 if self._zlib.eof:
                     if self._coding != "gzip":
                         raise BodyError(f"data after the end of the {self._coding} stream")
                     self._zlib = self._new()  # gzip: another member follows
-                out.append(self._zlib.decompress(data))
+                piece = self._zlib.decompress(data, room)
+                out.append(piece)
+                room -= len(piece)
+                if not room:  # a decompression bomb, or at the least not an event stream
+                    raise BodyError(
+                        f"{self._coding} data expands to {MAX_EXPANSION} bytes or more in one read"
+                    )
                 data = self._zlib.unused_data
         except BodyError as exc:
             exc.decoded = b"".join(out)
@@ -143,6 +155,13 @@ class ContentDecoder:
         if self._coding == "gzip":
             return zlib.decompressobj(16 + zlib.MAX_WBITS)
         return zlib.decompressobj(-zlib.MAX_WBITS)
+
+
+def _zlib_header(cmf: int, flg: int) -> bool:
+    """Whether two bytes are a zlib header this decoder takes (RFC 1950, 2.2): method
+    8 (deflate), a window of at most 32 KiB, the check bits right, no preset
+    dictionary (HTTP has no way to give one)."""
+    return cmf & 0x0F == 8 and cmf >> 4 <= 7 and (cmf * 256 + flg) % 31 == 0 and not flg & 0x20
 
 
 class _Chunked:
@@ -197,7 +216,8 @@ class _Chunked:
                 end = find(b"\n", pos, pos + MAX_CHUNK_LINE + 1)
                 if end < 0:
                     break  # held below, or too long
-                line = buf[pos : end - 1] if buf[end - 1] == 13 else buf[pos:end]
+                # end > pos: at end == 0, buf[-1] would be the read's last byte
+                line = buf[pos : end - 1] if end > pos and buf[end - 1] == 13 else buf[pos:end]
                 pos = end + 1
                 left = _SIZES.get(line)  # streams repeat a few sizes: skip the checks
                 if left is None:
@@ -226,8 +246,9 @@ class _Chunked:
                 end = find(b"\n", pos)
                 if end < 0:
                     break
-                # end == pos: both slices are b"", whatever byte precedes
-                line = buf[pos : end - 1] if buf[end - 1] == 13 else buf[pos:end]
+                # end > pos: the CR must be on this line (at end == 0, buf[-1] is the
+                # read's last byte, and buf[0:-1] not empty)
+                line = buf[pos : end - 1] if end > pos and buf[end - 1] == 13 else buf[pos:end]
                 pos = end + 1  # CRLF, or a lenient bare LF
                 state = self._on_line(state, line)
         if pos < size and state is not _DONE:
@@ -412,7 +433,11 @@ class BodyDecoder:
         out = self._content.feed(payload)
         if ended:
             self.done = True
-            out += self._content.finish()
+            try:
+                out += self._content.finish()
+            except BodyError as exc:  # keep what this read decoded before the end
+                exc.decoded = out + exc.decoded
+                raise
         return out
 
     def end_of_input(self) -> bytes:

@@ -61,8 +61,10 @@ def deflate_raw(data: bytes) -> bytes:
         chunked(b"data: a\n\n", b"data: b\n\n", tail=b"0\r\nX-Trailer: 1\r\nY: 2\r\n\r\n"),
         b"9\ndata: a\n\n\n9\ndata: b\n\n\n0\n\n",  # bare LF, accepted leniently
         b"00009\r\ndata: a\n\n\r\n9\r\ndata: b\n\n\r\n0\r\n\r\n",  # leading zeros
+        # more leading zeros than 16 digits, in a size and in the last chunk
+        b"%s9\r\ndata: a\n\n\r\n9\r\ndata: b\n\n\r\n%s\r\n\r\n" % (b"0" * 20, b"0" * 20),
     ],
-    ids=["plain", "extensions", "trailers", "bare-lf", "leading-zeros"],
+    ids=["plain", "extensions", "trailers", "bare-lf", "leading-zeros", "many-leading-zeros"],
 )
 def test_chunked_body_is_decoded_whole_and_byte_by_byte(wire: bytes) -> None:
     for reads in whole_and_bytewise(wire):
@@ -110,6 +112,59 @@ def test_chunk_runs_decode_as_one_chunk_at_a_time(
     assert fast.done == slow.done
     if fast.done:
         assert got == payload
+
+
+@pytest.mark.parametrize(
+    ("reads", "expected"),
+    [
+        # a read that ends in a payload's CR
+        ([b"5\nhello", b"\n8\ndata: x\r", b"\n2\n\n\n\n0\n\n"], b"hellodata: x\r\n\n"),
+        # the empty line that ends the trailer section, in a read that ends in CR
+        ([b"5\r\nhello\r\n0\r\n", b"\nX\r"], b"hello"),
+    ],
+    ids=["data", "trailer"],
+)
+def test_a_read_that_starts_with_a_bare_lf_is_not_read_with_its_last_cr(
+    reads: list[bytes], expected: bytes
+) -> None:
+    # A read that starts with a bare LF line end, after a read that ended in CR (a
+    # payload byte, or a trailer line cut there).
+    # Catches: _Chunked._feed taking buf[-1] (the read's last byte) for the CR before
+    # an LF at position 0 (it read "\r\n" as a line "\r", or missed the body's end).
+    decoder = BodyDecoder(Framing.CHUNKED, identity())
+    assert feed(decoder, reads) == expected
+    assert decoder.done
+
+
+@st.composite
+def _lf_chunked_wires(draw: st.DrawFn) -> tuple[bytes, bytes]:
+    """A chunked body whose line ends are CRLF or bare LF, each drawn, with payloads
+    and trailers that hold CR and LF."""
+    ends = st.sampled_from([b"\r\n", b"\n"])
+    text = st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"x", b"0"]), max_size=6)
+    payloads = draw(st.lists(text.map(b"".join).filter(bool), max_size=6))
+    wire = [b"%x%s%s%s" % (len(p), draw(ends), p, draw(ends)) for p in payloads]
+    wire.append(b"0" + draw(ends))
+    for field in draw(st.lists(st.sampled_from([b"X: 1", b"Y: \r2"]), max_size=2)):
+        wire.append(field + draw(ends))
+    wire.append(draw(ends))
+    return b"".join(wire), b"".join(payloads)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_lf_chunked_wires(), st.lists(st.integers(1, 12), max_size=20))
+def test_bare_lf_line_ends_decode_wherever_the_reads_split(
+    case: tuple[bytes, bytes], cuts: list[int]
+) -> None:
+    wire, payload = case
+    reads, pos = [], 0
+    for cut in cuts:
+        reads.append(wire[pos : pos + cut])
+        pos += cut
+    reads.append(wire[pos:])
+    decoder = BodyDecoder(Framing.CHUNKED, identity())
+    assert feed(decoder, reads) == payload
+    assert decoder.done
 
 
 @settings(max_examples=200, deadline=None)
@@ -192,6 +247,7 @@ def test_chunked_ignores_bytes_after_the_last_chunk() -> None:
         b"3\r\nabcdef\r\n",  # data longer than the size
         b"3\r\nabcd\r\n",  # by one byte, in a read shaped like one whole chunk
         b"1" * 17 + b"\r\n",  # more than 64 bits of size
+        b"00" + b"1" * 17 + b"\r\n",  # the same after leading zeros
         b"3\r\r\nabc\r\n",  # a CR before the CRLF: only spaces and tabs may pad a size
         b"3\x0b\r\nabc\r\n",  # nor other whitespace
         b"3X\r\nabc\r\n",
@@ -288,6 +344,21 @@ def test_chunk_size_line_at_the_limit_is_accepted() -> None:
         assert feed(decoder, reads) == b"abc"
         assert decoder.done
     for reads in whole_and_bytewise(b"3;x" + line[2:] + b"\nabc\r\n"):
+        decoder = BodyDecoder(Framing.CHUNKED, identity())
+        with pytest.raises(BodyError, match="too long"):
+            feed(decoder, reads)
+
+
+def test_leading_zeros_are_bounded_by_the_line_length_alone() -> None:
+    # A size after zeros that fill the line to its limit (CR included) is accepted,
+    # whole or byte by byte; one more zero makes the line too long.
+    # Catches: _CHUNK_SIZE counting leading zeros among its 16 digits.
+    size = b"0" * (MAX_CHUNK_LINE - 2) + b"3"
+    for reads in whole_and_bytewise(size + b"\r\nabc\r\n0\r\n\r\n"):
+        decoder = BodyDecoder(Framing.CHUNKED, identity())
+        assert feed(decoder, reads) == b"abc"
+        assert decoder.done
+    for reads in whole_and_bytewise(b"0" + size + b"\r\nabc\r\n"):
         decoder = BodyDecoder(Framing.CHUNKED, identity())
         with pytest.raises(BodyError, match="too long"):
             feed(decoder, reads)
@@ -426,6 +497,34 @@ def test_truncated_compressed_body_is_an_error(coding: str, encoded: bytes) -> N
         decoder.end_of_input()
 
 
+def _sync_flushed(coding: str, data: bytes) -> bytes:
+    """``data`` compressed and flushed to a byte boundary, with no end marker."""
+    wbits = 16 + zlib.MAX_WBITS if coding == "gzip" else zlib.MAX_WBITS
+    compressor = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+@pytest.mark.parametrize("framing", [Framing.LENGTH, Framing.CHUNKED])
+def test_a_body_that_ends_before_its_end_marker_keeps_the_last_read(
+    coding: str, framing: Framing
+) -> None:
+    # The body's end (its length, or the last chunk) arrives in the same read as the
+    # last compressed bytes, which lack their end marker: the error carries the events
+    # decoded from that read.
+    # Catches: BodyDecoder.feed losing the read's output when finish() raised.
+    encoded = _sync_flushed(coding, b"data: a\n\n")
+    if framing is Framing.CHUNKED:
+        decoder = BodyDecoder(framing, ContentDecoder(coding))
+        wire = chunked(encoded)  # the data chunk and the last chunk in one read
+    else:
+        decoder = BodyDecoder(framing, ContentDecoder(coding), len(encoded))
+        wire = encoded
+    with pytest.raises(BodyError, match="end marker") as info:
+        decoder.feed(wire)
+    assert info.value.decoded == b"data: a\n\n"
+
+
 @pytest.mark.parametrize(
     ("coding", "encoded"),
     [
@@ -442,18 +541,105 @@ def test_invalid_compressed_data_is_an_error(coding: str, encoded: bytes) -> Non
         decoder.feed(encoded)
 
 
-def test_a_deflate_body_whose_zlib_header_was_accepted_is_never_read_as_raw_deflate() -> None:
-    # The 2-byte zlib header arrives alone and is accepted: from then on the body is
-    # zlib data, and bytes that are not are an error.  These would read as a raw
+@pytest.mark.parametrize("cut", [1, 2, 3, None], ids=["1", "2", "3", "one-read"])
+def test_a_deflate_body_whose_zlib_header_was_accepted_is_never_read_as_raw_deflate(
+    cut: int | None,
+) -> None:
+    # A valid 2-byte zlib header: from then on the body is zlib data, and bytes that
+    # are not are an error, however the reads split it.  These would read as a raw
     # deflate stored block (header included) holding a forged event.
     # Catches: ContentDecoder._feed_probe keeping the probe past 2 bytes (it replayed
-    # the header as raw deflate and delivered the forged bytes).
+    # the header as raw deflate and delivered the forged bytes), or falling back to
+    # raw deflate on an error from later bytes of the read that brought the header.
     forged = b"data: forged\n\n".ljust(156, b"\n")
+    wire = b"\x78\x9c\x00\x63\xff" + forged
+    reads = [wire] if cut is None else [wire[:cut], wire[cut:]]
     decoder = BodyDecoder(Framing.CLOSE, ContentDecoder("deflate"))
-    assert decoder.feed(b"\x78\x9c") == b""
+    for read in reads[:-1]:
+        assert decoder.feed(read) == b""
     with pytest.raises(BodyError, match=r"^invalid deflate data: ") as info:
-        decoder.feed(b"\x00\x63\xff" + forged)
+        decoder.feed(reads[-1])
     assert info.value.decoded == b""
+
+
+def test_a_zlib_header_is_what_zlib_accepts_less_a_preset_dictionary() -> None:
+    # HTTP has no way to give a preset dictionary: such a header means raw deflate.
+    for cmf in range(256):
+        for flg in range(256):
+            try:
+                zlib.decompressobj(zlib.MAX_WBITS).decompress(bytes([cmf, flg]))
+            except zlib.error:
+                accepted = False
+            else:
+                accepted = not flg & 0x20
+            assert _body._zlib_header(cmf, flg) is accepted, (cmf, flg)
+
+
+def _deflate_outcome(reads: list[bytes]) -> bytes | str:
+    """The body, or the error (without what came before it: a zlib call that raises
+    drops its output, so that depends on the reads)."""
+    decoder = BodyDecoder(Framing.CLOSE, ContentDecoder("deflate"))
+    try:
+        return feed(decoder, reads) + decoder.end_of_input()
+    except BodyError as exc:
+        return str(exc)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([b"\x78\x9c", b"\x78\x01", b"\x08\x1d", b"\x78\xbb", b"\x00\x05", b""]),
+    st.sampled_from([b"", b"\x00\x63\xff", b"\x01\x05\x00\xfa\xff"]),
+    st.binary(max_size=30),
+    st.integers(0, 40),
+)
+def test_deflate_decodes_the_same_wherever_the_first_read_ends(
+    header: bytes, block: bytes, rest: bytes, cut: int
+) -> None:
+    # Zlib-wrapped or raw deflate is decided on the first 2 bytes alone: what comes
+    # out (or the error) does not depend on how much of the body the first read held.
+    wire = header + block + rest
+    assert _deflate_outcome([wire[:cut], wire[cut:]]) == _deflate_outcome([wire])
+
+
+def _bomb(megabytes: int) -> bytes:
+    """gzip data that decodes to that many MiB of zeros, made without the zeros."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    return b"".join(compressor.compress(zeros) for _ in range(megabytes)) + compressor.flush()
+
+
+def test_a_decompression_bomb_is_an_error_not_a_flood() -> None:
+    # 17 MiB from about 17 KB in one read: refused at MAX_EXPANSION, with the bytes
+    # decoded up to there.
+    # Catches: ContentDecoder._decompress without a bound on what one read makes.
+    decoder = BodyDecoder(Framing.CLOSE, ContentDecoder("gzip"))
+    with pytest.raises(BodyError, match=r"^gzip data expands to 16777216 bytes or more") as info:
+        decoder.feed(_bomb(17))
+    assert info.value.decoded == bytes(_body.MAX_EXPANSION)
+
+
+@pytest.mark.parametrize(
+    ("coding", "encoded"),
+    [
+        ("gzip", gzip.compress(PAYLOAD)),
+        ("gzip", gzip.compress(PAYLOAD[:3000]) + gzip.compress(PAYLOAD[3000:])),  # 2 members
+        ("deflate", zlib.compress(PAYLOAD)),
+        ("deflate", deflate_raw(PAYLOAD)),
+    ],
+    ids=["gzip", "gzip-two-members", "deflate-zlib", "deflate-raw"],
+)
+def test_the_expansion_bound_is_per_read(coding: str, encoded: bytes) -> None:
+    # With the bound below the body's size: one read of the whole body is refused (the
+    # bound counts every gzip member of the read), reads that each decode to less pass.
+    assert len(PAYLOAD) > 5000
+    with mock.patch.object(_body, "MAX_EXPANSION", 5000):
+        decoder = BodyDecoder(Framing.CLOSE, ContentDecoder(coding))
+        with pytest.raises(BodyError, match="expands to 5000 bytes or more") as info:
+            decoder.feed(encoded)
+        assert info.value.decoded == PAYLOAD[:5000]
+        decoder = BodyDecoder(Framing.CLOSE, ContentDecoder(coding))
+        reads = [encoded[i : i + 40] for i in range(0, len(encoded), 40)]
+        assert feed(decoder, reads) + decoder.end_of_input() == PAYLOAD
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ def test_stray_bytes_after_a_deflate_stream_keep_the_events_before_them(
 ) -> None:
     # One read: a whole zlib-wrapped deflate stream, then bytes that belong to no
     # stream.  The read is an error, but its events were decoded and are delivered.
-    # Catches: the "data after the end" error of ContentDecoder._feed_probe without
+    # Catches: the "data after the end" error of ContentDecoder._decompress without
     # the bytes decoded before it (they were lost).
     body = HEAD + zlib.compress(b"id: 1\ndata: a\n\nid: 2\ndata: b\n\n") + b"stray"
     server.enqueue(Script.raw_response(body).hold(), Script().event("c", id="3").hold())
