@@ -8,6 +8,7 @@ import os
 import queue
 import select
 import signal
+import sys
 import threading
 import time
 import types
@@ -484,3 +485,32 @@ def test_after_a_fork_a_doorbell_on_descriptor_0_is_renewed_too(
     assert made == [(99, 0)]
     assert closed == [99]  # the new one, now also under 0
     zero.fd = -1
+
+
+@pytest.mark.parametrize(
+    ("module", "check", "name"),
+    [
+        ("gevent.monkey", "is_module_patched", "threading"),
+        ("eventlet.patcher", "is_monkey_patched", "thread"),
+    ],
+)
+def test_under_a_green_threads_patch_an_iteration_waits_on_the_queue(
+    monkeypatch: pytest.MonkeyPatch, module: str, check: str, name: str
+) -> None:
+    # A blocking eventfd read would stop every greenlet: no bell once gevent or
+    # eventlet has patched threading (each asked the way it answers).
+    patched: set[str] = set()
+    for other in ("gevent.monkey", "eventlet.patcher"):
+        monkeypatch.delitem(sys.modules, other, raising=False)
+    monkeypatch.setitem(
+        sys.modules, module, types.SimpleNamespace(**{check: lambda n: n in patched})
+    )
+    assert not _delivery._green()
+    patched.add(name)
+    assert _delivery._green()
+    assert make_bell() is None
+    patched.clear()
+    bell = make_bell()
+    assert (bell is not None) == _delivery._HAVE_EVENTFD
+    if bell is not None:
+        bell.close()
