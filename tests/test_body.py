@@ -79,6 +79,16 @@ _PAYLOAD_BYTES = st.binary(max_size=40) | st.lists(
 ).map(b"".join)
 
 
+def _cut(wire: bytes, cuts: list[int]) -> list[bytes]:
+    """``wire`` as reads of the sizes in ``cuts``, then the rest."""
+    reads, pos = [], 0
+    for cut in cuts:
+        reads.append(wire[pos : pos + cut])
+        pos += cut
+    reads.append(wire[pos:])
+    return reads
+
+
 @st.composite
 def _chunked_wires(draw: st.DrawFn) -> tuple[bytes, bytes]:
     payloads = draw(st.lists(_PAYLOAD_BYTES.filter(bool), max_size=12))
@@ -98,11 +108,7 @@ def test_chunk_runs_decode_as_one_chunk_at_a_time(
     """The columnwise pass over whole chunks gives what the chunk-by-chunk loop gives,
     wherever the reads split, whatever the payloads hold."""
     wire, payload = case
-    reads, pos = [], 0
-    for cut in cuts:
-        reads.append(wire[pos : pos + cut])
-        pos += cut
-    reads.append(wire[pos:])
+    reads = _cut(wire, cuts)
     fast = BodyDecoder(Framing.CHUNKED, identity())
     got = feed(fast, reads)
     with mock.patch.object(_body, "_whole_chunks", return_value=0):
@@ -157,11 +163,7 @@ def test_bare_lf_line_ends_decode_wherever_the_reads_split(
     case: tuple[bytes, bytes], cuts: list[int]
 ) -> None:
     wire, payload = case
-    reads, pos = [], 0
-    for cut in cuts:
-        reads.append(wire[pos : pos + cut])
-        pos += cut
-    reads.append(wire[pos:])
+    reads = _cut(wire, cuts)
     decoder = BodyDecoder(Framing.CHUNKED, identity())
     assert feed(decoder, reads) == payload
     assert decoder.done
