@@ -865,9 +865,10 @@ def test_a_retry_of_thousands_of_digits_is_the_largest_and_loses_nothing(
         (b"0" * 700, 0),
         (b"0" * 700 + b"7", 7),
         (b"9" * 640, 10**640 - 1),  # still its integer
+        (b"1" + b"0" * 639, 10**639),  # 640 digits, not the largest
         (b"1" + b"0" * 640, 10**640 - 1),  # one digit more: the largest
     ],
-    ids=["zeros-5", "zeros", "many-zeros-7", "640-digits", "641-digits"],
+    ids=["zeros-5", "zeros", "many-zeros-7", "640-nines", "640-digits", "641-digits"],
 )
 def test_a_retry_value_is_its_integer_up_to_the_largest(value: bytes, expected: int) -> None:
     for reads in ([b"retry: " + value + b"\ndata: x\n\n"], [b"retry: " + value + b"\n\n"]):
